@@ -1,0 +1,1 @@
+"""Benchmarks behind `scripts/bench.py`: each sub-command prints numbers, never asserts."""

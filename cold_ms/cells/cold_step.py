@@ -1,0 +1,35 @@
+"""The compiled decoding steps: one forward over all rows, scoring inside, token ids out."""
+from mindspore import nn
+
+from cold_ms.ops.contrastive import MASKS, cold_select, first_argmax
+
+
+class ColdStep(nn.Cell):
+    """rows = [expert rows of the slots | amateur rows of the same slots] -> next ids (S,).
+
+    Compiled once per input shape: decode is (2S, 1) over every cache row in order
+    (cache_rows None); prefill is (R, T) chunks written into the listed cache rows.
+    alpha, beta (S,) float32 Tensors so new values never recompile.
+    """
+
+    def __init__(self, lm, mask="logit"):
+        super().__init__()
+        if mask not in MASKS:
+            raise ValueError(f"mask must be one of {MASKS}, got {mask!r}")
+        self.lm, self.mask = lm, mask
+
+    def construct(self, tokens, positions, cache_rows, last, lora_idx, alpha, beta):
+        logits = self.lm(tokens, positions, cache_rows, last, lora_idx)
+        slots = logits.shape[0] // 2
+        return cold_select(logits[:slots], logits[slots:], alpha, beta, self.mask)
+
+
+class GreedyStep(nn.Cell):
+    """rows = one row per slot (no amateur) -> argmax ids (S,), lowest index on ties."""
+
+    def __init__(self, lm):
+        super().__init__()
+        self.lm = lm
+
+    def construct(self, tokens, positions, cache_rows, last, lora_idx):
+        return first_argmax(self.lm(tokens, positions, cache_rows, last, lora_idx))

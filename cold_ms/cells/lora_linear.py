@@ -1,0 +1,43 @@
+"""A base linear layer plus LoRA adapters stacked in slots, chosen per row."""
+import mindspore as ms
+from mindspore import nn, ops, Parameter
+from mindspore.common.initializer import initializer
+
+from cold_ms.ops.bgmv import add_lora
+
+
+class MultiLoraLinear(nn.Cell):
+    """y = x W^T + BGMV(x, A, B, idx).
+
+    weight (out, in) as in the HF checkpoint; lora_a (slots, in, r); lora_b (slots, r, out)
+    with each adapter's scaling folded in and smaller ranks zero-padded to r. A row whose
+    idx is -1 gets the base layer alone. Without slots the layer is a plain linear.
+    """
+
+    def __init__(self, in_dim, out_dim, num_slots=0, rank=0, backend="gather"):
+        super().__init__()
+        self.in_dim, self.out_dim = in_dim, out_dim
+        self.weight = Parameter(initializer("zeros", (out_dim, in_dim), ms.float32),
+                                name="weight", requires_grad=False)
+        self.matmul = ops.MatMul(transpose_b=True)
+        self.has_lora = num_slots > 0 and rank > 0
+        self.backend = backend
+        if self.has_lora:
+            self.lora_a = Parameter(initializer("zeros", (num_slots, in_dim, rank), ms.float32),
+                                    name="lora_a")
+            self.lora_b = Parameter(initializer("zeros", (num_slots, rank, out_dim), ms.float32),
+                                    name="lora_b")
+
+    def construct(self, x, lora_idx):
+        rows, seq = x.shape[0], x.shape[1]
+        y = self.matmul(x.reshape(rows * seq, self.in_dim), self.weight)
+        y = y.reshape(rows, seq, self.out_dim)  # (R, T, out)
+        if self.has_lora:
+            y = add_lora(y, x, self.lora_a, self.lora_b, lora_idx, self.backend)
+        return y
+
+
+def target_linear(name, in_dim, out_dim, layout, backend):
+    """A MultiLoraLinear with slots only if some loaded adapter targets module `name`."""
+    slots = layout.num_slots if name in layout.targets else 0
+    return MultiLoraLinear(in_dim, out_dim, slots, layout.rank, backend)

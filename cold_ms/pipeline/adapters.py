@@ -1,0 +1,144 @@
+"""PEFT LoRA adapters -> stacked slots, and the registry mapping adapter names to slots.
+
+PEFT stores lora_A.weight (r, in) and lora_B.weight (out, r) per targeted module; the
+effective update is x @ A^T @ B^T * scaling, scaling = lora_alpha / r (or / sqrt(r) with
+rsLoRA). A slot holds A^T (in, r_max) and scaling * B^T (r_max, out), zero-padded.
+"""
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Dict, Tuple
+
+import numpy as np
+
+from cold_ms.config import LORA_TARGETS, LoraLayout
+from cold_ms.errors import AdapterError, CheckpointError
+from cold_ms.pipeline.checkpoint import module_dims, module_path
+from cold_ms.pipeline.safetensors_io import load_safetensors
+
+BASE = "base"
+_KEY = re.compile(r"(?:^|\.)layers\.(\d+)\.(?:self_attn|mlp)\.(\w+)\.lora_([AB])(?:\.[\w-]+)?\.weight$")
+
+
+@dataclass
+class Adapter:
+    name: str
+    rank: int
+    scaling: float
+    # (layer, module) -> (A (r, in), B (out, r)) as stored by PEFT
+    tensors: Dict[Tuple[int, str], Tuple[np.ndarray, np.ndarray]] = field(repr=False)
+
+    @property
+    def targets(self):
+        return tuple(sorted({m for _, m in self.tensors}, key=LORA_TARGETS.index))
+
+
+def _adapter_config(path):
+    cfg_path = os.path.join(path, "adapter_config.json")
+    try:
+        with open(cfg_path, encoding="utf-8") as f:
+            cfg = json.load(f)
+    except FileNotFoundError:
+        raise AdapterError(f"{path}: no adapter_config.json (expected a PEFT LoRA adapter directory)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise AdapterError(f"{cfg_path}: not valid JSON ({e})") from None
+    if cfg.get("peft_type", "LORA") != "LORA":
+        raise AdapterError(f"{path}: peft_type {cfg.get('peft_type')} is not LoRA")
+    for flag, why in (("use_dora", "DoRA"), ("fan_in_fan_out", "fan_in_fan_out (Conv1D) weights")):
+        if cfg.get(flag):
+            raise AdapterError(f"{path}: {why} adapters are not supported")
+    if cfg.get("bias", "none") != "none" or cfg.get("modules_to_save"):
+        raise AdapterError(f"{path}: adapters with trained biases or modules_to_save are not supported")
+    if cfg.get("rank_pattern") or cfg.get("alpha_pattern"):
+        raise AdapterError(f"{path}: per-module rank_pattern/alpha_pattern is not supported")
+    if not isinstance(cfg.get("r"), int) or cfg["r"] <= 0:
+        raise AdapterError(f"{cfg_path}: 'r' must be a positive integer")
+    return cfg
+
+
+def load_peft_adapter(path, name, model_cfg):
+    """Read a PEFT adapter directory and check it against the base model's shapes."""
+    cfg = _adapter_config(path)
+    rank = cfg["r"]
+    alpha = float(cfg.get("lora_alpha", rank))
+    scaling = alpha / math.sqrt(rank) if cfg.get("use_rslora") else alpha / rank
+    try:
+        raw = load_safetensors(os.path.join(path, "adapter_model.safetensors"))
+    except CheckpointError as e:
+        raise AdapterError(f"adapter '{name}': {e}") from None
+    halves = {}
+    for key, array in raw.items():
+        m = _KEY.search(key)
+        if not m or m.group(2) not in LORA_TARGETS:
+            raise AdapterError(f"adapter '{name}': tensor {key} is not a LoRA weight of a "
+                               f"LLaMA projection ({', '.join(LORA_TARGETS)})")
+        halves.setdefault((int(m.group(1)), m.group(2)), {})[m.group(3)] = array
+    if not halves:
+        raise AdapterError(f"adapter '{name}': adapter_model.safetensors holds no LoRA weights")
+    tensors = {}
+    for (layer, module), pair in sorted(halves.items()):
+        where = f"adapter '{name}' {module_path(layer, module)}"
+        if set(pair) != {"A", "B"}:
+            raise AdapterError(f"{where}: lora_A or lora_B is missing")
+        if layer >= model_cfg.num_layers:
+            raise AdapterError(f"{where}: layer {layer} does not exist in a "
+                               f"{model_cfg.num_layers}-layer base model")
+        n_in, n_out = module_dims(model_cfg, module)
+        a, b = pair["A"], pair["B"]
+        if a.shape != (rank, n_in) or b.shape != (n_out, rank):
+            raise AdapterError(f"{where}: lora_A {a.shape} / lora_B {b.shape} do not fit the base "
+                               f"model (expected {(rank, n_in)} / {(n_out, rank)}): "
+                               f"the adapter was trained for a different base model or rank")
+        tensors[(layer, module)] = (a, b)
+    return Adapter(name=name, rank=rank, scaling=scaling, tensors=tensors)
+
+
+class AdapterRegistry:
+    """Adapters by name, each in one slot; 'base' (or None) is slot -1, the bare base model."""
+
+    def __init__(self, adapters=()):
+        self.adapters = list(adapters)
+        self._slots = {}
+        for i, a in enumerate(self.adapters):
+            if a.name == BASE or a.name in self._slots:
+                raise AdapterError(f"adapter name '{a.name}' is reserved or used twice")
+            self._slots[a.name] = i
+
+    @property
+    def names(self):
+        return [a.name for a in self.adapters]
+
+    def slot(self, name):
+        if name is None or name == BASE:
+            return -1
+        if name not in self._slots:
+            known = ", ".join(self.names) or "none loaded"
+            raise AdapterError(f"unknown adapter '{name}' (loaded: {known}; 'base' = no adapter)")
+        return self._slots[name]
+
+    def layout(self):
+        if not self.adapters:
+            return LoraLayout(0, 0, ())
+        targets = {m for a in self.adapters for m in a.targets}
+        return LoraLayout(len(self.adapters), max(a.rank for a in self.adapters),
+                          tuple(m for m in LORA_TARGETS if m in targets))
+
+    def stacked(self, model_cfg):
+        """{parameter name: array} of lora_a (S, in, r) and lora_b (S, r, out) per targeted module."""
+        lay = self.layout()
+        out = {}
+        for layer in range(model_cfg.num_layers):
+            for module in lay.targets:
+                n_in, n_out = module_dims(model_cfg, module)
+                a_stack = np.zeros((lay.num_slots, n_in, lay.rank), np.float32)
+                b_stack = np.zeros((lay.num_slots, lay.rank, n_out), np.float32)
+                for slot, adapter in enumerate(self.adapters):
+                    pair = adapter.tensors.get((layer, module))
+                    if pair is not None:
+                        a_stack[slot, :, :adapter.rank] = pair[0].T
+                        b_stack[slot, :adapter.rank, :] = pair[1].T * adapter.scaling
+                path = module_path(layer, module)
+                out[path + ".lora_a"], out[path + ".lora_b"] = a_stack, b_stack
+        return out

@@ -1,0 +1,106 @@
+"""Host-side preparation of the compiled steps' inputs (numpy only, never in the graph).
+
+Row layout: with an amateur, slot s owns expert row s and amateur row S + s; without,
+slot s owns row s. Padding tokens go to the cache's scratch position, which no real
+token ever attends to, so rows of different lengths share one static shape.
+"""
+from dataclasses import dataclass, field
+from typing import List, Optional, Tuple
+
+import numpy as np
+
+
+@dataclass
+class Request:
+    """One generation request. adapter: expert adapter name (None = base model);
+    amateur: 'base', an adapter name, or None for plain greedy on the expert."""
+    prompt_ids: List[int]
+    adapter: Optional[str] = None
+    amateur: Optional[str] = "base"
+    alpha: float = 0.1
+    beta: float = 0.5
+    max_new_tokens: int = 64
+    ignore_eos: bool = False
+    stop_token_ids: Tuple[int, ...] = ()
+
+
+@dataclass
+class SlotState:
+    index: int                 # position of the request in the caller's list
+    request: Request
+    expert: int                # adapter slot of the expert row, -1 = base
+    amateur: int               # adapter slot of the amateur row, -1 = base
+    pos: int = 0               # next cache position to write
+    tokens: List[int] = field(default_factory=list)
+    finish_reason: Optional[str] = None
+
+    def accept(self, token, eos_ids):
+        """Record a generated token; return the finish reason once the request is done."""
+        self.tokens.append(int(token))
+        req = self.request
+        if token in req.stop_token_ids or (not req.ignore_eos and token in eos_ids):
+            self.finish_reason = "stop"
+        elif len(self.tokens) >= req.max_new_tokens:
+            self.finish_reason = "length"
+        return self.finish_reason
+
+
+def chunk_plan(longest, chunk_sizes):
+    """(T, chunks): the smallest chunk size holding the longest prompt, else the largest, repeated."""
+    for size in sorted(chunk_sizes):
+        if longest <= size:
+            return size, 1
+    size = max(chunk_sizes)
+    return size, -(-longest // size)
+
+
+def prefill_chunk(prompts, chunk, size, scratch):
+    """tokens, positions (R, T) and last (R,) for chunk `chunk` of every row's prompt."""
+    rows = len(prompts)
+    tokens = np.zeros((rows, size), np.int32)
+    positions = np.full((rows, size), scratch, np.int32)
+    last = np.zeros((rows,), np.int32)
+    for r, prompt in enumerate(prompts):
+        span = prompt[chunk * size:(chunk + 1) * size]
+        tokens[r, :len(span)] = span
+        positions[r, :len(span)] = np.arange(chunk * size, chunk * size + len(span))
+        last[r] = max(len(span) - 1, 0)
+    return tokens, positions, last
+
+
+def slot_rows(slots, num_slots, contrastive):
+    """Cache rows of the given slots: experts first, then amateurs."""
+    slots = list(slots)
+    return slots + [num_slots + s for s in slots] if contrastive else slots
+
+
+def contrast_beta(request):
+    """beta as applied: a request without an amateur is plain greedy (beta 0)."""
+    return request.beta if request.amateur is not None else 0.0
+
+
+def slot_params(states, contrastive):
+    """lora_idx per row ([experts | amateurs]) and alpha, beta per slot for the given states."""
+    lora_idx = [st.expert for st in states]
+    if contrastive:
+        lora_idx += [st.amateur for st in states]
+    alpha = np.array([st.request.alpha for st in states], np.float32)
+    beta = np.array([contrast_beta(st.request) for st in states], np.float32)
+    return np.array(lora_idx, np.int32), alpha, beta
+
+
+def decode_inputs(states, num_slots, contrastive, scratch):
+    """Inputs of one decode step over every row; empty slots write to the scratch position."""
+    rows = 2 * num_slots if contrastive else num_slots
+    tokens = np.zeros((rows, 1), np.int32)
+    positions = np.full((rows, 1), scratch, np.int32)
+    lora_idx = np.full((rows,), -1, np.int32)
+    alpha = np.ones((num_slots,), np.float32)
+    beta = np.zeros((num_slots,), np.float32)
+    for s, st in enumerate(states):
+        if st is None:
+            continue
+        for r, idx in zip(slot_rows([s], num_slots, contrastive), (st.expert, st.amateur)):
+            tokens[r, 0], positions[r, 0], lora_idx[r] = st.tokens[-1], st.pos, idx
+        alpha[s], beta[s] = st.request.alpha, contrast_beta(st.request)
+    return tokens, positions, lora_idx, alpha, beta

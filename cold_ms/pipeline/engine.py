@@ -1,0 +1,179 @@
+"""The generation engine: slots, prompt chunks, the compiled steps and stop rules.
+
+Host code in numpy prepares static-shape inputs; the compiled ColdStep/GreedyStep does the
+forward and the scoring and returns token ids. Requests take free slots as they open
+(continuous batching), so a batch larger than the slot count still runs to completion.
+"""
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import List
+
+import numpy as np
+from mindspore import Tensor
+
+from cold_ms.cells.cold_step import ColdStep, GreedyStep
+from cold_ms.cells.transformer import CausalLM
+from cold_ms.config import ColdParams
+from cold_ms.errors import ConfigError, InputError
+from cold_ms.ops.bgmv import check_backend
+from cold_ms.pipeline import batching
+from cold_ms.pipeline.adapters import AdapterRegistry
+from cold_ms.pipeline.runtime import configure, use_compile_cache
+
+DEFAULT_CHUNKS = (16, 64, 256)
+
+
+@dataclass
+class Result:
+    prompt_ids: List[int]
+    token_ids: List[int]
+    finish_reason: str
+
+
+@dataclass
+class Event:
+    index: int          # request position in the submitted list
+    token_id: int
+    finish_reason: str  # None while the request continues
+
+
+def assign(cell, arrays):
+    """Copy {parameter name: ndarray} into the cell's Parameters (shapes checked by the loaders)."""
+    params = dict(cell.parameters_and_names())
+    for name, array in arrays.items():
+        params[name].set_data(Tensor.from_numpy(np.ascontiguousarray(array, np.float32)))
+
+
+class Engine:
+    def __init__(self, model, adapters=None, *, slots=1, max_len=None, contrastive=True,
+                 mode="graph", lora_backend="gather", mask="logit",
+                 chunk_sizes=DEFAULT_CHUNKS, compile_cache=True):
+        configure(mode)
+        cfg = model.config
+        self.model, self.mode, self.slots = model, mode, int(slots)
+        self.max_len = int(max_len or min(cfg.max_position_embeddings, 2048))
+        if self.slots < 1:
+            raise ConfigError(f"slots must be >= 1, got {slots}")
+        if not 1 <= self.max_len <= cfg.max_position_embeddings:
+            raise ConfigError(f"max_len {self.max_len} is outside the model's context "
+                              f"(1..{cfg.max_position_embeddings})")
+        ColdParams(mask=mask)
+        self.adapters = adapters or AdapterRegistry()
+        self.contrastive = bool(contrastive)
+        self.chunk_sizes = tuple(chunk_sizes)
+        self.eos_ids = set(cfg.eos_token_ids) | set(getattr(model.tokenizer, "eos_ids", ()) or ())
+        rows = 2 * self.slots if self.contrastive else self.slots
+        layout = self.adapters.layout()
+        self.compile_cache = compile_cache and use_compile_cache(
+            (cfg, layout, rows, self.max_len, mode, lora_backend, mask, self.contrastive))
+        self.lm = CausalLM(cfg, layout, rows, self.max_len, check_backend(lora_backend))
+        assign(self.lm, model.weights)
+        assign(self.lm, self.adapters.stacked(cfg))
+        self.step = ColdStep(self.lm, mask) if self.contrastive else GreedyStep(self.lm)
+        self.stats = {"compile_s": {}, "decode_ms": [], "prefill_s": 0.0}
+
+    # ---- validation -------------------------------------------------------------------
+    def _state(self, index, req):
+        where = f"request {index}"
+        ids = list(req.prompt_ids)
+        if not ids:
+            raise InputError(f"{where}: empty prompt")
+        vocab = self.model.config.vocab_size
+        if min(ids) < 0 or max(ids) >= vocab:
+            raise InputError(f"{where}: prompt token ids must be in [0, {vocab})")
+        ColdParams(req.alpha, req.beta)
+        if int(req.max_new_tokens) < 1:
+            raise InputError(f"{where}: max_new_tokens must be >= 1")
+        if len(ids) + req.max_new_tokens > self.max_len:
+            raise InputError(f"{where}: prompt ({len(ids)} tokens) + max_new_tokens "
+                             f"({req.max_new_tokens}) exceeds the context of {self.max_len} tokens")
+        if req.amateur is not None and not self.contrastive:
+            raise InputError(f"{where}: this engine runs without amateur rows; "
+                             f"set amateur=None or build it with contrastive=True")
+        amateur = self.adapters.slot(req.amateur) if req.amateur is not None else -1
+        return batching.SlotState(index, req, self.adapters.slot(req.adapter), amateur)
+
+    # ---- compiled calls ---------------------------------------------------------------
+    def _call(self, key, tokens, positions, cache_rows, last, lora_idx, alpha, beta):
+        configure(self.mode)
+        args = [Tensor(tokens), Tensor(positions),
+                None if cache_rows is None else Tensor(np.asarray(cache_rows, np.int32)),
+                Tensor(last), Tensor(lora_idx)]
+        if self.contrastive:
+            args += [Tensor(alpha), Tensor(beta)]
+        start = time.perf_counter()
+        ids = self.step(*args).asnumpy()
+        elapsed = time.perf_counter() - start
+        if key not in self.stats["compile_s"]:
+            self.stats["compile_s"][key] = elapsed  # the first call of a shape compiles it
+        return ids, elapsed
+
+    def _prefill_group(self, slot_ids, slots):
+        """Prefill the given slots (all slots in order, or one); yields (slot, first token)."""
+        states = [slots[s] for s in slot_ids]
+        everyone = len(slot_ids) == self.slots
+        rows = None if everyone else batching.slot_rows(slot_ids, self.slots, self.contrastive)
+        prompts = [st.request.prompt_ids for st in states]
+        row_prompts = prompts * 2 if self.contrastive else prompts
+        lora_idx, alpha, beta = batching.slot_params(states, self.contrastive)
+        size, chunks = batching.chunk_plan(max(len(p) for p in prompts), self.chunk_sizes)
+        first = {}
+        for c in range(chunks):
+            tokens, positions, last = batching.prefill_chunk(row_prompts, c, size, self.max_len)
+            key = ("prefill", len(row_prompts), size)
+            ids, _ = self._call(key, tokens, positions, rows, last, lora_idx, alpha, beta)
+            for j, st in enumerate(states):
+                if (len(prompts[j]) - 1) // size == c:
+                    first[slot_ids[j]] = int(ids[j])
+        for s in slot_ids:
+            yield s, first[s]
+
+    def _prefill(self, admitted, slots):
+        start = time.perf_counter()
+        groups = [admitted] if len(admitted) == self.slots else [[s] for s in admitted]
+        for group in groups:
+            for s, token in self._prefill_group(group, slots):
+                slots[s].pos = len(slots[s].request.prompt_ids)
+                yield s, token
+        self.stats["prefill_s"] += time.perf_counter() - start
+
+    def _decode(self, slots):
+        tokens, positions, lora_idx, alpha, beta = batching.decode_inputs(
+            slots, self.slots, self.contrastive, self.max_len)
+        last = np.zeros((tokens.shape[0],), np.int32)
+        ids, elapsed = self._call(("decode", tokens.shape[0], 1), tokens, positions, None, last,
+                                  lora_idx, alpha, beta)
+        self.stats["decode_ms"].append(elapsed * 1e3)
+        for s, st in enumerate(slots):
+            if st is not None:
+                st.pos += 1
+                yield s, int(ids[s])
+
+    # ---- public API -------------------------------------------------------------------
+    def stream(self, requests):
+        """Yield an Event per generated token, in the order tokens are produced."""
+        pending = deque(self._state(i, r) for i, r in enumerate(requests))
+        slots = [None] * self.slots
+        while pending or any(st is not None for st in slots):
+            admitted = []
+            for s in range(self.slots):
+                if slots[s] is None and pending:
+                    slots[s] = pending.popleft()
+                    admitted.append(s)
+            produced = self._prefill(admitted, slots) if admitted else self._decode(slots)
+            for s, token in produced:
+                st = slots[s]
+                reason = st.accept(token, self.eos_ids)
+                yield Event(st.index, token, reason)
+                if reason:
+                    slots[s] = None
+
+    def generate(self, requests):
+        """Run every request to completion; results in request order."""
+        results = [Result(list(r.prompt_ids), [], "") for r in requests]
+        for ev in self.stream(requests):
+            results[ev.index].token_ids.append(ev.token_id)
+            if ev.finish_reason:
+                results[ev.index].finish_reason = ev.finish_reason
+        return results

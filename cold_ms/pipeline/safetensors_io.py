@@ -1,0 +1,69 @@
+"""Read safetensors files into float32 numpy arrays, bf16 included.
+
+The `safetensors` package cannot hand bf16 tensors to numpy, so the (documented) file
+layout is read directly: an 8-byte little-endian header length, a JSON header, then the
+raw little-endian tensor bytes. Every offset is checked against the file so a truncated
+or corrupt file fails with a CheckpointError instead of garbage weights.
+"""
+import json
+import os
+
+import numpy as np
+
+from cold_ms.errors import CheckpointError
+
+_DTYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64, "BF16": np.uint16,
+           "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8,
+           "BOOL": np.bool_}
+
+
+def bf16_to_f32(raw):
+    """bfloat16 bit patterns (uint16) -> float32, exactly (bf16 is the top half of f32)."""
+    return (raw.astype(np.uint32) << 16).view(np.float32)
+
+
+def read_header(path):
+    """(header dict without __metadata__, metadata dict, data start offset)."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint file not found: {path}")
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise CheckpointError(f"{path}: not a safetensors file (shorter than 8 bytes)")
+        n = int.from_bytes(head, "little")
+        if n <= 0 or 8 + n > size:
+            raise CheckpointError(f"{path}: corrupt safetensors header (length {n}, file {size} bytes)")
+        try:
+            header = json.loads(f.read(n))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise CheckpointError(f"{path}: corrupt safetensors header ({e})") from None
+    meta = header.pop("__metadata__", None) or {}
+    return header, meta, 8 + n
+
+
+def load_safetensors(path, names=None):
+    """{name: float32 ndarray} for every tensor (or those in `names`); ints stay ints."""
+    header, _, start = read_header(path)
+    data = np.memmap(path, dtype=np.uint8, mode="r")
+    out = {}
+    for name, info in header.items():
+        if names is not None and name not in names:
+            continue
+        dtype = _DTYPES.get(info.get("dtype"))
+        if dtype is None:
+            raise CheckpointError(f"{path}: tensor {name} has unsupported dtype {info.get('dtype')}")
+        begin, end = info["data_offsets"]
+        shape = tuple(info["shape"])
+        count = int(np.prod(shape)) if shape else 1
+        if start + end > data.size or end - begin != count * np.dtype(dtype).itemsize:
+            raise CheckpointError(f"{path}: tensor {name} lies outside the file or has the wrong "
+                                  f"size (truncated or corrupt checkpoint)")
+        raw = np.frombuffer(data, dtype=dtype, count=count, offset=start + begin).reshape(shape)
+        if info["dtype"] == "BF16":
+            out[name] = bf16_to_f32(raw)
+        elif np.issubdtype(dtype, np.floating):
+            out[name] = raw.astype(np.float32)
+        else:
+            out[name] = np.array(raw)
+    return out

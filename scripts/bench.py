@@ -1,0 +1,25 @@
+#!/usr/bin/env python
+"""cold_ms benchmarks. Sub-commands print tables (and JSON with --json where offered)."""
+import argparse
+import importlib
+import os
+import sys
+
+os.environ.setdefault("GLOG_v", "3")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+COMMANDS = {"decode": "greedy vs fused CoLD decode step on a random LLaMA"}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, help_text in COMMANDS.items():
+        importlib.import_module(f"cold_ms.bench.{name}").add_arguments(sub.add_parser(name, help=help_text))
+    args = parser.parse_args(argv)
+    importlib.import_module(f"cold_ms.bench.{args.command}").run(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

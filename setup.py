@@ -1,0 +1,22 @@
+from setuptools import find_packages, setup
+
+# mindspore 2.9.0 is the only release mindformers 1.9.0 installs with here; numpy 2 breaks
+# MindSpore's Tensor.reshape, so numpy stays at 1.26.4.
+CORE = ["mindspore==2.9.0", "numpy==1.26.4", "safetensors>=0.4", "sentencepiece>=0.2",
+        "tokenizers>=0.20", "gguf>=0.17", "jinja2>=3.1", "tqdm>=4.66", "pyyaml>=6.0"]
+EXTRAS = {
+    "mindformers": ["mindformers==1.9.0"],
+    "test": ["pytest>=8"],
+}
+EXTRAS["all"] = sorted({r for reqs in EXTRAS.values() for r in reqs})
+
+setup(
+    name="cold_ms",
+    version="0.1.0",
+    description="Contrastive LoRA Decoding (CoLD) on MindSpore: one base model, stacked LoRA "
+                "slots, expert and amateur in one compiled graph",
+    packages=find_packages(include=["cold_ms", "cold_ms.*"]),
+    python_requires=">=3.9,<3.12",
+    install_requires=CORE,
+    extras_require=EXTRAS,
+)

@@ -1,0 +1,34 @@
+import os
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.dirname(HERE))
+os.environ.setdefault("GLOG_v", "3")
+
+import fixtures  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """Compile cache and kernel builds of the test session live in a temporary directory."""
+    os.environ["COLD_MS_CACHE"] = str(tmp_path_factory.mktemp("cold_ms_cache"))
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    """A tiny GQA LLaMA (untied) with a sentencepiece tokenizer and three PEFT adapters."""
+    root = tmp_path_factory.mktemp("tiny")
+    cfg, weights = fixtures.write_model(str(root / "model"))
+    fixtures.write_sentencepiece(str(root / "model" / "tokenizer.model"))
+    adapters = {
+        "qv": fixtures.write_adapter(str(root / "qv"), cfg, rank=4, alpha=8, seed=1),
+        "all": fixtures.write_adapter(str(root / "all"), cfg, rank=8, alpha=4, seed=2,
+                                      targets=fixtures.PROJ_DIMS),
+        "mlp": fixtures.write_adapter(str(root / "mlp"), cfg, rank=2, alpha=2, seed=3,
+                                      targets=("gate_proj", "down_proj"), layers=[1]),
+    }
+    return {"root": root, "cfg": cfg, "weights": weights, "adapters": adapters,
+            "model_dir": str(root / "model"), "adapter_dir": {k: str(root / k) for k in adapters}}

@@ -1,0 +1,24 @@
+"""Shared test helpers that drive cold_ms (the references live in numpy_llama.py)."""
+import numpy as np
+from mindspore import Tensor
+
+from cold_ms.pipeline.adapters import AdapterRegistry, load_peft_adapter
+from cold_ms.pipeline.engine import Engine
+from cold_ms.pipeline.model import load_model
+
+
+def engine_for(tiny, names=(), **kw):
+    model = load_model(kw.pop("model_dir", None) or tiny["model_dir"])
+    reg = AdapterRegistry([load_peft_adapter(tiny["adapter_dir"][n], n, model.config) for n in names])
+    kw.setdefault("max_len", 64)
+    return Engine(model, reg, **kw)
+
+
+def all_logits(engine, tokens, lora_idx):
+    """Logits (T, V) at every position of `tokens` for one row with adapter slot `lora_idx`."""
+    n = len(tokens)
+    args = (Tensor(np.array([tokens], np.int32)), Tensor(np.arange(n, dtype=np.int32)[None]),
+            Tensor(np.array([0], np.int32)))
+    idx = Tensor(np.array([lora_idx], np.int32))
+    return np.stack([engine.lm(*args, Tensor(np.array([t], np.int32)), idx).asnumpy()[0]
+                     for t in range(n)])

@@ -1,0 +1,112 @@
+"""Bad input gets a ColdError (a ValueError) with a readable message, never a stack trace."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import fixtures
+from cold_ms.errors import AdapterError, CheckpointError, ColdError, ConfigError, InputError
+from cold_ms.pipeline.adapters import load_peft_adapter
+from cold_ms.pipeline.batching import Request
+from cold_ms.pipeline.model import load_model
+from helpers import engine_for
+
+INFER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "infer.py")
+
+
+@pytest.fixture(scope="module")
+def eng(tiny):
+    return engine_for(tiny, ("qv",), max_len=32)
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(alpha=0.0), r"alpha must be in \(0, 1\]"), (dict(alpha=1.5), "alpha"),
+    (dict(beta=-1.0), "beta must be >= 0"), (dict(adapter="nope"), "unknown adapter 'nope'"),
+    (dict(amateur="nope"), "unknown adapter"), (dict(prompt_ids=[]), "empty prompt"),
+    (dict(prompt_ids=[1] * 30), "exceeds the context of 32"), (dict(prompt_ids=[1, 500]), r"\[0, 96\)"),
+    (dict(max_new_tokens=0), "max_new_tokens"),
+])
+def test_bad_requests(eng, kw, match):
+    req = dict(prompt_ids=[1, 2, 3], adapter="qv", amateur="base", max_new_tokens=4)
+    req.update(kw)
+    with pytest.raises(ColdError, match=match):
+        eng.generate([Request(**req)])
+
+
+def test_adapter_for_another_base_model(tiny, tmp_path):
+    other = dict(fixtures.TINY, hidden_size=48)
+    fixtures.write_adapter(str(tmp_path / "a"), other)
+    model = load_model(tiny["model_dir"])
+    with pytest.raises(AdapterError, match="different base model"):
+        load_peft_adapter(str(tmp_path / "a"), "a", model.config)
+
+
+def test_adapter_with_too_many_layers(tiny, tmp_path):
+    fixtures.write_adapter(str(tmp_path / "a"), tiny["cfg"], layers=[0, 5])
+    with pytest.raises(AdapterError, match="layer 5 does not exist"):
+        load_peft_adapter(str(tmp_path / "a"), "a", load_model(tiny["model_dir"]).config)
+
+
+def test_missing_files(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        load_model(str(tmp_path / "nothing"))
+    os.makedirs(tmp_path / "m")
+    (tmp_path / "m" / "config.json").write_text(json.dumps(fixtures.TINY))
+    (tmp_path / "m" / "pytorch_model.bin").write_bytes(b"pickle")
+    with pytest.raises(CheckpointError, match="pickled .bin checkpoints are not loaded"):
+        load_model(str(tmp_path / "m"))
+    with pytest.raises(AdapterError, match="no adapter_config.json"):
+        load_peft_adapter(str(tmp_path), "x", None)
+
+
+def test_truncated_and_corrupt_checkpoints(tmp_path):
+    fixtures.write_model(str(tmp_path / "m"))
+    path = tmp_path / "m" / "model.safetensors"
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        load_model(str(tmp_path / "m"))
+    path.write_bytes(b"\xff" * 64)
+    with pytest.raises(CheckpointError, match="corrupt safetensors header"):
+        load_model(str(tmp_path / "m"))
+
+
+def test_checkpoint_config_mismatch(tmp_path):
+    fixtures.write_model(str(tmp_path / "m"))
+    cfg = dict(fixtures.TINY, intermediate_size=64)
+    (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="do not match"):
+        load_model(str(tmp_path / "m"))
+
+
+@pytest.mark.parametrize("change,match", [
+    (dict(model_type="gpt2"), "model_type 'gpt2' is not supported"),
+    (dict(num_key_value_heads=3), "not a multiple"),
+    (dict(rope_scaling={"rope_type": "yarn", "factor": 4.0}), "rope scaling 'yarn'"),
+])
+def test_unsupported_configs(tmp_path, change, match):
+    fixtures.write_model(str(tmp_path / "m"))
+    (tmp_path / "m" / "config.json").write_text(json.dumps(dict(fixtures.TINY, **change)))
+    with pytest.raises(ConfigError, match=match):
+        load_model(str(tmp_path / "m"))
+
+
+@pytest.mark.parametrize("extra,match", [
+    (["--alpha", "0"], "alpha must be in"), (["--beta", "-1"], "beta must be >= 0"),
+    (["--expert", "nope"], "unknown adapter 'nope'"), (["--amateur", "nope"], "unknown adapter"),
+    (["--prompt-ids", ",".join(["3"] * 200)], "exceeds the model's context"),
+    (["--prompt", ""], "empty prompt"), (["--adapter", "broken"], "NAME=DIR"),
+])
+def test_infer_cli_errors_are_one_line(tiny, extra, match):
+    cmd = [sys.executable, INFER, "--model", tiny["model_dir"], "--adapter", f"qv={tiny['adapter_dir']['qv']}",
+           "--max-new-tokens", "4"]
+    if not any(a.startswith("--prompt") for a in extra):
+        cmd += ["--prompt-ids", "1,2,3"]
+    out = subprocess.run(cmd + extra, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2
+    assert out.stdout == ""
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and __import__("re").search(match, lines[0]), lines
+    assert isinstance(InputError("x"), ValueError)

@@ -1,0 +1,63 @@
+"""Logits of the Cells against the independent numpy reference, on real HF/PEFT files."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+import fixtures
+import numpy_llama as ref
+from helpers import all_logits, engine_for
+
+PROMPT = [1, 17, 42, 5, 88, 3, 60, 9, 21]
+TOL = 5e-5
+
+
+def _check(engine, cfg, weights, adapter, slot):
+    got = all_logits(engine, PROMPT, slot)
+    want = ref.forward(ref.effective_weights(weights, adapter), cfg, PROMPT)
+    assert np.abs(got - want).max() < TOL, np.abs(got - want).max()
+
+
+def test_base_model_logits(tiny):
+    eng = engine_for(tiny)
+    _check(eng, tiny["cfg"], tiny["weights"], None, -1)
+
+
+@pytest.mark.parametrize("slot,name", [(0, "qv"), (1, "all"), (2, "mlp"), (-1, None)])
+def test_adapter_slots_of_different_ranks_and_targets(tiny, slot, name):
+    eng = engine_for(tiny, ("qv", "all", "mlp"))
+    assert eng.adapters.layout().rank == 8  # ranks 4, 8, 2 zero-padded to 8
+    adapter = tiny["adapters"][name] if name else None
+    _check(eng, tiny["cfg"], tiny["weights"], adapter, slot)
+
+
+def test_tied_embeddings(tmp_path):
+    cfg = dict(fixtures.TINY, tie_word_embeddings=True, num_key_value_heads=1)
+    cfg, w = fixtures.write_model(str(tmp_path / "m"), cfg=cfg, seed=5)
+    eng = engine_for({"adapter_dir": {}}, model_dir=str(tmp_path / "m"))
+    _check(eng, cfg, w, None, -1)
+
+
+@pytest.mark.parametrize("dtype,shards", [("bfloat16", 3), ("float16", 1)])
+def test_half_precision_and_sharded_checkpoints(tmp_path, dtype, shards):
+    # transformers 5 spells rope_theta inside rope_parameters
+    cfg = {k: v for k, v in fixtures.TINY.items() if k != "rope_theta"}
+    cfg["rope_parameters"] = {"rope_type": "default", "rope_theta": 500000.0}
+    _, w = fixtures.write_model(str(tmp_path / "m"), cfg=cfg, seed=6, dtype=dtype, shards=shards)
+    eng = engine_for({"adapter_dir": {}}, model_dir=str(tmp_path / "m"))
+    assert eng.model.config.rope_theta == 500000.0
+    assert all(a.dtype == np.float32 for a in eng.model.weights.values())
+    _check(eng, dict(cfg, rope_theta=500000.0), w, None, -1)
+
+
+def test_adapter_scaling_and_rslora(tmp_path, tiny):
+    path = tmp_path / "rs"
+    adapter = fixtures.write_adapter(str(path), tiny["cfg"], rank=4, alpha=16, seed=9)
+    conf = json.loads((path / "adapter_config.json").read_text())
+    (path / "adapter_config.json").write_text(json.dumps(dict(conf, use_rslora=True)))
+    tiny2 = dict(tiny, adapter_dir={"rs": str(path)})
+    eng = engine_for(tiny2, ("rs",))
+    adapter["scaling"] = 16 / np.sqrt(4)
+    _check(eng, tiny["cfg"], tiny["weights"], adapter, 0)
+    assert os.path.isfile(path / "adapter_model.safetensors")
