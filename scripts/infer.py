@@ -28,6 +28,8 @@ def parse_args(argv=None):
     p.add_argument("--alpha", type=float, default=0.1, help="plausibility threshold, in (0, 1]")
     p.add_argument("--beta", type=float, default=0.5, help="contrast strength, >= 0 (0 = greedy)")
     p.add_argument("--mask", choices=("logit", "prob"), default="logit")
+    p.add_argument("--lora-backend", choices=("custom", "gather"), default="custom",
+                   help="BGMV kernel (custom) or the plain gather-BMM twin")
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--max-len", type=int, help="KV cache length (default: fits the request)")
     p.add_argument("--ignore-eos", action="store_true")
@@ -94,11 +96,13 @@ def run(args, log):
         raise InputError(f"prompt + max_new_tokens = {need} tokens exceeds the model's context "
                          f"of {model.config.max_position_embeddings}")
     engine = Engine(model, adapters, slots=min(len(prompts), 8), max_len=max_len,
-                    contrastive=amateur is not None, mode=args.mode, mask=args.mask)
+                    contrastive=amateur is not None, mode=args.mode, mask=args.mask,
+                    lora_backend=args.lora_backend)
     what = f"CoLD expert={expert} amateur={amateur} alpha={args.alpha} beta={args.beta}" \
         if amateur else f"greedy on {expert or 'the base model'}"
     log(f"cold_ms: {model.config.name} ({model.config.num_params / 1e6:.1f}M params, fp32), "
-        f"adapters [{', '.join(adapters.names) or 'none'}], {what}, {args.mode} mode; "
+        f"adapters [{', '.join(adapters.names) or 'none'}], {what}, {args.mode} mode, "
+        f"LoRA backend {engine.lora_backend}; "
         f"loaded in {model.load_s:.1f}s")
     requests = [Request(p, adapter=expert, amateur=amateur, alpha=args.alpha, beta=args.beta,
                         max_new_tokens=args.max_new_tokens, ignore_eos=args.ignore_eos)

@@ -81,3 +81,15 @@ def test_eos_stops_a_request(tiny, cold4):
     eng.eos_ids = {first[1]}
     res = eng.generate([Request(PROMPTS[0], adapter="qv", max_new_tokens=N)])[0]
     assert res.token_ids == first[:2] and res.finish_reason == "stop"
+
+
+def test_custom_kernel_and_gather_twin_give_the_same_tokens(tiny):
+    reqs = [_req(PROMPTS[0], "qv", "all"), _req(PROMPTS[2], "all", "base"), _req(PROMPTS[1], None, "qv")]
+    runs = {}
+    for backend in ("custom", "gather"):
+        eng = engine_for(tiny, ("qv", "all"), slots=3, lora_backend=backend)
+        assert eng.lora_backend == backend
+        runs[backend] = [r.token_ids for r in eng.generate(reqs)]
+    assert runs["custom"] == runs["gather"] == [_ref(tiny, PROMPTS[0], "qv", "all"),
+                                                _ref(tiny, PROMPTS[2], "all", "base"),
+                                                _ref(tiny, PROMPTS[1], None, "qv")]

@@ -3,27 +3,27 @@ import mindspore as ms
 from mindspore import nn, ops, Parameter
 from mindspore.common.initializer import initializer
 
-from cold_ms.ops.bgmv import add_lora
+from cold_ms.ops.bgmv import add_lora, select_backend
 
 
 class MultiLoraLinear(nn.Cell):
     """y = x W^T + BGMV(x, A, B, idx).
 
-    weight (out, in) as in the HF checkpoint; lora_a (slots, in, r); lora_b (slots, r, out)
-    with each adapter's scaling folded in and smaller ranks zero-padded to r. A row whose
+    weight (out, in) as in the HF checkpoint; lora_a (slots, r, in) as PEFT stores lora_A;
+    lora_b (slots, r, out) = scaling * lora_B^T; smaller ranks zero-padded to r. A row whose
     idx is -1 gets the base layer alone. Without slots the layer is a plain linear.
     """
 
-    def __init__(self, in_dim, out_dim, num_slots=0, rank=0, backend="gather"):
+    def __init__(self, in_dim, out_dim, num_slots=0, rank=0, backend="custom"):
         super().__init__()
         self.in_dim, self.out_dim = in_dim, out_dim
         self.weight = Parameter(initializer("zeros", (out_dim, in_dim), ms.float32),
                                 name="weight", requires_grad=False)
         self.matmul = ops.MatMul(transpose_b=True)
         self.has_lora = num_slots > 0 and rank > 0
-        self.backend = backend
         if self.has_lora:
-            self.lora_a = Parameter(initializer("zeros", (num_slots, in_dim, rank), ms.float32),
+            self.backend = select_backend(backend)
+            self.lora_a = Parameter(initializer("zeros", (num_slots, rank, in_dim), ms.float32),
                                     name="lora_a")
             self.lora_b = Parameter(initializer("zeros", (num_slots, rank, out_dim), ms.float32),
                                     name="lora_b")

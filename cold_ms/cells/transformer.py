@@ -50,7 +50,7 @@ class CausalLM(nn.Cell):
     scratch slot where padding tokens write, never visible to a real token.
     """
 
-    def __init__(self, cfg, layout, rows, max_len, backend="gather"):
+    def __init__(self, cfg, layout, rows, max_len, backend="custom"):
         super().__init__()
         self.cfg, self.layout, self.rows, self.max_len = cfg, layout, rows, max_len
         self.length = max_len + 1

@@ -2,7 +2,8 @@
 
 PEFT stores lora_A.weight (r, in) and lora_B.weight (out, r) per targeted module; the
 effective update is x @ A^T @ B^T * scaling, scaling = lora_alpha / r (or / sqrt(r) with
-rsLoRA). A slot holds A^T (in, r_max) and scaling * B^T (r_max, out), zero-padded.
+rsLoRA). A slot holds A (r_max, in) and scaling * B^T (r_max, out), zero-padded: both
+rank-major, the layout the BGMV kernels stream (see cold_ms.ops.bgmv).
 """
 import json
 import math
@@ -126,18 +127,18 @@ class AdapterRegistry:
                           tuple(m for m in LORA_TARGETS if m in targets))
 
     def stacked(self, model_cfg):
-        """{parameter name: array} of lora_a (S, in, r) and lora_b (S, r, out) per targeted module."""
+        """{parameter name: array} of lora_a (S, r, in) and lora_b (S, r, out) per targeted module."""
         lay = self.layout()
         out = {}
         for layer in range(model_cfg.num_layers):
             for module in lay.targets:
                 n_in, n_out = module_dims(model_cfg, module)
-                a_stack = np.zeros((lay.num_slots, n_in, lay.rank), np.float32)
+                a_stack = np.zeros((lay.num_slots, lay.rank, n_in), np.float32)
                 b_stack = np.zeros((lay.num_slots, lay.rank, n_out), np.float32)
                 for slot, adapter in enumerate(self.adapters):
                     pair = adapter.tensors.get((layer, module))
                     if pair is not None:
-                        a_stack[slot, :, :adapter.rank] = pair[0].T
+                        a_stack[slot, :adapter.rank, :] = pair[0]
                         b_stack[slot, :adapter.rank, :] = pair[1].T * adapter.scaling
                 path = module_path(layer, module)
                 out[path + ".lora_a"], out[path + ".lora_b"] = a_stack, b_stack

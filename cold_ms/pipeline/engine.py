@@ -16,7 +16,7 @@ from cold_ms.cells.cold_step import ColdStep, GreedyStep
 from cold_ms.cells.transformer import CausalLM
 from cold_ms.config import ColdParams
 from cold_ms.errors import ConfigError, InputError
-from cold_ms.ops.bgmv import check_backend
+from cold_ms.ops.bgmv import explain_kernel_error, select_backend
 from cold_ms.pipeline import batching
 from cold_ms.pipeline.adapters import AdapterRegistry
 from cold_ms.pipeline.runtime import configure, use_compile_cache
@@ -47,7 +47,7 @@ def assign(cell, arrays):
 
 class Engine:
     def __init__(self, model, adapters=None, *, slots=1, max_len=None, contrastive=True,
-                 mode="graph", lora_backend="gather", mask="logit",
+                 mode="graph", lora_backend="custom", mask="logit",
                  chunk_sizes=DEFAULT_CHUNKS, compile_cache=True):
         configure(mode)
         cfg = model.config
@@ -65,9 +65,10 @@ class Engine:
         self.eos_ids = set(cfg.eos_token_ids) | set(getattr(model.tokenizer, "eos_ids", ()) or ())
         rows = 2 * self.slots if self.contrastive else self.slots
         layout = self.adapters.layout()
+        self.lora_backend = select_backend(lora_backend) if layout.num_slots else "none"
         self.compile_cache = compile_cache and use_compile_cache(
-            (cfg, layout, rows, self.max_len, mode, lora_backend, mask, self.contrastive))
-        self.lm = CausalLM(cfg, layout, rows, self.max_len, check_backend(lora_backend))
+            (cfg, layout, rows, self.max_len, mode, self.lora_backend, mask, self.contrastive))
+        self.lm = CausalLM(cfg, layout, rows, self.max_len, self.lora_backend)
         assign(self.lm, model.weights)
         assign(self.lm, self.adapters.stacked(cfg))
         self.step = ColdStep(self.lm, mask) if self.contrastive else GreedyStep(self.lm)
@@ -103,7 +104,10 @@ class Engine:
         if self.contrastive:
             args += [Tensor(alpha), Tensor(beta)]
         start = time.perf_counter()
-        ids = self.step(*args).asnumpy()
+        try:
+            ids = self.step(*args).asnumpy()
+        except RuntimeError as e:
+            raise explain_kernel_error(e) or e
         elapsed = time.perf_counter() - start
         if key not in self.stats["compile_s"]:
             self.stats["compile_s"][key] = elapsed  # the first call of a shape compiles it
