@@ -52,6 +52,17 @@ class ModelConfig:
         head = 0 if self.tie_word_embeddings else self.vocab_size * d
         return self.vocab_size * d + L * per_layer + d + head
 
+    def to_hf(self) -> dict:
+        """A HF `config.json` dict that from_hf reads back to this config."""
+        return {"model_type": "llama", "architectures": ["LlamaForCausalLM"],
+                "vocab_size": self.vocab_size, "hidden_size": self.hidden_size,
+                "intermediate_size": self.intermediate_size, "num_hidden_layers": self.num_layers,
+                "num_attention_heads": self.num_heads, "num_key_value_heads": self.num_kv_heads,
+                "head_dim": self.head_dim, "rms_norm_eps": self.rms_norm_eps, "rope_theta": self.rope_theta,
+                "max_position_embeddings": self.max_position_embeddings,
+                "tie_word_embeddings": self.tie_word_embeddings, "bos_token_id": self.bos_token_id,
+                "eos_token_id": list(self.eos_token_ids), "torch_dtype": "float32"}
+
     @classmethod
     def from_hf(cls, cfg: dict, name: str = "llama") -> "ModelConfig":
         """Build from a HF `config.json` dict (transformers 4 and 5 spellings)."""

@@ -1,8 +1,11 @@
 #!/usr/bin/env python
 """CoLD generation from the command line: contrastive LoRA decoding on MindSpore.
 
-  python scripts/infer.py --mode graph --model DIR --adapter math=DIR --alpha 0.1 --beta 0.5 \
+  python scripts/infer.py --mode graph --chat --prompt "What is the capital of France?" --beta 0
+  python scripts/infer.py --model DIR|FILE.gguf|MF.yaml --adapter math=DIR --alpha 0.1 --beta 0.5 \
       --prompt "Question: ..." [--json]
+
+With no --model the embedded SmolLM2-135M-Instruct is used.
 """
 import argparse
 import json
@@ -20,9 +23,11 @@ from cold_ms.errors import ColdError, InputError  # noqa: E402
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--mode", choices=("graph", "pynative"), default="graph")
-    p.add_argument("--model", required=True, help="HF LLaMA model directory")
+    p.add_argument("--model", help="HF directory, .gguf file, MindFormers .yaml or converted directory "
+                                   "(default: the embedded SmolLM2-135M-Instruct)")
     p.add_argument("--adapter", action="append", default=[], metavar="NAME=DIR",
                    help="PEFT LoRA adapter directory, repeatable")
+    p.add_argument("--no-adapter", action="store_true", help="the base model alone, greedy")
     p.add_argument("--expert", help="adapter name of the expert (default: the only adapter)")
     p.add_argument("--amateur", default="base", help="'base' or an adapter name")
     p.add_argument("--alpha", type=float, default=0.1, help="plausibility threshold, in (0, 1]")
@@ -35,26 +40,11 @@ def parse_args(argv=None):
     p.add_argument("--ignore-eos", action="store_true")
     p.add_argument("--prompt", action="append", default=[], help="text prompt, repeatable")
     p.add_argument("--prompt-ids", action="append", default=[], help="comma-separated ids, repeatable")
+    p.add_argument("--chat", action="store_true", help="wrap text prompts in the chat template")
+    p.add_argument("--system", help="system message for --chat")
+    p.add_argument("--chat-template", help="built-in template (chatml, llama2) instead of the checkpoint's")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout, nothing else")
     return p.parse_args(argv)
-
-
-def prompt_ids(args, tokenizer):
-    prompts = []
-    for text in args.prompt:
-        if tokenizer is None:
-            raise InputError("this model ships no tokenizer: use --prompt-ids")
-        if not text.strip():
-            raise InputError("empty prompt")
-        prompts.append(tokenizer.encode(text))
-    for raw in args.prompt_ids:
-        try:
-            prompts.append([int(x) for x in raw.split(",") if x.strip()])
-        except ValueError:
-            raise InputError(f"--prompt-ids must be comma-separated integers, got {raw!r}") from None
-    if not prompts:
-        raise InputError("give at least one --prompt or --prompt-ids")
-    return prompts
 
 
 def parse_adapters(specs):
@@ -67,96 +57,96 @@ def parse_adapters(specs):
     return pairs
 
 
-def choose_roles(args, names):
-    """(expert, amateur) adapter names; amateur None means plain greedy."""
-    if args.expert is None and len(names) > 1:
-        raise InputError(f"several adapters loaded ({', '.join(names)}): choose one with --expert")
-    expert = args.expert or (names[0] if names else None)
-    amateur = None if (expert is None or args.beta == 0) else args.amateur
-    return expert, amateur
-
-
-def run(args, log):
+def build(args, log):
+    """Load the model and adapters, choose roles, make the prompts and the warmed-up engine."""
+    from cold_ms.config import ColdParams
     from cold_ms.pipeline.adapters import AdapterRegistry, load_peft_adapter
     from cold_ms.pipeline.batching import Request
     from cold_ms.pipeline.engine import Engine
     from cold_ms.pipeline.model import load_model
-    from cold_ms.config import ColdParams
+    from cold_ms.pipeline.prompts import choose_roles, parse_ids, text_prompt_ids
 
     ColdParams(args.alpha, args.beta, args.mask)
+    if args.max_new_tokens < 1:
+        raise InputError("--max-new-tokens must be >= 1")
     model = load_model(args.model)
-    adapters = AdapterRegistry([load_peft_adapter(path, name, model.config)
-                                for name, path in parse_adapters(args.adapter)])
-    expert, amateur = choose_roles(args, adapters.names)
+    adapters = AdapterRegistry(list(model.builtin_adapters) + [
+        load_peft_adapter(path, name, model.config) for name, path in parse_adapters(args.adapter)])
+    expert, amateur = choose_roles(adapters.names, args.expert, args.amateur, args.beta, args.no_adapter)
     adapters.slot(expert), adapters.slot(amateur)
-    prompts = prompt_ids(args, model.tokenizer)
+    prompts = [text_prompt_ids(model.tokenizer, t, args.chat, args.system, args.chat_template)
+               for t in args.prompt] + [parse_ids(raw) for raw in args.prompt_ids]
+    if not prompts:
+        raise InputError("give at least one --prompt or --prompt-ids")
     need = max(len(p) for p in prompts) + args.max_new_tokens
-    max_len = args.max_len or min(model.config.max_position_embeddings, -(-need // 64) * 64)
     if need > model.config.max_position_embeddings:
         raise InputError(f"prompt + max_new_tokens = {need} tokens exceeds the model's context "
                          f"of {model.config.max_position_embeddings}")
+    max_len = args.max_len or min(model.config.max_position_embeddings, -(-need // 64) * 64)
     engine = Engine(model, adapters, slots=min(len(prompts), 8), max_len=max_len,
                     contrastive=amateur is not None, mode=args.mode, mask=args.mask,
                     lora_backend=args.lora_backend)
-    what = f"CoLD expert={expert} amateur={amateur} alpha={args.alpha} beta={args.beta}" \
-        if amateur else f"greedy on {expert or 'the base model'}"
-    log(f"cold_ms: {model.config.name} ({model.config.num_params / 1e6:.1f}M params, fp32), "
-        f"adapters [{', '.join(adapters.names) or 'none'}], {what}, {args.mode} mode, "
-        f"LoRA backend {engine.lora_backend}; "
-        f"loaded in {model.load_s:.1f}s")
+    compile_s = engine.warmup(max(len(p) for p in prompts))
+    if expert is None and not args.no_adapter:
+        log("cold_ms: no expert adapter loaded, so this run decodes greedily with the base model "
+            "(give --adapter NAME=DIR for CoLD)")
+    roles = (f"CoLD expert={expert} amateur={amateur} alpha={args.alpha} beta={args.beta}" if amateur
+             else f"greedy on {expert or 'the base model'}")
+    log(f"cold_ms: {model.config.name} ({model.config.num_params / 1e6:.1f}M params, {model.dtype} -> "
+        f"float32) from {model.source}; adapters [{', '.join(adapters.names) or 'none'}]; {roles}; "
+        f"{args.mode} mode, LoRA backend {engine.lora_backend}; loaded in {model.load_s:.1f}s, "
+        f"compiled in {compile_s:.1f}s")
     requests = [Request(p, adapter=expert, amateur=amateur, alpha=args.alpha, beta=args.beta,
-                        max_new_tokens=args.max_new_tokens, ignore_eos=args.ignore_eos)
-                for p in prompts]
+                        max_new_tokens=args.max_new_tokens, ignore_eos=args.ignore_eos) for p in prompts]
     return model, engine, requests
+
+
+def generate(engine, requests, tokenizer, quiet):
+    """Run the requests; print text as it comes for one prompt, or each result as it completes."""
+    from cold_ms.pipeline.engine import Result
+    from cold_ms.pipeline.streaming import TextStream
+    results = [Result(list(r.prompt_ids), [], "") for r in requests]
+    streams = [TextStream(tokenizer) if tokenizer else None for _ in requests]
+    for ev in engine.stream(requests):
+        res, stream = results[ev.index], streams[ev.index]
+        res.token_ids.append(ev.token_id)
+        piece = stream.push(ev.token_id) if stream else ""
+        if not quiet and len(requests) == 1:
+            print(piece, end="", flush=True)
+        if ev.finish_reason:
+            res.finish_reason = ev.finish_reason
+            if not quiet:
+                text = stream.sent if stream else ",".join(map(str, res.token_ids))
+                print("\n" if len(requests) == 1 else f"[{ev.index}] {text}\n", end="", flush=True)
+    return results
 
 
 def main(argv=None):
     args = parse_args(argv)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     try:
-        model, engine, requests = run(args, log)
+        model, engine, requests = build(args, log)
         start = time.perf_counter()
-        results = stream_or_collect(engine, requests, model.tokenizer, args.json)
+        results = generate(engine, requests, model.tokenizer, args.json)
         wall = time.perf_counter() - start
     except ColdError as e:
         log(f"error: {e}")
         return 2
-    tok = model.tokenizer
-    steps = engine.stats["decode_ms"][1:] or engine.stats["decode_ms"]
-    timing = {"load_s": round(model.load_s, 3),
-              "compile_s": round(sum(engine.stats["compile_s"].values()), 3),
+    steps = engine.stats["decode_ms"]
+    tokens = sum(len(r.token_ids) for r in results)
+    timing = {"load_s": round(model.load_s, 3), "compile_s": round(sum(engine.stats["compile_s"].values()), 3),
               "prefill_s": round(engine.stats["prefill_s"], 3),
               "decode_ms_median": round(statistics.median(steps), 3) if steps else None,
-              "generated_tokens": sum(len(r.token_ids) for r in results),
-              "wall_s": round(wall, 3)}
+              "generated_tokens": tokens, "wall_s": round(wall, 3)}
     if args.json:
+        tok = model.tokenizer
         out = [{"prompt_ids": r.prompt_ids, "token_ids": r.token_ids,
-                "text": tok.decode(r.token_ids) if tok else None,
-                "finish_reason": r.finish_reason} for r in results]
+                "text": tok.decode(r.token_ids) if tok else None, "finish_reason": r.finish_reason}
+               for r in results]
         print(json.dumps({"outputs": out, "timing": timing}))
-    log(f"cold_ms: {timing['generated_tokens']} tokens in {wall:.2f}s (compile {timing['compile_s']}s, "
-        f"decode median {timing['decode_ms_median']} ms/step)")
+    log(f"cold_ms: {tokens} tokens in {wall:.2f}s ({tokens / wall:.1f} tokens/s; decode median "
+        f"{timing['decode_ms_median']} ms/step)")
     return 0
-
-
-def stream_or_collect(engine, requests, tokenizer, quiet):
-    """Generate; print text as it comes for one prompt, or each result as it completes."""
-    from cold_ms.pipeline.streaming import TextStream
-    results = [None] * len(requests)
-    streams = [TextStream(tokenizer) if tokenizer else None for _ in requests]
-    ids = [[] for _ in requests]
-    for ev in engine.stream(requests):
-        ids[ev.index].append(ev.token_id)
-        piece = streams[ev.index].push(ev.token_id) if streams[ev.index] else ""
-        if not quiet and len(requests) == 1 and piece:
-            print(piece, end="", flush=True)
-        if ev.finish_reason:
-            from cold_ms.pipeline.engine import Result
-            results[ev.index] = Result(list(requests[ev.index].prompt_ids), ids[ev.index], ev.finish_reason)
-            if not quiet:
-                text = streams[ev.index].sent if streams[ev.index] else ",".join(map(str, ids[ev.index]))
-                print(("\n" if len(requests) == 1 else f"[{ev.index}] {text}\n"), end="", flush=True)
-    return results
 
 
 if __name__ == "__main__":

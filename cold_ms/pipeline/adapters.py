@@ -59,16 +59,8 @@ def _adapter_config(path):
     return cfg
 
 
-def load_peft_adapter(path, name, model_cfg):
-    """Read a PEFT adapter directory and check it against the base model's shapes."""
-    cfg = _adapter_config(path)
-    rank = cfg["r"]
-    alpha = float(cfg.get("lora_alpha", rank))
-    scaling = alpha / math.sqrt(rank) if cfg.get("use_rslora") else alpha / rank
-    try:
-        raw = load_safetensors(os.path.join(path, "adapter_model.safetensors"))
-    except CheckpointError as e:
-        raise AdapterError(f"adapter '{name}': {e}") from None
+def adapter_from_halves(raw, name, rank, model_cfg):
+    """{(layer, module): (A, B)} from PEFT-style lora_A/lora_B tensors, checked against the base model."""
     halves = {}
     for key, array in raw.items():
         m = _KEY.search(key)
@@ -77,7 +69,7 @@ def load_peft_adapter(path, name, model_cfg):
                                f"LLaMA projection ({', '.join(LORA_TARGETS)})")
         halves.setdefault((int(m.group(1)), m.group(2)), {})[m.group(3)] = array
     if not halves:
-        raise AdapterError(f"adapter '{name}': adapter_model.safetensors holds no LoRA weights")
+        raise AdapterError(f"adapter '{name}' holds no LoRA weights")
     tensors = {}
     for (layer, module), pair in sorted(halves.items()):
         where = f"adapter '{name}' {module_path(layer, module)}"
@@ -93,7 +85,21 @@ def load_peft_adapter(path, name, model_cfg):
                                f"model (expected {(rank, n_in)} / {(n_out, rank)}): "
                                f"the adapter was trained for a different base model or rank")
         tensors[(layer, module)] = (a, b)
-    return Adapter(name=name, rank=rank, scaling=scaling, tensors=tensors)
+    return tensors
+
+
+def load_peft_adapter(path, name, model_cfg):
+    """Read a PEFT adapter directory and check it against the base model's shapes."""
+    cfg = _adapter_config(path)
+    rank = cfg["r"]
+    alpha = float(cfg.get("lora_alpha", rank))
+    scaling = alpha / math.sqrt(rank) if cfg.get("use_rslora") else alpha / rank
+    try:
+        raw = load_safetensors(os.path.join(path, "adapter_model.safetensors"))
+    except CheckpointError as e:
+        raise AdapterError(f"adapter '{name}': {e}") from None
+    return Adapter(name=name, rank=rank, scaling=scaling,
+                   tensors=adapter_from_halves(raw, name, rank, model_cfg))
 
 
 class AdapterRegistry:

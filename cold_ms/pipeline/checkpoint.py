@@ -84,6 +84,16 @@ def _weight_files(model_dir):
     raise CheckpointError(f"{model_dir}: no model.safetensors or model.safetensors.index.json{hint}")
 
 
+def load_converted(model_dir):
+    """(ModelConfig, weights) of a directory written by scripts/convert.py (config.json + model.ckpt)."""
+    from cold_ms.pipeline.mindformers_ckpt import read_checkpoint
+    cfg = ModelConfig.from_hf(_read_json(os.path.join(model_dir, "config.json")),
+                              name=os.path.basename(os.path.normpath(model_dir)))
+    weights = read_checkpoint(os.path.join(model_dir, "model.ckpt"))
+    check_weights(cfg, weights, model_dir)
+    return cfg, weights
+
+
 def load_hf_checkpoint(model_dir):
     """(ModelConfig, {name: float32 ndarray}) from a HF LLaMA model directory."""
     if not os.path.isdir(model_dir):

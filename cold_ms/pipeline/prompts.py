@@ -1,0 +1,35 @@
+"""Turning user input into prompt ids, and choosing the expert/amateur roles."""
+from cold_ms.errors import InputError
+from cold_ms.pipeline.chat import chat_prompt_ids
+
+
+def text_prompt_ids(tokenizer, text, chat=False, system=None, template=None):
+    """Ids of a text prompt, wrapped in the chat template when `chat` is set."""
+    if tokenizer is None:
+        raise InputError("this model ships no tokenizer: give token ids instead of text")
+    if not text or not text.strip():
+        raise InputError("empty prompt")
+    if not chat:
+        return tokenizer.encode(text)
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": text}]
+    return chat_prompt_ids(tokenizer, messages, template)
+
+
+def parse_ids(raw):
+    try:
+        ids = [int(x) for x in raw.split(",") if x.strip()]
+    except ValueError:
+        raise InputError(f"prompt ids must be comma-separated integers, got {raw!r}") from None
+    if not ids:
+        raise InputError("empty prompt")
+    return ids
+
+
+def choose_roles(names, expert=None, amateur="base", beta=0.5, no_adapter=False):
+    """(expert, amateur) adapter names; expert None = base model, amateur None = plain greedy."""
+    if no_adapter:
+        return None, None
+    if expert is None and len(names) > 1:
+        raise InputError(f"several adapters loaded ({', '.join(names)}): choose the expert")
+    expert = expert or (names[0] if names else None)
+    return expert, (None if expert is None or beta == 0 else amateur)

@@ -1,0 +1,78 @@
+"""GGUF files written by the gguf package load to the same model as their HF twin."""
+import numpy as np
+import pytest
+
+import fixtures
+import gguf_fixtures
+import numpy_llama as ref
+from cold_ms.errors import CheckpointError, ConfigError
+from cold_ms.pipeline.model import load_model
+from cold_ms.pipeline.tokenizer import SentencePieceTokenizer
+from helpers import all_logits, engine_for
+
+CFG = dict(fixtures.TINY, vocab_size=300, max_position_embeddings=64)
+PROMPT = [1, 50, 77, 200, 13, 299, 5, 42]
+
+
+@pytest.fixture(scope="module")
+def gguf_model(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gguf")
+    weights = fixtures.random_weights(CFG, seed=11)
+    vocab, tok = gguf_fixtures.bpe_vocab(fixtures.SP_TEXT)
+    stored = gguf_fixtures.write_gguf(str(root / "tiny.gguf"), CFG, weights, vocab)
+    fixtures.write_model(str(root / "hf"), cfg=CFG, weights=stored)
+    return {"gguf": str(root / "tiny.gguf"), "hf": str(root / "hf"), "stored": stored, "tok": tok, "root": root}
+
+
+def test_quantised_gguf_matches_its_hf_twin(gguf_model):
+    from_gguf = engine_for({}, model_dir=gguf_model["gguf"])
+    from_hf = engine_for({}, model_dir=gguf_model["hf"])
+    assert from_gguf.model.config == from_hf.model.config.__class__(**{
+        **from_hf.model.config.__dict__, "name": from_gguf.model.config.name})
+    got = all_logits(from_gguf, PROMPT, -1)
+    assert np.abs(got - all_logits(from_hf, PROMPT, -1)).max() < 1e-5
+    want = ref.forward(ref.effective_weights(gguf_model["stored"]), CFG, PROMPT)
+    assert np.abs(got - want).max() < 5e-5
+
+
+def test_gguf_bpe_vocab_encodes_like_the_trained_tokenizer(gguf_model):
+    tok = load_model(gguf_model["gguf"]).tokenizer
+    for text in fixtures.SP_TEXT[:5] + ["numbers 1234 and symbols !?", "  spaced\n\nlines"]:
+        ids = tok.encode(text, add_bos=False)
+        assert ids == gguf_model["tok"].encode(text).ids
+        assert tok.decode(ids) == text
+    assert tok.encode("Paris")[0] == 1  # add_bos_token from the file
+
+
+def test_gguf_sentencepiece_vocab_rebuilds_the_model(tmp_path, tiny):
+    sp_path = tiny["model_dir"] + "/tokenizer.model"
+    cfg = dict(CFG, vocab_size=96)
+    gguf_fixtures.write_gguf(str(tmp_path / "spm.gguf"), cfg, fixtures.random_weights(cfg), gguf_fixtures.spm_vocab(sp_path))
+    rebuilt = load_model(str(tmp_path / "spm.gguf")).tokenizer
+    original = SentencePieceTokenizer(sp_path)
+    for text in fixtures.SP_TEXT[:5] + ["What is the capital of France? Paris.</s>"]:
+        assert rebuilt.encode(text) == original.encode(text)
+        assert rebuilt.decode(rebuilt.encode(text)) == original.decode(original.encode(text))
+
+
+def test_unsupported_architecture(tmp_path):
+    vocab, _ = gguf_fixtures.bpe_vocab(fixtures.SP_TEXT)
+    gguf_fixtures.write_gguf(str(tmp_path / "g.gguf"), CFG, fixtures.random_weights(CFG), vocab, arch="gemma3")
+    with pytest.raises(ConfigError, match="GGUF architecture 'gemma3' is not supported yet"):
+        load_model(str(tmp_path / "g.gguf"))
+
+
+def test_truncated_gguf(gguf_model, tmp_path):
+    data = open(gguf_model["gguf"], "rb").read()
+    for cut in (len(data) // 2, 100):
+        (tmp_path / "t.gguf").write_bytes(data[:cut])
+        with pytest.raises(CheckpointError, match="truncated or corrupt"):
+            load_model(str(tmp_path / "t.gguf"))
+
+
+def test_tokenizer_larger_than_the_model(tmp_path):
+    vocab, _ = gguf_fixtures.bpe_vocab(fixtures.SP_TEXT)
+    cfg = dict(CFG, vocab_size=280)
+    gguf_fixtures.write_gguf(str(tmp_path / "v.gguf"), cfg, fixtures.random_weights(cfg), vocab)
+    with pytest.raises(CheckpointError, match="tokenizer and model do not match"):
+        load_model(str(tmp_path / "v.gguf"))
