@@ -6,7 +6,9 @@ CORE = ["mindspore==2.9.0", "numpy==1.26.4", "safetensors>=0.4", "sentencepiece>
         "tokenizers>=0.20", "gguf>=0.17", "jinja2>=3.1", "tqdm>=4.66", "pyyaml>=6.0"]
 EXTRAS = {
     "mindformers": ["mindformers==1.9.0"],
-    "test": ["pytest>=8"],
+    "serve": ["fastapi>=0.110", "uvicorn>=0.29", "prometheus-client>=0.20"],
+    "eval": ["reasoning-gym==0.1.25", "matplotlib>=3.8"],
+    "test": ["pytest>=8", "httpx>=0.27", "openai>=1.30"],
 }
 EXTRAS["all"] = sorted({r for reqs in EXTRAS.values() for r in reqs})
 

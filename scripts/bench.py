@@ -9,7 +9,8 @@ os.environ.setdefault("GLOG_v", "3")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 COMMANDS = {"decode": "greedy vs fused CoLD decode step on a random LLaMA",
-            "bgmv": "custom BGMV kernel vs the gather-BMM twin, time and peak memory"}
+            "bgmv": "custom BGMV kernel vs the gather-BMM twin, time and peak memory",
+            "serve": "HTTP server load test: throughput and latency at several slot counts"}
 
 
 def main(argv=None):

@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """CoLD generation from the command line: contrastive LoRA decoding on MindSpore.
 
+  python scripts/infer.py --mode graph        # CoLD, shipped 'math' expert, built-in example
   python scripts/infer.py --mode graph --chat --prompt "What is the capital of France?" --beta 0
   python scripts/infer.py --model DIR|FILE.gguf|MF.yaml --adapter math=DIR --alpha 0.1 --beta 0.5 \
       --prompt "Question: ..." [--json]
@@ -25,8 +26,9 @@ def parse_args(argv=None):
     p.add_argument("--mode", choices=("graph", "pynative"), default="graph")
     p.add_argument("--model", help="HF directory, .gguf file, MindFormers .yaml or converted directory "
                                    "(default: the embedded SmolLM2-135M-Instruct)")
-    p.add_argument("--adapter", action="append", default=[], metavar="NAME=DIR",
-                   help="PEFT LoRA adapter directory, repeatable")
+    p.add_argument("--adapter", action="append", default=[], metavar="NAME[=DIR]",
+                   help="PEFT LoRA adapter directory, or the name of a shipped adapter; repeatable "
+                        "(default with the embedded model: the shipped adapters, expert 'math')")
     p.add_argument("--no-adapter", action="store_true", help="the base model alone, greedy")
     p.add_argument("--expert", help="adapter name of the expert (default: the only adapter)")
     p.add_argument("--amateur", default="base", help="'base' or an adapter name")
@@ -44,38 +46,52 @@ def parse_args(argv=None):
     p.add_argument("--system", help="system message for --chat")
     p.add_argument("--chat-template", help="built-in template (chatml, llama2) instead of the checkpoint's")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout, nothing else")
+    p.add_argument("--input-file", help="batch job: JSON lines {id, prompt|messages, adapter, amateur, "
+                                        "alpha, beta, max_tokens}")
+    p.add_argument("--output-file", help="batch job results (appended; a rerun skips finished ids)")
+    p.add_argument("--slots", type=int, default=4, help="requests decoded together in a batch job")
     return p.parse_args(argv)
 
 
-def parse_adapters(specs):
-    pairs = []
-    for spec in specs:
-        name, sep, path = spec.partition("=")
-        if not sep or not name or not path:
-            raise InputError(f"--adapter expects NAME=DIR, got {spec!r}")
-        pairs.append((name, path))
-    return pairs
-
-
-def build(args, log):
-    """Load the model and adapters, choose roles, make the prompts and the warmed-up engine."""
+def load(args):
+    """Model, adapter registry and (expert, amateur) for the command line."""
     from cold_ms.config import ColdParams
     from cold_ms.pipeline.adapters import AdapterRegistry, load_peft_adapter
-    from cold_ms.pipeline.batching import Request
-    from cold_ms.pipeline.engine import Engine
     from cold_ms.pipeline.model import load_model
-    from cold_ms.pipeline.prompts import choose_roles, parse_ids, text_prompt_ids
+    from cold_ms.pipeline.prompts import choose_roles
+    from cold_ms.pipeline.shipped import DEFAULT_EXPERT, resolve_adapter, shipped_adapters
 
     ColdParams(args.alpha, args.beta, args.mask)
     if args.max_new_tokens < 1:
         raise InputError("--max-new-tokens must be >= 1")
     model = load_model(args.model)
+    embedded = args.model is None
+    specs = [resolve_adapter(s) for s in args.adapter]
+    if embedded and not specs and not args.no_adapter:
+        specs = list(shipped_adapters().items())  # trained for the embedded model
     adapters = AdapterRegistry(list(model.builtin_adapters) + [
-        load_peft_adapter(path, name, model.config) for name, path in parse_adapters(args.adapter)])
-    expert, amateur = choose_roles(adapters.names, args.expert, args.amateur, args.beta, args.no_adapter)
+        load_peft_adapter(path, name, model.config) for name, path in specs])
+    default_expert = DEFAULT_EXPERT if embedded and not args.adapter and DEFAULT_EXPERT in adapters.names else None
+    expert, amateur = choose_roles(adapters.names, args.expert or default_expert, args.amateur, args.beta,
+                                   args.no_adapter)
     adapters.slot(expert), adapters.slot(amateur)
+    return model, adapters, expert, amateur
+
+
+def build(args, log):
+    """Load the model and adapters, choose roles, make the prompts and the warmed-up engine."""
+    from cold_ms.pipeline.batching import Request
+    from cold_ms.pipeline.engine import Engine
+    from cold_ms.pipeline.prompts import parse_ids, text_prompt_ids
+    from cold_ms.pipeline.shipped import EXAMPLE_PROBLEM
+
+    model, adapters, expert, amateur = load(args)
+    embedded = args.model is None
     prompts = [text_prompt_ids(model.tokenizer, t, args.chat, args.system, args.chat_template)
                for t in args.prompt] + [parse_ids(raw) for raw in args.prompt_ids]
+    if not prompts and embedded:
+        log(f"cold_ms: no prompt given; solving the built-in example: {EXAMPLE_PROBLEM}")
+        prompts = [text_prompt_ids(model.tokenizer, EXAMPLE_PROBLEM, True, args.system, args.chat_template)]
     if not prompts:
         raise InputError("give at least one --prompt or --prompt-ids")
     need = max(len(p) for p in prompts) + args.max_new_tokens
@@ -121,9 +137,48 @@ def generate(engine, requests, tokenizer, quiet):
     return results
 
 
+def batch_job(args, log):
+    """--input-file: run every line not yet in --output-file, appending results as they finish."""
+    from tqdm import tqdm
+    from cold_ms.pipeline.batch_job import job_request, read_jobs, run_batch
+    from cold_ms.pipeline.engine import Engine
+    from cold_ms.pipeline.jsonl import read_done
+    if not args.output_file:
+        raise InputError("--input-file needs --output-file")
+    model, adapters, expert, amateur = load(args)
+    jobs = read_jobs(args.input_file)
+    defaults = {"adapter": expert, "amateur": amateur or args.amateur, "alpha": args.alpha, "beta": args.beta,
+                "max_tokens": args.max_new_tokens}
+    done = read_done(args.output_file)
+    todo = [j for j in jobs if j["id"] not in done]
+    sizes, contrastive = [0], False
+    for job in todo:
+        try:
+            req = job_request(job, model.tokenizer, defaults, args.chat_template)
+        except (ColdError, ValueError, TypeError, KeyError):
+            continue  # run_batch writes its error line
+        sizes.append(len(req.prompt_ids) + req.max_new_tokens)
+        contrastive = contrastive or req.amateur is not None
+    max_len = min(model.config.max_position_embeddings, -(-max(sizes) // 64) * 64 or 64)
+    engine = Engine(model, adapters, slots=args.slots, max_len=max_len, contrastive=contrastive,
+                    mode=args.mode, mask=args.mask, lora_backend=args.lora_backend)
+    log(f"cold_ms: batch job {args.input_file}: {len(jobs)} lines, {len(done)} already in {args.output_file}")
+    with tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="req", file=sys.stderr) as bar:
+        completed, failed = run_batch(engine, model.tokenizer, todo, args.output_file, defaults,
+                                      args.chat_template, bar)
+    log(f"cold_ms: {completed} completed, {failed} failed (see their 'error' field)")
+    return 0
+
+
 def main(argv=None):
     args = parse_args(argv)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    if args.input_file:
+        try:
+            return batch_job(args, log)
+        except ColdError as e:
+            log(f"error: {e}")
+            return 2
     try:
         model, engine, requests = build(args, log)
         start = time.perf_counter()

@@ -30,5 +30,6 @@ def tiny(tmp_path_factory):
         "mlp": fixtures.write_adapter(str(root / "mlp"), cfg, rank=2, alpha=2, seed=3,
                                       targets=("gate_proj", "down_proj"), layers=[1]),
     }
+    (root / "model" / "tokenizer_config.json").write_text('{"add_bos_token": true}')
     return {"root": root, "cfg": cfg, "weights": weights, "adapters": adapters,
             "model_dir": str(root / "model"), "adapter_dir": {k: str(root / k) for k in adapters}}

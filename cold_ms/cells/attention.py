@@ -22,7 +22,10 @@ class Attention(nn.Cell):
         self.cache = KVCache(rows, self.kv_heads, length, hd)
 
     def construct(self, x, cos, sin, flat_idx, bias, cache_rows, lora_idx):
-        """x (R, T, d); cos/sin (R, 1, T, D); bias (R, 1, 1, T, L) additive mask."""
+        """x (R, T, d); cos/sin (R, 1, T, D); bias (R, 1, 1, T, L) additive mask.
+
+        flat_idx None (training) attends within x itself and leaves the cache alone.
+        """
         rows, seq = x.shape[0], x.shape[1]
         hd, kvh = self.head_dim, self.kv_heads
         q = self.q_proj(x, lora_idx).reshape(rows, seq, self.heads, hd).transpose(0, 2, 1, 3)
@@ -30,7 +33,10 @@ class Attention(nn.Cell):
         v = self.v_proj(x, lora_idx).reshape(rows, seq, kvh, hd).transpose(0, 2, 1, 3)
         q = apply_rotary(q, cos, sin)
         k = apply_rotary(k, cos, sin)
-        k_all, v_all = self.cache(k, v, flat_idx, cache_rows)  # (R, KVH, L, D)
+        if flat_idx is None:
+            k_all, v_all = k, v
+        else:
+            k_all, v_all = self.cache(k, v, flat_idx, cache_rows)  # (R, KVH, L, D)
         length = k_all.shape[2]
         # Query heads g*group..g*group+group-1 share kv head g: fold them into the query axis
         # instead of repeating the cache (HF repeat_kv order).

@@ -8,7 +8,8 @@ class RMSNorm(nn.Cell):
     def __init__(self, dim, eps):
         super().__init__()
         self.eps = eps
-        self.weight = Parameter(initializer("ones", (dim,), ms.float32), name="weight")
+        self.weight = Parameter(initializer("ones", (dim,), ms.float32), name="weight",
+                                requires_grad=False)
 
     def construct(self, x):
         variance = ops.mean(x * x, axis=-1, keep_dims=True)

@@ -62,6 +62,25 @@ class CausalLM(nn.Cell):
         self.cos, self.sin = Tensor(cos), Tensor(sin)
         self.matmul = ops.MatMul(transpose_b=True)
 
+    def rotary(self, positions):
+        """cos, sin (R, 1, T, D) for positions (R, T)."""
+        cos = ops.expand_dims(ops.gather(self.cos, positions, 0), 1)
+        sin = ops.expand_dims(ops.gather(self.sin, positions, 0), 1)
+        return cos, sin
+
+    def hidden(self, tokens, positions, flat_idx, bias, cache_rows, lora_idx):
+        """Final-layer hidden states (R, T, d), before the last norm."""
+        cos, sin = self.rotary(positions)
+        h = self.model.embed_tokens(tokens)
+        for layer in self.model.layers:
+            h = layer(h, cos, sin, flat_idx, bias, cache_rows, lora_idx)
+        return h
+
+    def logits(self, h):
+        """Next-token logits (N, V) of hidden states (N, d)."""
+        head = self.model.embed_tokens.weight if self.tied else self.lm_head.weight
+        return self.matmul(self.model.norm(h), head)
+
     def construct(self, tokens, positions, cache_rows, last, lora_idx):
         """tokens, positions (R, T) int32; cache_rows (R,) or None (= all rows in order);
         last (R,) index in T of the token to score; lora_idx (R,) slot or -1. -> (R, V)."""
@@ -73,15 +92,13 @@ class CausalLM(nn.Cell):
                     + positions.reshape(rows, 1, seq)).reshape(-1)  # (R*KVH*T,)
         keys = ops.arange(0, self.length, dtype=ms.int32).reshape(1, 1, self.length)
         visible = keys <= positions.reshape(rows, seq, 1)  # (R, T, L)
-        bias = ops.select(visible, ops.zeros_like(visible, dtype=ms.float32),
-                          ops.full_like(visible, MASKED, dtype=ms.float32))
-        bias = bias.reshape(rows, 1, 1, seq, self.length)
-        cos = ops.expand_dims(ops.gather(self.cos, positions, 0), 1)  # (R, 1, T, D)
-        sin = ops.expand_dims(ops.gather(self.sin, positions, 0), 1)
-        h = self.model.embed_tokens(tokens)
-        for layer in self.model.layers:
-            h = layer(h, cos, sin, flat_idx, bias, cache_rows, lora_idx)
+        bias = additive_mask(visible).reshape(rows, 1, 1, seq, self.length)
+        h = self.hidden(tokens, positions, flat_idx, bias, cache_rows, lora_idx)
         pick = ops.arange(0, rows, dtype=ms.int32) * seq + last
-        h_last = self.model.norm(ops.gather(h.reshape(rows * seq, -1), pick, 0))  # (R, d)
-        head = self.model.embed_tokens.weight if self.tied else self.lm_head.weight
-        return self.matmul(h_last, head)
+        return self.logits(ops.gather(h.reshape(rows * seq, -1), pick, 0))  # (R, V)
+
+
+def additive_mask(visible):
+    """0 where a query may see a key, MASKED elsewhere."""
+    return ops.select(visible, ops.zeros_like(visible, dtype=ms.float32),
+                      ops.full_like(visible, MASKED, dtype=ms.float32))

@@ -30,7 +30,7 @@ def render_chat(template, messages, bos_token="", eos_token="", add_generation_p
         raise ConfigError(f"chat template failed: {e}") from None
 
 
-def chat_prompt_ids(tokenizer, messages, template_name=None):
+def chat_prompt_ids(tokenizer, messages, template_name=None, add_generation_prompt=True):
     """Token ids of a chat prompt: the named built-in template, else the checkpoint's own."""
     template = BUILTIN.get(template_name) if template_name else tokenizer.chat_template
     if template_name and template is None:
@@ -40,5 +40,5 @@ def chat_prompt_ids(tokenizer, messages, template_name=None):
                           f"({', '.join(BUILTIN)})")
     bos = tokenizer.token(tokenizer.bos_id) if tokenizer.bos_id is not None else ""
     eos = tokenizer.token(tokenizer.eos_ids[0]) if tokenizer.eos_ids else ""
-    text = render_chat(template, messages, bos or "", eos or "")
+    text = render_chat(template, messages, bos or "", eos or "", add_generation_prompt)
     return tokenizer.encode(text, add_bos=False)  # the template writes BOS itself where wanted

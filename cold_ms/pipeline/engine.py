@@ -75,7 +75,8 @@ class Engine:
         self.stats = {"compile_s": {}, "decode_ms": [], "prefill_s": 0.0}
 
     # ---- validation -------------------------------------------------------------------
-    def _state(self, index, req):
+    def new_state(self, index, req):
+        """A validated SlotState for request `req` (InputError/AdapterError on bad input)."""
         where = f"request {index}"
         ids = list(req.prompt_ids)
         if not ids:
@@ -114,7 +115,7 @@ class Engine:
         return ids, elapsed
 
     def _prefill_group(self, slot_ids, slots):
-        """Prefill the given slots (all slots in order, or one); yields (slot, first token)."""
+        """Prefill the given slots (all slots in order, or one); {slot: first token}."""
         states = [slots[s] for s in slot_ids]
         everyone = len(slot_ids) == self.slots
         rows = None if everyone else batching.slot_rows(slot_ids, self.slots, self.contrastive)
@@ -130,49 +131,67 @@ class Engine:
             for j, st in enumerate(states):
                 if (len(prompts[j]) - 1) // size == c:
                     first[slot_ids[j]] = int(ids[j])
-        for s in slot_ids:
-            yield s, first[s]
+        return first
 
-    def _prefill(self, admitted, slots):
+    # ---- step-wise API (the server's scheduler drives these) ---------------------------
+    def prefill(self, slot_ids, slots):
+        """Write the prompts of slots[s] for s in slot_ids into the cache: all slots at once
+        when every slot is listed, else one slot at a time (the others' rows untouched).
+        Returns [(slot, first generated token)]."""
         start = time.perf_counter()
-        groups = [admitted] if len(admitted) == self.slots else [[s] for s in admitted]
+        groups = [list(slot_ids)] if len(slot_ids) == self.slots else [[s] for s in slot_ids]
+        out = []
         for group in groups:
-            for s, token in self._prefill_group(group, slots):
+            for s, token in self._prefill_group(group, slots).items():
                 slots[s].pos = len(slots[s].request.prompt_ids)
-                yield s, token
+                out.append((s, token))
         self.stats["prefill_s"] += time.perf_counter() - start
+        return out
 
-    def _decode(self, slots):
+    def decode(self, slots):
+        """One decode step of every occupied slot; [(slot, next token)]."""
         tokens, positions, lora_idx, alpha, beta = batching.decode_inputs(
             slots, self.slots, self.contrastive, self.max_len)
         last = np.zeros((tokens.shape[0],), np.int32)
         ids, elapsed = self._call(("decode", tokens.shape[0], 1), tokens, positions, None, last,
                                   lora_idx, alpha, beta)
         self.stats["decode_ms"].append(elapsed * 1e3)
+        out = []
         for s, st in enumerate(slots):
             if st is not None:
                 st.pos += 1
-                yield s, int(ids[s])
+                out.append((s, int(ids[s])))
+        return out
 
-    # ---- public API -------------------------------------------------------------------
-    def warmup(self, longest_prompt):
-        """Compile the prefill graph for this prompt length and the decode graph now; returns seconds.
+    def warmup(self, longest_prompt=None, per_slot=False):
+        """Compile now rather than on the first request; returns seconds.
 
+        longest_prompt: compile the all-slot prefill graph of that prompt length; per_slot:
+        compile the one-slot prefill graphs of every chunk size (what a server admits with).
         The dummy steps write only to the scratch position, so no cache row is disturbed.
         """
         start = time.perf_counter()
         rows = 2 * self.slots if self.contrastive else self.slots
-        size, _ = batching.chunk_plan(longest_prompt, self.chunk_sizes)
-        zeros, ones = np.zeros((self.slots,), np.float32), np.ones((self.slots,), np.float32)
-        for key, seq in ((("prefill", rows, size), size), (("decode", rows, 1), 1)):
+        shapes = [(("decode", rows, 1), rows, 1, None)]
+        if longest_prompt:
+            size = batching.chunk_plan(longest_prompt, self.chunk_sizes)[0]
+            shapes.append((("prefill", rows, size), rows, size, None))
+        if per_slot:  # one slot's rows; with a single slot these are all the rows, read in place
+            one = batching.slot_rows([0], self.slots, self.contrastive)
+            cache_rows = one if self.slots > 1 else None
+            shapes += [(("prefill", len(one), size), len(one), size, cache_rows) for size in self.chunk_sizes]
+        for key, n, seq, cache_rows in shapes:
             if key not in self.stats["compile_s"]:
-                self._call(key, np.zeros((rows, seq), np.int32), np.full((rows, seq), self.max_len, np.int32),
-                           None, np.zeros((rows,), np.int32), np.full((rows,), -1, np.int32), ones, zeros)
+                slots = max(1, n // 2) if self.contrastive else n
+                self._call(key, np.zeros((n, seq), np.int32), np.full((n, seq), self.max_len, np.int32),
+                           cache_rows, np.zeros((n,), np.int32), np.full((n,), -1, np.int32),
+                           np.ones((slots,), np.float32), np.zeros((slots,), np.float32))
         return time.perf_counter() - start
 
+    # ---- public API -------------------------------------------------------------------
     def stream(self, requests):
         """Yield an Event per generated token, in the order tokens are produced."""
-        pending = deque(self._state(i, r) for i, r in enumerate(requests))
+        pending = deque(self.new_state(i, r) for i, r in enumerate(requests))
         slots = [None] * self.slots
         while pending or any(st is not None for st in slots):
             admitted = []
@@ -180,8 +199,7 @@ class Engine:
                 if slots[s] is None and pending:
                     slots[s] = pending.popleft()
                     admitted.append(s)
-            produced = self._prefill(admitted, slots) if admitted else self._decode(slots)
-            for s, token in produced:
+            for s, token in (self.prefill(admitted, slots) if admitted else self.decode(slots)):
                 st = slots[s]
                 reason = st.accept(token, self.eos_ids)
                 yield Event(st.index, token, reason)

@@ -1,0 +1,1 @@
+"""Multi-adapter CoLD serving: continuous batching and an OpenAI-compatible HTTP API."""

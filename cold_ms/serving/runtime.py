@@ -1,0 +1,38 @@
+"""Build the server's engine: model, every adapter of the adapter directory, warm graphs."""
+import logging
+import os
+
+from cold_ms.errors import ConfigError
+from cold_ms.pipeline.adapters import AdapterRegistry, load_peft_adapter
+from cold_ms.pipeline.engine import Engine
+from cold_ms.pipeline.model import load_model
+from cold_ms.pipeline.shipped import SHIPPED_DIR
+
+log = logging.getLogger("cold_ms.serve")
+
+
+def adapter_dirs(root):
+    """{name: path} of the adapters in `root` (sub-directories holding adapter_config.json)."""
+    if not os.path.isdir(root):
+        raise ConfigError(f"adapter directory not found: {root}")
+    return {n: os.path.join(root, n) for n in sorted(os.listdir(root))
+            if os.path.isfile(os.path.join(root, n, "adapter_config.json"))}
+
+
+def build_engine(args):
+    """(LoadedModel, Engine) for scripts/serve.py's arguments, graphs compiled."""
+    model = load_model(args.model)
+    root = args.adapters_dir or (SHIPPED_DIR if args.model is None else None)
+    dirs = adapter_dirs(root) if root else {}
+    adapters = AdapterRegistry(list(model.builtin_adapters) +
+                               [load_peft_adapter(p, n, model.config) for n, p in dirs.items()])
+    if args.max_len > model.config.max_position_embeddings:
+        raise ConfigError(f"--max-len {args.max_len} exceeds the model's context "
+                          f"{model.config.max_position_embeddings}")
+    engine = Engine(model, adapters, slots=args.slots, max_len=args.max_len, contrastive=True,
+                    mode=args.mode, lora_backend=args.lora_backend)
+    seconds = engine.warmup(per_slot=True)
+    log.info("ready: %s (%.1fM params), adapters [%s], %d slots, max_len %d, compiled in %.1fs",
+             model.config.name, model.config.num_params / 1e6, ", ".join(adapters.names),
+             args.slots, args.max_len, seconds)
+    return model, engine

@@ -1,0 +1,1 @@
+"""LoRA fine-tuning in MindSpore (graph mode), writing PEFT-format adapters."""

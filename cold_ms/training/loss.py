@@ -1,0 +1,25 @@
+"""The training objective: cross-entropy of the answer tokens under base + LoRA slot 0."""
+import mindspore as ms
+from mindspore import nn, ops
+
+from cold_ms.cells.transformer import additive_mask
+
+
+class AnswerLoss(nn.Cell):
+    """Full causal forward without the KV cache; only answer positions reach the LM head."""
+
+    def __init__(self, lm):
+        super().__init__()
+        self.lm = lm
+
+    def construct(self, tokens, pick, labels):
+        """tokens (B, T); pick (N,) flat indices into B*T of positions that predict a label;
+        labels (N,) next-token ids, -100 for padding. -> mean loss over real labels."""
+        rows, seq = tokens.shape[0], tokens.shape[1]
+        steps = ops.arange(0, seq, dtype=ms.int32)
+        positions = ops.tile(steps.reshape(1, seq), (rows, 1))
+        bias = additive_mask(steps.reshape(1, seq) <= steps.reshape(seq, 1)).reshape(1, 1, 1, seq, seq)
+        lora_idx = ops.zeros((rows,), ms.int32)
+        h = self.lm.hidden(tokens, positions, None, bias, None, lora_idx)
+        logits = self.lm.logits(ops.gather(h.reshape(rows * seq, -1), pick, 0))
+        return ops.cross_entropy(logits, labels, ignore_index=-100)

@@ -1,0 +1,160 @@
+"""LoRA fine-tuning loop: frozen base, trained A/B, periodic checkpoints, PEFT export.
+
+The adapter trains in one slot of the inference Cells (gather backend, which MindSpore
+can differentiate). Slot B holds scaling * lora_B^T, so the export divides the scaling
+back out and writes PEFT's lora_A (r, in) / lora_B (out, r) layout and names.
+"""
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from typing import Tuple
+
+import numpy as np
+import mindspore as ms
+from mindspore import Tensor, nn
+
+from cold_ms.cells.transformer import CausalLM
+from cold_ms.config import LORA_TARGETS, LoraLayout
+from cold_ms.errors import ConfigError
+from cold_ms.pipeline.checkpoint import module_path
+from cold_ms.pipeline.engine import assign
+from cold_ms.pipeline.runtime import configure, use_compile_cache
+from cold_ms.training.data import encode_example, epoch_batches, make_batch
+from cold_ms.training.loss import AnswerLoss
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    rank: int = 16
+    alpha: float = 32.0
+    targets: Tuple[str, ...] = LORA_TARGETS
+    lr: float = 1e-3
+    epochs: int = 1
+    batch: int = 8
+    max_len: int = 256
+    warmup: float = 0.05
+    seed: int = 0
+    save_every: int = 50
+    max_steps: int = 0  # 0: all epochs
+
+    def __post_init__(self):
+        if self.rank < 1 or self.batch < 1 or self.epochs < 1 or self.lr <= 0:
+            raise ConfigError("rank, batch and epochs must be >= 1 and lr > 0")
+        LoraLayout(1, self.rank, tuple(self.targets))
+
+    @property
+    def scaling(self):
+        return self.alpha / self.rank
+
+
+def lr_schedule(total, cfg):
+    """Linear warm-up, then cosine decay to 10% of the peak, one value per step."""
+    warm = max(1, int(total * cfg.warmup))
+    return [cfg.lr * (s + 1) / warm if s < warm else
+            cfg.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
+            for s in range(total)]
+
+
+def init_lora(lm, cfg, seed):
+    """PEFT's initialisation: A ~ kaiming-uniform(a=sqrt(5)) = U(+-1/sqrt(in)), B = 0."""
+    rng = np.random.default_rng(seed)
+    for name, p in lm.parameters_and_names():
+        if name.endswith(".lora_a"):
+            bound = 1.0 / math.sqrt(p.shape[2])
+            p.set_data(Tensor(rng.uniform(-bound, bound, p.shape).astype(np.float32)))
+        elif name.endswith(".lora_b"):
+            p.set_data(Tensor(np.zeros(p.shape, np.float32)))
+
+
+def export_peft(lm, cfg, out_dir, base_name, dtype="float32"):
+    """Write adapter_config.json + adapter_model.safetensors (PEFT layout and names)."""
+    from safetensors.numpy import save_file
+    params = dict(lm.parameters_and_names())
+    tensors = {}
+    for layer in range(lm.cfg.num_layers):
+        for module in cfg.targets:
+            path = module_path(layer, module)
+            a = params[path + ".lora_a"].asnumpy()[0]            # (r, in)
+            b = params[path + ".lora_b"].asnumpy()[0].T / cfg.scaling  # (out, r)
+            tensors[f"base_model.model.{path}.lora_A.weight"] = np.ascontiguousarray(a, dtype)
+            tensors[f"base_model.model.{path}.lora_B.weight"] = np.ascontiguousarray(b, dtype)
+    os.makedirs(out_dir, exist_ok=True)
+    save_file(tensors, os.path.join(out_dir, "adapter_model.safetensors"))
+    with open(os.path.join(out_dir, "adapter_config.json"), "w") as f:
+        json.dump({"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": cfg.rank, "lora_alpha": cfg.alpha,
+                   "target_modules": list(cfg.targets), "lora_dropout": 0.0, "bias": "none",
+                   "fan_in_fan_out": False, "use_rslora": False, "base_model_name_or_path": base_name}, f, indent=1)
+
+
+class Trainer:
+    def __init__(self, model, examples, cfg, out_dir, log=print, chat_template=None):
+        configure("graph")
+        use_compile_cache(("train", model.config, cfg))
+        self.model, self.cfg, self.out, self.log = model, cfg, out_dir, log
+        encoded = [encode_example(model.tokenizer, e.question, e.target, chat_template) for e in examples]
+        self.encoded = [e for e in encoded if len(e[0]) <= cfg.max_len]
+        if len(self.encoded) < len(encoded):
+            log(f"skipped {len(encoded) - len(self.encoded)} examples longer than {cfg.max_len} tokens")
+        if not self.encoded:
+            raise ConfigError("no training example fits in max_len")
+        self.plan = [b for epoch in range(cfg.epochs)
+                     for b in epoch_batches(self.encoded, cfg.batch, cfg.seed, epoch)]
+        if cfg.max_steps:
+            self.plan = self.plan[:cfg.max_steps]
+        self.lm = CausalLM(model.config, LoraLayout(1, cfg.rank, tuple(cfg.targets)), rows=1,
+                           max_len=-(-cfg.max_len // 64) * 64, backend="gather")
+        assign(self.lm, model.weights)
+        init_lora(self.lm, cfg, cfg.seed)
+        opt = nn.AdamWeightDecay(self.lm.trainable_params(), learning_rate=lr_schedule(len(self.plan), cfg))
+        self.step_cell = nn.TrainOneStepCell(AnswerLoss(self.lm), opt)
+        self.step_cell.set_train()
+
+    # ---- checkpoints ------------------------------------------------------------------
+    def _state_path(self):
+        return os.path.join(self.out, "checkpoint", "state.json")
+
+    def _save(self, step, losses):
+        ckpt_dir = os.path.join(self.out, "checkpoint")
+        os.makedirs(ckpt_dir, exist_ok=True)
+        keep = [{"name": n, "data": p} for n, p in self.step_cell.parameters_and_names()
+                if p.requires_grad or "moment" in n or "global_step" in n]
+        ms.save_checkpoint(keep, os.path.join(ckpt_dir, "train.tmp.ckpt"))
+        os.replace(os.path.join(ckpt_dir, "train.tmp.ckpt"), os.path.join(ckpt_dir, "train.ckpt"))
+        state = {"step": step, "losses": losses, "config": asdict(self.cfg)}
+        with open(self._state_path() + ".tmp", "w") as f:
+            json.dump(state, f)
+        os.replace(self._state_path() + ".tmp", self._state_path())  # state last: it commits the step
+
+    def _resume(self):
+        if not os.path.isfile(self._state_path()):
+            return 0, []
+        with open(self._state_path()) as f:
+            state = json.load(f)
+        if state["config"] != json.loads(json.dumps(asdict(self.cfg))):
+            raise ConfigError(f"{self.out} holds a run with other settings; use a new --out")
+        ms.load_param_into_net(self.step_cell, ms.load_checkpoint(
+            os.path.join(self.out, "checkpoint", "train.ckpt")), strict_load=False)
+        self.log(f"resuming at step {state['step']} of {len(self.plan)}")
+        return state["step"], state["losses"]
+
+    # ---- loop -------------------------------------------------------------------------
+    def run(self, progress=True, save_dtype="float32"):
+        from tqdm import tqdm
+        done, losses = self._resume()
+        bar = tqdm(total=len(self.plan), initial=done, disable=not progress, unit="step")
+        start = time.perf_counter()
+        for step in range(done, len(self.plan)):
+            batch = make_batch([self.encoded[i] for i in self.plan[step]], self.cfg.batch)
+            loss = float(self.step_cell(*(Tensor(a) for a in batch)).asnumpy())
+            if not math.isfinite(loss):
+                raise ConfigError(f"the loss diverged at step {step} (lower --lr)")
+            losses.append(loss)
+            bar.set_postfix(loss=f"{loss:.3f}")
+            bar.update(1)
+            if (step + 1) % self.cfg.save_every == 0 or step + 1 == len(self.plan):
+                self._save(step + 1, losses)
+        bar.close()
+        export_peft(self.lm, self.cfg, self.out, self.model.config.name, save_dtype)
+        return losses, time.perf_counter() - start

@@ -1,0 +1,55 @@
+#!/usr/bin/env python
+"""Serve CoLD over HTTP: OpenAI-compatible completions/chat with per-request adapter,
+amateur, alpha and beta; continuous batching over --slots decode slots.
+
+  python scripts/serve.py                              # embedded model + shipped adapters, 127.0.0.1:8000
+  python scripts/serve.py --host 0.0.0.0 --port 8080   # ModelArts
+"""
+import argparse
+import logging
+import os
+import sys
+
+os.environ.setdefault("GLOG_v", "3")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", help="base model (default: the embedded SmolLM2-135M-Instruct)")
+    p.add_argument("--adapters-dir", help="directory of PEFT adapters, one per sub-directory, served by "
+                                          "their directory names (default: the shipped adapters)")
+    p.add_argument("--slots", type=int, default=4, help="requests decoded together")
+    p.add_argument("--mode", choices=("graph", "pynative"), default="graph")
+    p.add_argument("--lora-backend", choices=("custom", "gather"), default="custom")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--max-len", type=int, default=1024, help="KV cache length per slot (prompt + completion)")
+    p.add_argument("--max-tokens-limit", type=int, default=512)
+    p.add_argument("--max-queue", type=int, default=64, help="waiting requests before 429")
+    p.add_argument("--max-body-bytes", type=int, default=1 << 20)
+    p.add_argument("--default-alpha", type=float, default=0.1)
+    p.add_argument("--default-beta", type=float, default=0.5)
+    p.add_argument("--chat-template", help="built-in chat template instead of the checkpoint's")
+    p.add_argument("--api-key", default=os.environ.get("COLD_MS_API_KEY"),
+                   help="require 'Authorization: Bearer KEY' (default: $COLD_MS_API_KEY, if set)")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    import uvicorn
+    from cold_ms.serving.app import ServerConfig, create_app
+    from cold_ms.serving.runtime import build_engine
+    cfg = ServerConfig(max_body_bytes=args.max_body_bytes, max_tokens_limit=args.max_tokens_limit,
+                       max_prompt_tokens=args.max_len - 1, max_queue=args.max_queue,
+                       default_alpha=args.default_alpha, default_beta=args.default_beta,
+                       api_key=args.api_key, chat_template=args.chat_template)
+    app = create_app(lambda: build_engine(args), cfg)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

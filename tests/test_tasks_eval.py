@@ -1,0 +1,89 @@
+"""Tasks, answer extraction, and scripts/eval.py end to end (resumable)."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from cold_ms import tasks
+from cold_ms.evaluation import wilson
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.parametrize("task", ["gsm_symbolic", "arith", "csqa"])
+def test_answer_extraction_on_real_targets(task):
+    for ex in tasks.examples(task, "eval", 200):
+        assert tasks.is_correct(task, ex.target, ex.gold), ex
+    train = {e.question for e in tasks.examples(task, "train", 300)}
+    assert not train & {e.question for e in tasks.examples(task, "eval", 600)}
+
+
+def test_extraction_of_model_style_answers():
+    assert tasks.extract_number("4 trays x 12 = 48 muffins; 48 - 29 = 19.\n#### 19") == "19"
+    assert tasks.extract_number("The total is 1,250 dollars.") == "1250"
+    assert tasks.extract_number("####  -7") == "-7"
+    assert tasks.extract_number("no digits here") is None
+    assert tasks.is_correct("gsm_symbolic", "so 19.0 are left", "19")
+    assert tasks.extract_letter("Answer: D. music room") == "D"
+    assert tasks.extract_letter("I think the best option is B") == "B"
+    assert not tasks.is_correct("csqa", "Answer: none", "A")
+
+
+def test_asdiv_keeps_numeric_answers_only():
+    rows = tasks.examples("asdiv", n=300)
+    assert len(rows) == 300 and all(float(r.gold) == float(r.gold) for r in rows)
+    assert rows[0].gold == "9"
+
+
+def test_wilson_interval():
+    lo, hi = wilson(50, 100)
+    assert lo == pytest.approx(0.4038, abs=1e-4) and hi == pytest.approx(0.5962, abs=1e-4)
+    assert wilson(0, 10)[0] == 0.0
+
+
+def _eval(tiny, out, n, extra=()):
+    cmd = [sys.executable, os.path.join(ROOT, "scripts", "eval.py"), "--model", tiny["model_dir"],
+           "--task", f"jsonl:{tiny['jsonl']}", "--n", str(n), "--adapter", f"qv={tiny['adapter_dir']['qv']}",
+           "--alpha", "0.1", "--beta", "0.5,1.0", "--batch", "2", "--max-new-tokens", "6",
+           "--chat-template", "chatml", "--out", str(out), *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def tiny_jsonl(tiny, tmp_path_factory):
+    path = tmp_path_factory.mktemp("jsonl") / "gsm.jsonl"
+    rows = [{"question": f"What is {a} plus {a}?", "answer": f"{a} + {a} = {2 * a}\n#### {2 * a}"} for a in range(1, 8)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return dict(tiny, jsonl=str(path))
+
+
+def test_five_example_eval_and_summary_schema(tiny_jsonl, tmp_path):
+    out = _eval(tiny_jsonl, tmp_path, 5)
+    assert out.returncode == 0, out.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["task"].startswith("jsonl:") and summary["n"] == 5
+    modes = [(r["mode"], r["alpha"], r["beta"]) for r in summary["results"]]
+    assert modes == [("base", None, None), ("expert", None, None), ("cold", 0.1, 0.5), ("cold", 0.1, 1.0)]
+    for r in summary["results"]:
+        assert set(r) >= {"mode", "alpha", "beta", "accuracy", "ci95", "tokens_per_s"}
+        assert 0 <= r["ci95"][0] <= r["accuracy"] <= r["ci95"][1] <= 1 and r["n"] == 5
+        rows = [json.loads(line) for line in (tmp_path / f"{r['mode'] if r['mode'] != 'cold' else 'cold_a0.1_b' + format(r['beta'], 'g')}.jsonl").read_text().splitlines()]
+        assert r["accuracy"] == round(sum(x["correct"] for x in rows) / 5, 4)
+    assert (tmp_path / "summary.png").stat().st_size > 0 and "| mode |" in (tmp_path / "summary.md").read_text()
+
+
+def test_eval_resumes_after_an_interruption(tiny_jsonl, tmp_path):
+    assert _eval(tiny_jsonl, tmp_path, 5, ["--modes", "expert"]).returncode == 0
+    path = tmp_path / "expert.jsonl"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:3]) + "\n" + lines[3][:10])  # killed while writing line 4
+    timing = json.loads((tmp_path / "timing.json").read_text())["expert"]["tokens"]
+    out = _eval(tiny_jsonl, tmp_path, 5, ["--modes", "expert"])
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(x) for x in path.read_text().splitlines() if x.startswith("{") and x.endswith("}")]
+    assert sorted(r["id"] for r in rows) == [f"jsonl-{i}" for i in range(5)]
+    assert path.read_text().splitlines()[:3] == lines[:3]  # finished examples were not redone
+    new_tokens = json.loads((tmp_path / "timing.json").read_text())["expert"]["tokens"] - timing
+    assert new_tokens == sum(r["tokens"] for r in rows[3:])

@@ -1,0 +1,70 @@
+"""scripts/train_lora.py: a short run on the tiny model, its PEFT export, and resuming."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from types import SimpleNamespace
+
+import numpy as np
+from safetensors.numpy import load_file
+
+import numpy_llama as ref
+from cold_ms import tasks
+from cold_ms.pipeline.model import load_model
+from cold_ms.training.trainer import TrainConfig, Trainer
+from helpers import all_logits, engine_for
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PROMPT = [1, 9, 22, 41, 7, 60, 3]
+
+
+def _jsonl(tmp_path, n=24):
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps({"question": f"What is {a} plus {a}?", "answer": f"#### {2 * a}"}) + "\n"
+                            for a in range(n)))
+    return str(path)
+
+
+def test_two_steps_export_a_peft_adapter_that_reloads_equal(tiny, tmp_path):
+    model = load_model(tiny["model_dir"])
+    examples = tasks.examples(f"jsonl:{_jsonl(tmp_path)}", "train")
+    cfg = TrainConfig(rank=4, alpha=8, targets=("q_proj", "v_proj", "down_proj"), lr=5e-2, batch=4,
+                      max_len=128, max_steps=2, save_every=1)
+    trainer = Trainer(model, examples, cfg, str(tmp_path / "out"), chat_template="chatml")
+    losses, _ = trainer.run(progress=False)
+    assert len(losses) == 2 and all(np.isfinite(losses))
+    trained = all_logits(SimpleNamespace(lm=trainer.lm), PROMPT, 0)
+
+    # the exported adapter, loaded like any PEFT adapter, reproduces the trained model
+    peft = json.loads((tmp_path / "out" / "adapter_config.json").read_text())
+    assert peft["r"] == 4 and peft["lora_alpha"] == 8 and peft["peft_type"] == "LORA"
+    reloaded = engine_for(dict(tiny, adapter_dir={"t": str(tmp_path / "out")}), ("t",))
+    assert np.abs(all_logits(reloaded, PROMPT, 0) - trained).max() < 1e-5
+    tensors = load_file(str(tmp_path / "out" / "adapter_model.safetensors"))
+    assert tensors["base_model.model.model.layers.0.mlp.down_proj.lora_B.weight"].shape == (32, 4)
+    want = ref.forward(ref.effective_weights(tiny["weights"], {"tensors": tensors, "scaling": 2.0}), tiny["cfg"], PROMPT)
+    assert np.abs(trained - want).max() < 5e-5
+    assert np.abs(trained - all_logits(reloaded, PROMPT, -1)).max() > 1e-3  # training changed the model
+
+
+def test_an_interrupted_run_resumes(tiny, tmp_path):
+    cmd = [sys.executable, os.path.join(ROOT, "scripts", "train_lora.py"), "--model", tiny["model_dir"],
+           "--train-file", _jsonl(tmp_path, 40), "--out", str(tmp_path / "run"), "--rank", "4", "--batch", "4",
+           "--max-len", "128", "--epochs", "2", "--save-every", "1", "--chat-template", "chatml"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    state = tmp_path / "run" / "checkpoint" / "state.json"
+    deadline = time.time() + 300
+    while not (state.exists() and json.loads(state.read_text())["step"] >= 2) and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    stopped_at = json.loads(state.read_text())["step"]
+    assert 2 <= stopped_at < 20
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert f"resuming at step {stopped_at} of 20" in out.stderr
+    final = json.loads(state.read_text())
+    assert final["step"] == 20 and len(final["losses"]) == 20
+    assert (tmp_path / "run" / "adapter_model.safetensors").exists() and (tmp_path / "run" / "loss.png").exists()
