@@ -18,6 +18,7 @@ setup(
     description="Contrastive LoRA Decoding (CoLD) on MindSpore: one base model, stacked LoRA "
                 "slots, expert and amateur in one compiled graph",
     packages=find_packages(include=["cold_ms", "cold_ms.*"]),
+    package_data={"cold_ms.pipeline": ["*.yaml"]},
     python_requires=">=3.9,<3.12",
     install_requires=CORE,
     extras_require=EXTRAS,

@@ -15,6 +15,7 @@ import fixtures  # noqa: E402
 def _private_cache(tmp_path_factory):
     """Compile cache and kernel builds of the test session live in a temporary directory."""
     os.environ["COLD_MS_CACHE"] = str(tmp_path_factory.mktemp("cold_ms_cache"))
+    os.environ["LOG_MF_PATH"] = str(tmp_path_factory.mktemp("mindformers_log"))  # not ./output/log
 
 
 @pytest.fixture(scope="session")

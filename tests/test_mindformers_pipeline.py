@@ -1,0 +1,111 @@
+"""cold_text_generation through mindformers.pipeline (real mindformers 1.9.0)."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import numpy_llama as ref
+from cold_ms.errors import AdapterError, ColdError, InputError
+from test_mindformers_ckpt import write_mindformers
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TEXT = "The quick brown fox"
+
+
+@pytest.fixture(scope="module")
+def mf():
+    import mindformers
+    return mindformers
+
+
+def _cold_model(tiny):
+    from cold_ms.pipeline.mindformers import ColdModel
+    return ColdModel.from_pretrained(tiny["model_dir"], adapters=[f"qv={tiny['adapter_dir']['qv']}",
+                                                                  f"all={tiny['adapter_dir']['all']}"])
+
+
+def test_import_cold_ms_stays_light_and_registers_with_mindformers():
+    code = ("import sys, cold_ms; assert 'mindformers' not in sys.modules\n"
+            "import mindformers, importlib\n"
+            "print('cold_text_generation' in importlib.import_module('mindformers.pipeline.pipeline').SUPPORT_PIPELINES)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300,
+                         env=dict(os.environ, GLOG_v="3"))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "True"
+
+
+def test_pipeline_matches_infer_py(mf, tiny):
+    pipe = mf.pipeline(task="cold_text_generation", model=_cold_model(tiny), adapter="all", amateur="qv",
+                       alpha=0.2, beta=1.0)
+    got = pipe(TEXT, max_new_tokens=6)
+    infer = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "infer.py"), "--model", tiny["model_dir"],
+                            "--adapter", f"qv={tiny['adapter_dir']['qv']}", "--adapter", f"all={tiny['adapter_dir']['all']}",
+                            "--expert", "all", "--amateur", "qv", "--alpha", "0.2", "--beta", "1.0",
+                            "--max-new-tokens", "6", "--prompt", TEXT, "--json"], capture_output=True, text=True, timeout=600)
+    out = json.loads(infer.stdout)["outputs"][0]
+    assert got == [{"text_generation_text": [pipe.tokenizer.decode(out["prompt_ids"] + out["token_ids"])]}]
+    assert pipe.generate_ids([out["prompt_ids"]], max_new_tokens=6) == [out["token_ids"]]
+
+
+def test_batched_inputs_equal_single_calls(mf, tiny):
+    pipe = mf.pipeline(task="cold_text_generation", model=_cold_model(tiny), adapter="qv", alpha=0.1, beta=0.5)
+    texts = ["The quick", "Paris is the capital", "Two plus three"]
+    batch = pipe(texts, max_new_tokens=5)[0]["text_generation_text"]
+    assert batch == [pipe(t, max_new_tokens=5)[0]["text_generation_text"][0] for t in texts]
+    assert pipe(texts[0], max_length=12, do_sample=False, top_k=1)[0]["text_generation_text"][0] \
+        == pipe(texts[0], max_new_tokens=12 - len(pipe.tokenizer.encode(texts[0])))[0]["text_generation_text"][0]
+
+
+def test_mindformers_yaml_model_with_pet_lora(mf, tiny, tmp_path):
+    """A MindFormers model directory: YAML model_config + pet_config, checkpoint with mindpet LoRA."""
+    lora = tiny["adapters"]["qv"]
+    weights = dict(tiny["weights"])
+    for key, value in lora["tensors"].items():  # mindpet names: ...attention.wq.mindpet_delta_lora_a
+        module = key.split("base_model.model.")[1].split(".lora_")[0] + ".weight"
+        weights[module.replace(".weight", f".mindpet_delta_lora_{key.split('.lora_')[1][0].lower()}")] = value
+    extra = {"pet_config": {"pet_type": "lora", "lora_rank": 4, "lora_alpha": 8,
+                            "target_modules": ".*wq|.*wv"}}
+    write_mindformers(str(tmp_path / "mf"), tiny["cfg"], weights, extra)
+    pipe = mf.pipeline(task="cold_text_generation", model=str(tmp_path / "mf" / "predict_llama_tiny.yaml"),
+                       tokenizer=_mf_tokenizer(tiny), adapter="pet", beta=0.0)
+    prompt = pipe.tokenizer.encode(TEXT)
+    want = ref.generate(tiny["cfg"], ref.effective_weights(tiny["weights"], lora), None, prompt, 5)
+    assert pipe.generate_ids([prompt], max_new_tokens=5) == [want]
+
+
+def _mf_tokenizer(tiny):
+    from mindformers import LlamaTokenizer
+    return LlamaTokenizer(vocab_file=os.path.join(tiny["model_dir"], "tokenizer.model"))
+
+
+def test_mindformers_tokenizer_and_directory_model(mf, tiny):
+    ours = mf.pipeline(task="cold_text_generation", model=tiny["model_dir"], beta=0.0)
+    theirs = mf.pipeline(task="cold_text_generation", model=tiny["model_dir"], tokenizer=_mf_tokenizer(tiny),
+                         beta=0.0)
+    assert ours.tokenizer.encode(TEXT) == theirs.tokenizer.encode(TEXT)
+    assert ours(TEXT, max_new_tokens=4) == theirs(TEXT, max_new_tokens=4)
+
+
+def test_mindformers_config_object(mf):
+    from mindformers import LlamaConfig
+    from cold_ms.pipeline.mindformers_ckpt import mindformers_config
+    obj = LlamaConfig(hidden_size=64, num_layers=2, num_heads=4, n_kv_heads=2, vocab_size=128,
+                      intermediate_size=96, rms_norm_eps=1e-6, theta=500000.0)
+    cfg = mindformers_config(obj)
+    assert (cfg.hidden_size, cfg.num_kv_heads, cfg.intermediate_size, cfg.rope_theta) == (64, 2, 96, 500000.0)
+
+
+@pytest.mark.parametrize("kwargs,error,match", [
+    ({"adapter": "nope"}, AdapterError, "unknown adapter 'nope'"),
+    ({"adapter": "qv", "alpha": 0.0}, ColdError, r"alpha must be in \(0, 1\]"),
+    ({"adapter": "qv", "do_sample": True}, InputError, "do_sample must be False"),
+    ({"adapter": "qv", "temprature": 0.5}, InputError, r"unknown arguments \['temprature'\]"),
+])
+def test_bad_task_arguments(mf, tiny, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        mf.pipeline(task="cold_text_generation", model=_cold_model(tiny), **kwargs)
+    pipe = mf.pipeline(task="cold_text_generation", model=_cold_model(tiny), adapter="qv")
+    with pytest.raises(InputError, match="inputs must be a string"):
+        pipe(123)
