@@ -8,7 +8,8 @@ import sys
 os.environ.setdefault("GLOG_v", "3")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-COMMANDS = {"decode": "greedy vs fused CoLD decode step on a random LLaMA",
+COMMANDS = {"e2e": "greedy, fused CoLD and unfused baselines on a real model: latency, TTFT, RSS",
+            "decode": "greedy vs fused CoLD decode step on a random LLaMA",
             "bgmv": "custom BGMV kernel vs the gather-BMM twin, time and peak memory",
             "serve": "HTTP server load test: throughput and latency at several slot counts"}
 

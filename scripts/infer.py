@@ -67,8 +67,11 @@ def load(args):
     model = load_model(args.model)
     embedded = args.model is None
     specs = [resolve_adapter(s) for s in args.adapter]
-    if embedded and not specs and not args.no_adapter:
-        specs = list(shipped_adapters().items())  # trained for the embedded model
+    builtin_example = not (args.prompt or args.prompt_ids or args.input_file)
+    if embedded and not specs and not args.no_adapter and builtin_example:
+        # the built-in example is a math problem: CoLD with the shipped experts, 'math' leading.
+        # A prompt of the user's own gets no expert unless --adapter names one.
+        specs = list(shipped_adapters().items())
     adapters = AdapterRegistry(list(model.builtin_adapters) + [
         load_peft_adapter(path, name, model.config) for name, path in specs])
     default_expert = DEFAULT_EXPERT if embedded and not args.adapter and DEFAULT_EXPERT in adapters.names else None
@@ -83,7 +86,7 @@ def build(args, log):
     from cold_ms.pipeline.batching import Request
     from cold_ms.pipeline.engine import Engine
     from cold_ms.pipeline.prompts import parse_ids, text_prompt_ids
-    from cold_ms.pipeline.shipped import EXAMPLE_PROBLEM
+    from cold_ms.pipeline.shipped import EXAMPLE_PROBLEM, shipped_adapters
 
     model, adapters, expert, amateur = load(args)
     embedded = args.model is None
@@ -104,8 +107,9 @@ def build(args, log):
                     lora_backend=args.lora_backend)
     compile_s = engine.warmup(max(len(p) for p in prompts))
     if expert is None and not args.no_adapter:
-        log("cold_ms: no expert adapter loaded, so this run decodes greedily with the base model "
-            "(give --adapter NAME=DIR for CoLD)")
+        shipped = ", ".join(shipped_adapters()) or "none"
+        log("cold_ms: no expert adapter chosen, so this run decodes greedily with the base model "
+            f"(for CoLD give --adapter NAME=DIR or a shipped expert: {shipped})")
     roles = (f"CoLD expert={expert} amateur={amateur} alpha={args.alpha} beta={args.beta}" if amateur
              else f"greedy on {expert or 'the base model'}")
     log(f"cold_ms: {model.config.name} ({model.config.num_params / 1e6:.1f}M params, {model.dtype} -> "

@@ -162,3 +162,18 @@ def test_bounded_load_every_answer_right_no_slot_leaked(tiny, tmp_path):
         assert _busy(url) == 0 and httpx.get(url + "/health").status_code == 200
     finally:
         stop_server(proc)
+
+
+def test_the_openai_python_client_works(server):
+    from openai import OpenAI
+    client = OpenAI(base_url=server + "/v1", api_key="test-key")
+    assert [m.id for m in client.models.list().data] == ["model", "all", "qv"]
+    chat = client.chat.completions.create(model="qv", messages=[{"role": "user", "content": "hi"}], max_tokens=4,
+                                          extra_body={"alpha": 0.2, "beta": 1.0})
+    assert chat.choices[0].message.role == "assistant" and chat.usage.completion_tokens >= 1
+    same = post(server, "/v1/chat/completions", {"model": "qv", "messages": [{"role": "user", "content": "hi"}],
+                                                 "max_tokens": 4, "alpha": 0.2, "beta": 1.0}).json()
+    assert chat.choices[0].message.content == same["choices"][0]["message"]["content"]
+    pieces = client.completions.create(model="all", prompt="The quick", max_tokens=5, stream=True)
+    text = "".join(p.choices[0].text for p in pieces)
+    assert text == post(server, "/v1/completions", {"model": "all", "prompt": "The quick", "max_tokens": 5}).json()["choices"][0]["text"]

@@ -33,3 +33,25 @@ class GreedyStep(nn.Cell):
 
     def construct(self, tokens, positions, cache_rows, last, lora_idx):
         return first_argmax(self.lm(tokens, positions, cache_rows, last, lora_idx))
+
+
+class LogitsStep(nn.Cell):
+    """The forward alone, logits out: the building block of the unfused CD baselines."""
+
+    def __init__(self, lm):
+        super().__init__()
+        self.lm = lm
+
+    def construct(self, tokens, positions, cache_rows, last, lora_idx):
+        return self.lm(tokens, positions, cache_rows, last, lora_idx)
+
+
+class ScoreStep(nn.Cell):
+    """Contrastive scoring of logits computed elsewhere (a separate graph call)."""
+
+    def __init__(self, mask="logit"):
+        super().__init__()
+        self.mask = mask
+
+    def construct(self, expert, amateur, alpha, beta):
+        return cold_select(expert, amateur, alpha, beta, self.mask)

@@ -3,7 +3,8 @@ import mindspore as ms
 from mindspore import nn, ops, Parameter
 from mindspore.common.initializer import initializer
 
-from cold_ms.ops.bgmv import add_lora, select_backend
+from cold_ms.ops.bgmv import select_backend
+from cold_ms.ops.linear import project
 
 
 class MultiLoraLinear(nn.Cell):
@@ -21,20 +22,18 @@ class MultiLoraLinear(nn.Cell):
                                 name="weight", requires_grad=False)
         self.matmul = ops.MatMul(transpose_b=True)
         self.has_lora = num_slots > 0 and rank > 0
+        self.backend = select_backend(backend)
         if self.has_lora:
-            self.backend = select_backend(backend)
             self.lora_a = Parameter(initializer("zeros", (num_slots, rank, in_dim), ms.float32),
                                     name="lora_a")
             self.lora_b = Parameter(initializer("zeros", (num_slots, rank, out_dim), ms.float32),
                                     name="lora_b")
 
     def construct(self, x, lora_idx):
-        rows, seq = x.shape[0], x.shape[1]
-        y = self.matmul(x.reshape(rows * seq, self.in_dim), self.weight)
-        y = y.reshape(rows, seq, self.out_dim)  # (R, T, out)
+        """x (R, T, in) -> (R, T, out)."""
         if self.has_lora:
-            y = add_lora(y, x, self.lora_a, self.lora_b, lora_idx, self.backend)
-        return y
+            return project(x, self.weight, self.matmul, self.lora_a, self.lora_b, lora_idx, self.backend)
+        return project(x, self.weight, self.matmul, None, None, None, self.backend)
 
 
 def target_linear(name, in_dim, out_dim, layout, backend):

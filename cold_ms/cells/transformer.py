@@ -7,6 +7,8 @@ from cold_ms.cells.attention import Attention
 from cold_ms.cells.mlp import MLP
 from cold_ms.cells.norm import RMSNorm
 from cold_ms.cells.rope import rope_tables
+from cold_ms.ops.bgmv import select_backend
+from cold_ms.ops.linear import project
 
 MASKED = -1e30  # additive attention bias for positions a query must not see
 
@@ -53,6 +55,7 @@ class CausalLM(nn.Cell):
     def __init__(self, cfg, layout, rows, max_len, backend="custom"):
         super().__init__()
         self.cfg, self.layout, self.rows, self.max_len = cfg, layout, rows, max_len
+        self.backend = select_backend(backend)
         self.length = max_len + 1
         self.model = LlamaModel(cfg, layout, rows, self.length, backend)
         self.tied = cfg.tie_word_embeddings
@@ -79,7 +82,9 @@ class CausalLM(nn.Cell):
     def logits(self, h):
         """Next-token logits (N, V) of hidden states (N, d)."""
         head = self.model.embed_tokens.weight if self.tied else self.lm_head.weight
-        return self.matmul(self.model.norm(h), head)
+        rows = h.shape[0]
+        out = project(self.model.norm(h).reshape(rows, 1, -1), head, self.matmul, None, None, None, self.backend)
+        return out.reshape(rows, -1)
 
     def construct(self, tokens, positions, cache_rows, last, lora_idx):
         """tokens, positions (R, T) int32; cache_rows (R,) or None (= all rows in order);

@@ -16,7 +16,9 @@ from cold_ms.errors import ConfigError
 from cold_ms.pipeline.runtime import cache_dir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CPU_SOURCE = os.path.join(ROOT, "custom_ops", "cpu", "bgmv.cc")
+CPU_DIR = os.path.join(ROOT, "custom_ops", "cpu")
+CPU_SOURCES = ("bgmv.cc", "linear.cc", "membw.cc")
+CPU_HEADERS = ("lora_kernels.h",)
 FLAGS = ["-O3", "-std=c++17", "-fPIC", "-shared", "-fopenmp", "-march=native"]
 
 
@@ -48,30 +50,46 @@ def cpu_library():
     """Path of the compiled CPU kernel library, building it on first use."""
     if "cpu" in _built:
         return _built["cpu"]
-    if not os.path.isfile(CPU_SOURCE):
-        raise KernelBuildError(f"kernel source not found: {CPU_SOURCE} (install cold_ms from its source tree)")
+    files = [os.path.join(CPU_DIR, f) for f in CPU_SOURCES + CPU_HEADERS]
+    missing = [f for f in files if not os.path.isfile(f)]
+    if missing:
+        raise KernelBuildError(f"kernel source not found: {missing[0]} (install cold_ms from its source tree)")
     cxx, version = _compiler()
-    with open(CPU_SOURCE, "rb") as f:
-        source = f.read()
-    key = hashlib.sha256(source + repr((FLAGS, version, _cpu_flags())).encode()).hexdigest()[:16]
+    digest = hashlib.sha256(repr((FLAGS, version, _cpu_flags())).encode())
+    for path in files:
+        with open(path, "rb") as f:
+            digest.update(f.read())
+    key = digest.hexdigest()[:16]
     target = os.path.join(cache_dir("kernels", key), "libcold_bgmv.so")
     if not os.path.isfile(target):
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=os.path.dirname(target))
         os.close(fd)
-        proc = subprocess.run([cxx, *FLAGS, CPU_SOURCE, "-o", tmp], capture_output=True, text=True)
+        sources = [os.path.join(CPU_DIR, f) for f in CPU_SOURCES]
+        proc = subprocess.run([cxx, *FLAGS, *sources, "-o", tmp], capture_output=True, text=True)
         if proc.returncode:
             os.unlink(tmp)
-            raise KernelBuildError(f"building {CPU_SOURCE} failed:\n{proc.stderr[-2000:]}")
+            raise KernelBuildError(f"building the CPU kernels in {CPU_DIR} failed:\n{proc.stderr[-2000:]}")
         os.replace(tmp, target)
     _built["cpu"] = target
     return target
+
+
+def _handle():
+    if "handle" not in _built:
+        _built["handle"] = ctypes.CDLL(cpu_library())
+        _built["handle"].BgmvLastError.restype = ctypes.c_char_p
+        _built["handle"].ColdReadBandwidthGBps.restype = ctypes.c_double
+        _built["handle"].ColdReadBandwidthGBps.argtypes = (ctypes.c_int64, ctypes.c_int)
+    return _built["handle"]
+
+
+def read_bandwidth_gbps(size_mb=1024, reps=5):
+    """This machine's memory read bandwidth (GB/s, best of `reps` passes over all cores)."""
+    return _handle().ColdReadBandwidthGBps(size_mb << 20, reps)
 
 
 def last_kernel_error():
     """The CPU kernel's message for its last failed call ('' if none or not built)."""
     if "cpu" not in _built:
         return ""
-    if "handle" not in _built:
-        _built["handle"] = ctypes.CDLL(_built["cpu"])
-        _built["handle"].BgmvLastError.restype = ctypes.c_char_p
-    return _built["handle"].BgmvLastError().decode()
+    return _handle().BgmvLastError().decode()

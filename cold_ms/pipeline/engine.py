@@ -65,7 +65,7 @@ class Engine:
         self.eos_ids = set(cfg.eos_token_ids) | set(getattr(model.tokenizer, "eos_ids", ()) or ())
         rows = 2 * self.slots if self.contrastive else self.slots
         layout = self.adapters.layout()
-        self.lora_backend = select_backend(lora_backend) if layout.num_slots else "none"
+        self.lora_backend = select_backend(lora_backend)
         self.compile_cache = compile_cache and use_compile_cache(
             (cfg, layout, rows, self.max_len, mode, self.lora_backend, mask, self.contrastive))
         self.lm = CausalLM(cfg, layout, rows, self.max_len, self.lora_backend)

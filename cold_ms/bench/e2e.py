@@ -1,0 +1,140 @@
+"""`bench.py e2e`: per-token decode latency, time to first token, tokens/s and peak RSS of
+greedy, fused CoLD and the unfused baselines (and, with --peer hf, transformers + PEFT).
+
+Every variant lives in its own worker process (so its peak RSS is its own) and keeps its
+model loaded; the coordinator runs the variants in turn, ROUNDS times per batch size, in
+a rotating order, so slow drifts of the machine hit every variant alike.
+floor_fraction = (weight bytes a step must read / measured read bandwidth) / time per step.
+"""
+import json
+import multiprocessing as mp
+import os
+import statistics
+import sys
+
+import numpy as np
+
+PROMPT_TEXT = ("A baker makes 4 trays of 12 muffins and sells 29 of them. How many muffins are left? "
+               "Solve step by step and end with '#### <number>'.")
+
+
+def add_arguments(p):
+    p.add_argument("--model", help="default: the embedded SmolLM2-135M-Instruct")
+    p.add_argument("--adapter", default="math", help="expert: shipped adapter name or NAME=DIR")
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4, 8])
+    p.add_argument("--steps", type=int, default=64, help="decode steps per variant and batch (after warm-up)")
+    p.add_argument("--rounds", type=int, default=2, help="the steps are split over this many alternations")
+    p.add_argument("--mode", choices=("graph", "pynative"), default="graph")
+    p.add_argument("--variants", default="greedy,cold,cold_two_pass,cold_two_models")
+    p.add_argument("--peer", choices=("hf",), help="also run Hugging Face transformers + PEFT")
+    p.add_argument("--json", help="write results here (plus .md and .png beside it)")
+
+
+def _peak_rss_mb():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
+
+
+def _worker(conn, variant, args):
+    os.environ.setdefault("GLOG_v", "3")
+    from cold_ms.bench.e2e_variants import build
+    from cold_ms.pipeline.adapters import AdapterRegistry, load_peft_adapter
+    from cold_ms.pipeline.chat import chat_prompt_ids
+    from cold_ms.pipeline.model import load_model
+    from cold_ms.pipeline.shipped import resolve_adapter
+    model = load_model(args["model"])
+    name, path = resolve_adapter(args["adapter"])
+    adapters = AdapterRegistry([load_peft_adapter(path, name, model.config)])
+    prompt = chat_prompt_ids(model.tokenizer, [{"role": "user", "content": PROMPT_TEXT}])
+    per_run = args["steps"] // args["rounds"] + 2
+    max_len = -(-(len(prompt) + per_run + 1) // 64) * 64
+    built = {}
+    conn.send({"ready": True})
+    while True:
+        msg = conn.recv()
+        if msg[0] == "stop":
+            conn.send({"peak_rss_mb": _peak_rss_mb()})
+            return
+        batch = msg[1]
+        if batch not in built:
+            if variant == "hf":
+                from cold_ms.bench.hf_peer import HFVariant
+                built[batch] = HFVariant(model, path, name, batch)
+            else:
+                built[batch] = build(variant, model, adapters, name, batch, max_len, args["mode"])
+            built[batch].prefill(prompt)  # compiles
+            for _ in range(2):
+                built[batch].step()
+        v = built[batch]
+        ttft = v.prefill(prompt)
+        for _ in range(2):  # warm-up after the prefill
+            v.step()
+        conn.send({"ttft_s": ttft, "steps_s": [v.step() for _ in range(per_run - 2)]})
+
+
+def _start(variant, args):
+    ctx = mp.get_context("spawn")  # a clean MindSpore per worker
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_worker, args=(child, variant, args), daemon=True)
+    proc.start()
+    if not parent.poll(900):
+        raise RuntimeError(f"worker {variant} did not start")
+    parent.recv()
+    return proc, parent
+
+
+def _row(variant, batch, mode, times, ttfts, rss, floor_ms):
+    ms = [t * 1e3 for t in times]
+    med = statistics.median(ms)
+    return {"variant": variant, "batch": batch, "mode": mode, "ms_per_step_median": round(med, 2),
+            "ms_per_step_p90": round(float(np.percentile(ms, 90)), 2), "steps": len(ms),
+            "ttft_ms": round(1e3 * statistics.median(ttfts), 1), "tokens_per_s": round(batch * 1e3 / med, 1),
+            "peak_rss_mb": round(rss, 0), "floor_fraction": round(floor_ms / med, 3)}
+
+
+def run(args):
+    from cold_ms.bench.e2e_variants import weight_bytes
+    from cold_ms.bench.report import write_e2e
+    from cold_ms.ops._library import read_bandwidth_gbps
+    from cold_ms.pipeline.adapters import load_peft_adapter
+    from cold_ms.pipeline.model import load_model
+    from cold_ms.pipeline.shipped import resolve_adapter
+    bandwidth = read_bandwidth_gbps()
+    variants = [v for v in args.variants.split(",") if v] + (["hf"] if args.peer else [])
+    spec = {"model": args.model, "adapter": args.adapter, "steps": args.steps, "rounds": args.rounds,
+            "mode": args.mode}
+    model = load_model(args.model)
+    name, path = resolve_adapter(args.adapter)
+    adapter = load_peft_adapter(path, name, model.config)
+    floor_ms = {v: weight_bytes(v, model, adapter) / (bandwidth * 1e9) * 1e3 for v in variants}
+    print(f"bandwidth {bandwidth:.1f} GB/s; a fused step reads {weight_bytes('cold', model, adapter) / 1e6:.0f} MB "
+          f"of weights", file=sys.stderr)
+    del model
+    workers = {v: _start(v, spec) for v in variants}
+    times = {(v, b): [] for v in variants for b in args.batches}
+    ttfts = {(v, b): [] for v in variants for b in args.batches}
+    try:
+        for b in args.batches:
+            for r in range(args.rounds):
+                order = variants[r % len(variants):] + variants[:r % len(variants)]
+                for v in order:
+                    workers[v][1].send(("run", b))
+                    out = workers[v][1].recv()
+                    times[(v, b)] += out["steps_s"]
+                    ttfts[(v, b)].append(out["ttft_s"])
+            print(f"batch {b}: " + ", ".join(f"{v} {1e3 * statistics.median(times[(v, b)]):.1f} ms"
+                                            for v in variants), file=sys.stderr, flush=True)
+        rss = {}
+        for v, (proc, conn) in workers.items():
+            conn.send(("stop",))
+            rss[v] = conn.recv()["peak_rss_mb"]
+            proc.join(30)
+    finally:
+        for proc, _ in workers.values():
+            if proc.is_alive():
+                proc.kill()
+    mode = lambda v: "torch" if v == "hf" else args.mode  # noqa: E731
+    rows = [_row(v, b, mode(v), times[(v, b)], ttfts[(v, b)], rss[v], floor_ms[v])
+            for b in args.batches for v in variants]
+    result = {"e2e": rows, "bandwidth_gbps": round(bandwidth, 2)}
+    write_e2e(result, args.json)

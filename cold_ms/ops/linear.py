@@ -1,0 +1,58 @@
+"""Projections y = x W^T (+ the LoRA term), with the kernel chosen by the token-row count.
+
+A decode step (at most DECODE_ROWS token rows) runs the custom DecodeLinear kernels,
+which stream each weight once for all rows and add the LoRA term in the same op; longer
+inputs (prompt chunks, training) run MindSpore's MatMul, which is built for large GEMMs,
+plus `add_lora`. The row count is a static shape, so the choice is made at compile time.
+"""
+import mindspore as ms
+from mindspore import ops
+
+from cold_ms.errors import InputError
+from cold_ms.ops.bgmv import add_lora
+
+DECODE_ROWS = 16  # the kernel's register tiles go up to 16 token rows
+
+# Custom primitives, set by register_cpu before any graph that uses them compiles.
+_DENSE = None
+_DENSE_LORA = None
+
+
+def _elem(t):
+    return t.element_type() if hasattr(t, "element_type") else t
+
+
+def _dense_shape(x, w, *lora):
+    if len(x) != 3 or len(w) != 2 or x[2] != w[1]:
+        raise InputError(f"decode linear: x {list(x)} and W {list(w)} do not fit (x is (R, T, in), W (out, in))")
+    if x[0] * x[1] > DECODE_ROWS:
+        raise InputError(f"decode linear: {x[0] * x[1]} token rows, at most {DECODE_ROWS}")
+    if lora and (len(lora[0]) != 3 or lora[0][2] != w[1] or list(lora[1][:2]) != list(lora[0][:2])
+                 or lora[1][2] != w[0] or lora[2][0] != x[0]):
+        raise InputError(f"decode linear: LoRA stacks {list(lora[0])}, {list(lora[1])} do not fit W {list(w)}")
+    return [x[0], x[1], w[0]]
+
+
+def _dense_type(x, w, *lora):
+    if _elem(x) != ms.float32 or _elem(w) != ms.float32:
+        raise InputError(f"decode linear: float32 data expected, got {x} and {w}")
+    return x
+
+
+def register_cpu(library):
+    global _DENSE, _DENSE_LORA
+    _DENSE = ops.Custom(f"{library}:DecodeLinear", _dense_shape, _dense_type, func_type="aot")
+    _DENSE_LORA = ops.Custom(f"{library}:DecodeLoraLinear", _dense_shape, _dense_type, func_type="aot")
+
+
+def project(x, weight, matmul, lora_a, lora_b, idx, backend):
+    """x (R, T, in) @ weight (out, in)^T, plus BGMV(x, A, B, idx) when lora_a is given."""
+    rows, seq = x.shape[0], x.shape[1]
+    if backend == "custom" and _DENSE is not None and rows * seq <= DECODE_ROWS:
+        if lora_a is None:
+            return _DENSE(x, weight)
+        return _DENSE_LORA(x, weight, lora_a, lora_b, idx)
+    y = matmul(x.reshape(rows * seq, x.shape[2]), weight).reshape(rows, seq, weight.shape[0])
+    if lora_a is None:
+        return y
+    return add_lora(y, x, lora_a, lora_b, idx, backend)
