@@ -36,7 +36,8 @@ def parse_args(argv=None):
     p.add_argument("--beta", type=float, default=0.5, help="contrast strength, >= 0 (0 = greedy)")
     p.add_argument("--mask", choices=("logit", "prob"), default="logit")
     p.add_argument("--lora-backend", choices=("custom", "gather"), default="custom",
-                   help="BGMV kernel (custom) or the plain gather-BMM twin")
+                   help="custom: the compiled kernels (BGMV LoRA term, decode projections, norm, "
+                        "rotary, attention); gather: plain MindSpore ops and the gather-BMM twin")
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--max-len", type=int, help="KV cache length (default: fits the request)")
     p.add_argument("--ignore-eos", action="store_true")
@@ -114,7 +115,7 @@ def build(args, log):
              else f"greedy on {expert or 'the base model'}")
     log(f"cold_ms: {model.config.name} ({model.config.num_params / 1e6:.1f}M params, {model.dtype} -> "
         f"float32) from {model.source}; adapters [{', '.join(adapters.names) or 'none'}]; {roles}; "
-        f"{args.mode} mode, LoRA backend {engine.lora_backend}; loaded in {model.load_s:.1f}s, "
+        f"{args.mode} mode, {engine.lora_backend} kernels; loaded in {model.load_s:.1f}s, "
         f"compiled in {compile_s:.1f}s")
     requests = [Request(p, adapter=expert, amateur=amateur, alpha=args.alpha, beta=args.beta,
                         max_new_tokens=args.max_new_tokens, ignore_eos=args.ignore_eos) for p in prompts]

@@ -21,7 +21,8 @@ def parse_args(argv=None):
                                           "their directory names (default: the shipped adapters)")
     p.add_argument("--slots", type=int, default=4, help="requests decoded together")
     p.add_argument("--mode", choices=("graph", "pynative"), default="graph")
-    p.add_argument("--lora-backend", choices=("custom", "gather"), default="custom")
+    p.add_argument("--lora-backend", choices=("custom", "gather"), default="custom",
+                   help="custom: the compiled CPU kernels; gather: plain MindSpore ops")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--max-len", type=int, default=1024, help="KV cache length per slot (prompt + completion)")

@@ -33,7 +33,9 @@ def parse_args(argv=None):
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--max-len", type=int, default=256)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--save-every", type=int, default=50)
+    p.add_argument("--accumulate", type=int, default=1,
+                   help="micro-batches of --batch per optimizer step (the memory of one micro-batch)")
+    p.add_argument("--save-every", type=int, default=50, help="optimizer steps between checkpoints")
     p.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0: all epochs)")
     p.add_argument("--chat-template", help="built-in template (chatml, llama2) instead of the checkpoint's")
     p.add_argument("--save-dtype", choices=("float32", "float16"), default="float32",
@@ -66,7 +68,8 @@ def main(argv=None):
             raise ColdError("give --task or --train-file")
         cfg = TrainConfig(rank=args.rank, alpha=args.alpha, targets=tuple(args.targets.split(",")),
                           lr=args.lr, epochs=args.epochs, batch=args.batch, max_len=args.max_len,
-                          seed=args.seed, save_every=args.save_every, max_steps=args.max_steps)
+                          seed=args.seed, save_every=args.save_every, max_steps=args.max_steps,
+                          accumulate=args.accumulate)
         model = load_model(args.model)
         examples = tasks.examples(task, "train", args.n, args.data_seed)
         print(f"training on {len(examples)} {task} examples", file=sys.stderr)

@@ -36,7 +36,8 @@ class EngineVariant:
     def prefill(self, prompt):
         amateur = "base" if self.contrastive else None
         reqs = [Request(prompt, adapter=self.expert, amateur=amateur, alpha=ALPHA, beta=BETA,
-                        max_new_tokens=10 ** 6, ignore_eos=True) for _ in range(self.batch)]
+                        max_new_tokens=self.engine.max_len - len(prompt), ignore_eos=True)
+                for _ in range(self.batch)]
         self.slots = [self.engine.new_state(i, r) for i, r in enumerate(reqs)]
         start = time.perf_counter()
         for s, token in self.engine.prefill(list(range(self.batch)), self.slots):

@@ -7,6 +7,7 @@ from cold_ms.cells.attention import Attention
 from cold_ms.cells.mlp import MLP
 from cold_ms.cells.norm import RMSNorm
 from cold_ms.cells.rope import rope_tables
+from cold_ms.ops import decode
 from cold_ms.ops.bgmv import select_backend
 from cold_ms.ops.linear import project
 
@@ -26,13 +27,13 @@ class Embedding(nn.Cell):
 class DecoderLayer(nn.Cell):
     def __init__(self, cfg, layout, rows, length, backend):
         super().__init__()
-        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, backend)
         self.self_attn = Attention(cfg, layout, rows, length, backend)
-        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, backend)
         self.mlp = MLP(cfg, layout, backend)
 
-    def construct(self, h, cos, sin, flat_idx, bias, cache_rows, lora_idx):
-        h = h + self.self_attn(self.input_layernorm(h), cos, sin, flat_idx, bias, cache_rows, lora_idx)
+    def construct(self, h, cos, sin, flat_idx, bias, cache_rows, lora_idx, positions):
+        h = h + self.self_attn(self.input_layernorm(h), cos, sin, flat_idx, bias, cache_rows, lora_idx, positions)
         return h + self.mlp(self.post_attention_layernorm(h), lora_idx)
 
 
@@ -42,7 +43,7 @@ class LlamaModel(nn.Cell):
         self.embed_tokens = Embedding(cfg.vocab_size, cfg.hidden_size)
         self.layers = nn.CellList([DecoderLayer(cfg, layout, rows, length, backend)
                                    for _ in range(cfg.num_layers)])
-        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, backend)
 
 
 class CausalLM(nn.Cell):
@@ -55,7 +56,8 @@ class CausalLM(nn.Cell):
     def __init__(self, cfg, layout, rows, max_len, backend="custom"):
         super().__init__()
         self.cfg, self.layout, self.rows, self.max_len = cfg, layout, rows, max_len
-        self.backend = select_backend(backend)
+        self.backend = backend = select_backend(backend)
+        self.decode_kernels = backend == "custom" and decode.available()
         self.length = max_len + 1
         self.model = LlamaModel(cfg, layout, rows, self.length, backend)
         self.tied = cfg.tie_word_embeddings
@@ -76,7 +78,7 @@ class CausalLM(nn.Cell):
         cos, sin = self.rotary(positions)
         h = self.model.embed_tokens(tokens)
         for layer in self.model.layers:
-            h = layer(h, cos, sin, flat_idx, bias, cache_rows, lora_idx)
+            h = layer(h, cos, sin, flat_idx, bias, cache_rows, lora_idx, positions)
         return h
 
     def logits(self, h):
@@ -95,10 +97,12 @@ class CausalLM(nn.Cell):
         heads = ops.arange(0, kvh, dtype=ms.int32).reshape(1, kvh, 1)
         flat_idx = ((row_ids.reshape(rows, 1, 1) * kvh + heads) * self.length
                     + positions.reshape(rows, 1, seq)).reshape(-1)  # (R*KVH*T,)
-        keys = ops.arange(0, self.length, dtype=ms.int32).reshape(1, 1, self.length)
-        visible = keys <= positions.reshape(rows, seq, 1)  # (R, T, L)
-        bias = additive_mask(visible).reshape(rows, 1, 1, seq, self.length)
-        h = self.hidden(tokens, positions, flat_idx, bias, cache_rows, lora_idx)
+        bias = None  # the decode-attention kernel masks by position itself
+        if not (self.decode_kernels and seq == 1 and cache_rows is None):
+            keys = ops.arange(0, self.length, dtype=ms.int32).reshape(1, 1, self.length)
+            visible = keys <= positions.reshape(rows, seq, 1)  # (R, T, L)
+            bias = additive_mask(visible).reshape(rows, 1, 1, seq, self.length)
+        h = self.hidden(tokens, positions, flat_idx, bias, cache_rows, lora_idx)  # (R, T, d)
         pick = ops.arange(0, rows, dtype=ms.int32) * seq + last
         return self.logits(ops.gather(h.reshape(rows * seq, -1), pick, 0))  # (R, V)
 

@@ -104,8 +104,9 @@ def _register_cpu():
     _SHRINK = ops.Custom(f"{lib}:BgmvShrink", _shrink_shape, _shrink_type, func_type="aot")
     _EXPAND = ops.Custom(f"{lib}:BgmvExpand", _expand_shape, _expand_type, func_type="aot")
     _ADD_LORA = ops.Custom(f"{lib}:BgmvAddLora", _add_shape, _add_type, func_type="aot")
-    from cold_ms.ops import linear  # the decode projections live in the same library
+    from cold_ms.ops import decode, linear  # the other decode kernels live in the same library
     linear.register_cpu(lib)
+    decode.register_cpu(lib)
 
 
 def _register_ascend():

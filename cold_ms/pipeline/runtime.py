@@ -4,7 +4,10 @@ MindSpore's compile cache numbers graphs by compile order and checks only source
 and input shapes, not constants baked into a graph (rms eps, rope tables, mask mode):
 measured here, a model with another rope_theta silently reused a stale graph. So the
 cache directory is keyed by everything that shapes the graphs, and a process that builds
-a second, differently-keyed engine turns the cache off rather than mix graphs.
+a second, differently-keyed engine turns the cache off rather than mix graphs. The key
+also covers cold_ms's own source, so a changed Cell never meets an old graph (seen
+here: a training graph changed under an unchanged key gave NaN losses until the cache
+was cleared).
 """
 import hashlib
 import os
@@ -46,6 +49,19 @@ def configure(mode="graph"):
         ms.set_context(mode=MODES[mode])
 
 
+def _source_digest():
+    """Hash of every cold_ms Python file (computed once per process)."""
+    if "source" not in _state:
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        digest = hashlib.sha256()
+        for folder, _, files in sorted(os.walk(root)):
+            for name in sorted(f for f in files if f.endswith(".py")):
+                with open(os.path.join(folder, name), "rb") as f:
+                    digest.update(name.encode() + f.read())
+        _state["source"] = digest.hexdigest()
+    return _state["source"]
+
+
 def use_compile_cache(graph_key):
     """Enable the compile cache for the graphs described by `graph_key` (any repr-able value).
 
@@ -53,7 +69,7 @@ def use_compile_cache(graph_key):
     """
     if os.environ.get("COLD_MS_COMPILE_CACHE", "1") == "0":
         return False
-    digest = hashlib.sha256(repr((graph_key, ms.__version__)).encode()).hexdigest()[:16]
+    digest = hashlib.sha256(repr((graph_key, ms.__version__, _source_digest())).encode()).hexdigest()[:16]
     first = _state.setdefault("cache_key", digest)
     if first != digest:
         if _state.get("cache_on"):

@@ -5,7 +5,7 @@ import numpy as np
 
 from cold_ms.pipeline.chat import chat_prompt_ids
 
-SEQ_BUCKET, ANSWER_BUCKET = 64, 32  # sequence and answer lengths round up to these: few graphs
+SEQ_BUCKET, ANSWER_BUCKET = 64, 32  # sequence and answer lengths round up to these
 
 
 def encode_example(tokenizer, question, target, template=None):
@@ -23,12 +23,17 @@ def _round_up(n, step):
     return -(-n // step) * step
 
 
-def make_batch(encoded, rows):
+def batch_shape(encoded):
+    """(T, A) that fits every example: one shape for the whole run, so one compiled graph
+    (each further shape costs a compile and, on the CPU backend, its own memory)."""
+    return (_round_up(max(len(ids) for ids, _ in encoded), SEQ_BUCKET),
+            _round_up(max(n for _, n in encoded), ANSWER_BUCKET))
+
+
+def make_batch(encoded, rows, shape):
     """tokens (rows, T), pick (rows*A,), labels (rows*A,) for [(ids, answer_len), ...];
-    missing rows (the last batch of an epoch) are padding with no labels, so every batch
-    of a length bucket has the same shape and reuses one compiled graph."""
-    seq = _round_up(max(len(ids) for ids, _ in encoded), SEQ_BUCKET)
-    width = _round_up(max(n for _, n in encoded), ANSWER_BUCKET)
+    missing rows (the last batch of an epoch) are padding with no labels."""
+    seq, width = shape
     tokens = np.zeros((rows, seq), np.int32)
     pick = np.zeros((rows, width), np.int32)
     labels = np.full((rows, width), -100, np.int32)

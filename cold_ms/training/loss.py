@@ -23,3 +23,16 @@ class AnswerLoss(nn.Cell):
         h = self.lm.hidden(tokens, positions, None, bias, None, lora_idx)
         logits = self.lm.logits(ops.gather(h.reshape(rows * seq, -1), pick, 0))
         return ops.cross_entropy(logits, labels, ignore_index=-100)
+
+
+class LossAndGrads(nn.Cell):
+    """(loss, gradients of the trainable Parameters) in one compiled graph; the optimizer is
+    applied outside, so several micro-batches can be accumulated into one update."""
+
+    def __init__(self, net, params):
+        super().__init__()
+        self.net, self.weights = net, ms.ParameterTuple(params)
+        self.grad = ops.GradOperation(get_by_list=True)
+
+    def construct(self, tokens, pick, labels):
+        return self.net(tokens, pick, labels), self.grad(self.net, self.weights)(tokens, pick, labels)

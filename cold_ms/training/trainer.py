@@ -21,8 +21,8 @@ from cold_ms.errors import ConfigError
 from cold_ms.pipeline.checkpoint import module_path
 from cold_ms.pipeline.engine import assign
 from cold_ms.pipeline.runtime import configure, use_compile_cache
-from cold_ms.training.data import encode_example, epoch_batches, make_batch
-from cold_ms.training.loss import AnswerLoss
+from cold_ms.training.data import batch_shape, encode_example, epoch_batches, make_batch
+from cold_ms.training.loss import AnswerLoss, LossAndGrads
 
 
 @dataclass(frozen=True)
@@ -36,12 +36,13 @@ class TrainConfig:
     max_len: int = 256
     warmup: float = 0.05
     seed: int = 0
-    save_every: int = 50
-    max_steps: int = 0  # 0: all epochs
+    save_every: int = 50  # optimizer steps between checkpoints
+    max_steps: int = 0  # micro-batches to run at most; 0: all epochs
+    accumulate: int = 1  # micro-batches per optimizer step (memory grows with batch, not with this)
 
     def __post_init__(self):
-        if self.rank < 1 or self.batch < 1 or self.epochs < 1 or self.lr <= 0:
-            raise ConfigError("rank, batch and epochs must be >= 1 and lr > 0")
+        if min(self.rank, self.batch, self.epochs, self.accumulate) < 1 or self.lr <= 0:
+            raise ConfigError("rank, batch, epochs and accumulate must be >= 1 and lr > 0")
         LoraLayout(1, self.rank, tuple(self.targets))
 
     @property
@@ -99,6 +100,7 @@ class Trainer:
             log(f"skipped {len(encoded) - len(self.encoded)} examples longer than {cfg.max_len} tokens")
         if not self.encoded:
             raise ConfigError("no training example fits in max_len")
+        self.shape = batch_shape(self.encoded)
         self.plan = [b for epoch in range(cfg.epochs)
                      for b in epoch_batches(self.encoded, cfg.batch, cfg.seed, epoch)]
         if cfg.max_steps:
@@ -107,9 +109,10 @@ class Trainer:
                            max_len=-(-cfg.max_len // 64) * 64, backend="gather")
         assign(self.lm, model.weights)
         init_lora(self.lm, cfg, cfg.seed)
-        opt = nn.AdamWeightDecay(self.lm.trainable_params(), learning_rate=lr_schedule(len(self.plan), cfg))
-        self.step_cell = nn.TrainOneStepCell(AnswerLoss(self.lm), opt)
-        self.step_cell.set_train()
+        params = self.lm.trainable_params()
+        updates = -(-len(self.plan) // cfg.accumulate)
+        self.opt = nn.AdamWeightDecay(params, learning_rate=lr_schedule(updates, cfg))
+        self.grad_step = LossAndGrads(AnswerLoss(self.lm), params)
 
     # ---- checkpoints ------------------------------------------------------------------
     def _state_path(self):
@@ -118,8 +121,10 @@ class Trainer:
     def _save(self, step, losses):
         ckpt_dir = os.path.join(self.out, "checkpoint")
         os.makedirs(ckpt_dir, exist_ok=True)
-        keep = [{"name": n, "data": p} for n, p in self.step_cell.parameters_and_names()
-                if p.requires_grad or "moment" in n or "global_step" in n]
+        # A/B, Adam moments, global_step, under the Parameters' own names, which are what
+        # load_param_into_net matches (wrapping Cells prefix them, e.g. "lm.model...")
+        keep = [{"name": p.name, "data": p} for n, p in self.opt.parameters_and_names()
+                if not n.startswith("learning_rate")]
         ms.save_checkpoint(keep, os.path.join(ckpt_dir, "train.tmp.ckpt"))
         os.replace(os.path.join(ckpt_dir, "train.tmp.ckpt"), os.path.join(ckpt_dir, "train.ckpt"))
         state = {"step": step, "losses": losses, "config": asdict(self.cfg)}
@@ -134,7 +139,7 @@ class Trainer:
             state = json.load(f)
         if state["config"] != json.loads(json.dumps(asdict(self.cfg))):
             raise ConfigError(f"{self.out} holds a run with other settings; use a new --out")
-        ms.load_param_into_net(self.step_cell, ms.load_checkpoint(
+        ms.load_param_into_net(self.opt, ms.load_checkpoint(
             os.path.join(self.out, "checkpoint", "train.ckpt")), strict_load=False)
         self.log(f"resuming at step {state['step']} of {len(self.plan)}")
         return state["step"], state["losses"]
@@ -145,16 +150,23 @@ class Trainer:
         done, losses = self._resume()
         bar = tqdm(total=len(self.plan), initial=done, disable=not progress, unit="step")
         start = time.perf_counter()
+        pending, k = None, self.cfg.accumulate
         for step in range(done, len(self.plan)):
-            batch = make_batch([self.encoded[i] for i in self.plan[step]], self.cfg.batch)
-            loss = float(self.step_cell(*(Tensor(a) for a in batch)).asnumpy())
+            batch = make_batch([self.encoded[i] for i in self.plan[step]], self.cfg.batch, self.shape)
+            loss, grads = self.grad_step(*(Tensor(a) for a in batch))
+            loss = float(loss.asnumpy())
             if not math.isfinite(loss):
                 raise ConfigError(f"the loss diverged at step {step} (lower --lr)")
+            pending = grads if pending is None else tuple(a + g for a, g in zip(pending, grads))
             losses.append(loss)
             bar.set_postfix(loss=f"{loss:.3f}")
             bar.update(1)
-            if (step + 1) % self.cfg.save_every == 0 or step + 1 == len(self.plan):
-                self._save(step + 1, losses)
+            last = step + 1 == len(self.plan)
+            if (step + 1) % k == 0 or last:  # one optimizer step per `accumulate` micro-batches
+                self.opt(tuple(g / (step % k + 1) for g in pending))
+                pending = None
+                if ((step + 1) // k) % self.cfg.save_every == 0 or last:
+                    self._save(step + 1, losses)
         bar.close()
         export_peft(self.lm, self.cfg, self.out, self.model.config.name, save_dtype)
         return losses, time.perf_counter() - start

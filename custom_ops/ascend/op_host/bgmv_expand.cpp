@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "bgmv_dtypes.h"
 #include "bgmv_tiling.h"
 #include "register/op_def_registry.h"
 #include "tiling/platform/platform_ascendc.h"
@@ -98,19 +99,12 @@ class BgmvExpand : public OpDef {
 public:
     explicit BgmvExpand(const char *name) : OpDef(name)
     {
-        // Six dtype combinations, one kernel binary each (read the lists column by column):
-        // {fp16, bf16, fp32} data x {int32, int64} indices.
-        const std::vector<ge::DataType> data = {ge::DT_FLOAT16, ge::DT_FLOAT16, ge::DT_BF16,
-                                                ge::DT_BF16,    ge::DT_FLOAT,   ge::DT_FLOAT};
-        const std::vector<ge::DataType> index = {ge::DT_INT32, ge::DT_INT64, ge::DT_INT32,
-                                                 ge::DT_INT64, ge::DT_INT32, ge::DT_INT64};
-        const std::vector<ge::DataType> f32(data.size(), ge::DT_FLOAT);
-        const std::vector<ge::Format> nd(data.size(), ge::FORMAT_ND);
-        this->Input("y").ParamType(REQUIRED).DataType(data).Format(nd);
-        this->Input("v").ParamType(REQUIRED).DataType(f32).Format(nd);
-        this->Input("lora_b").ParamType(REQUIRED).DataType(data).Format(nd);
-        this->Input("idx").ParamType(REQUIRED).DataType(index).Format(nd);
-        this->Output("y_out").ParamType(REQUIRED).DataType(data).Format(nd);
+        const BgmvDtypes t;
+        this->Input("y").ParamType(REQUIRED).DataType(t.data).Format(t.nd);
+        this->Input("v").ParamType(REQUIRED).DataType(t.f32).Format(t.nd);
+        this->Input("lora_b").ParamType(REQUIRED).DataType(t.data).Format(t.nd);
+        this->Input("idx").ParamType(REQUIRED).DataType(t.index).Format(t.nd);
+        this->Output("y_out").ParamType(REQUIRED).DataType(t.data).Format(t.nd);
         this->SetInferShape(ge::BgmvExpandInferShape).SetInferDataType(ge::BgmvExpandInferDataType);
         // Atlas A2/A3 only: the kernels use DataCopyPad and bfloat16, which Atlas 300I/310P
         // (ascend310p) AI Cores lack.

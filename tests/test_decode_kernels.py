@@ -1,0 +1,80 @@
+"""The decode kernels (projection, RMSNorm, rotary, attention) against numpy, odd sizes included."""
+import numpy as np
+import pytest
+from mindspore import Tensor, nn
+
+from cold_ms.errors import InputError
+from cold_ms.ops import bgmv, decode, linear
+from cold_ms.pipeline.runtime import configure
+
+
+class Project(nn.Cell):
+    """linear.project with the custom backend; LoRA stacks when given."""
+
+    def construct(self, x, w, a=None, b=None, idx=None):
+        return linear.project(x, w, None, a, b, idx, "custom")
+
+
+class Fn(nn.Cell):
+    def __init__(self, fn, *static):
+        super().__init__()
+        self.fn, self.static = fn, static
+
+    def construct(self, *args):
+        return self.fn(*args, *self.static)
+
+
+@pytest.fixture(autouse=True, params=["graph", "pynative"])
+def _ready(request):
+    configure(request.param)
+    assert bgmv.select_backend("custom") == "custom" and decode.available()
+
+
+def _t(a, dtype=np.float32):
+    return Tensor(np.asarray(a, dtype))
+
+
+@pytest.mark.parametrize("rows,seq", [(1, 1), (2, 1), (3, 1), (5, 3), (8, 2), (16, 1)])
+def test_decode_linear_with_and_without_lora(rows, seq):
+    rng = np.random.default_rng(rows)
+    n_in, n_out, rank, slots = 37, 53, 8, 3
+    x, w = rng.standard_normal((rows, seq, n_in)), rng.standard_normal((n_out, n_in))
+    a, b = rng.standard_normal((slots, rank, n_in)) * 0.3, rng.standard_normal((slots, rank, n_out)) * 0.3
+    idx = rng.integers(-1, slots, rows)
+    np.testing.assert_allclose(Project()(_t(x), _t(w)).asnumpy(), x @ w.T, rtol=1e-5, atol=1e-4)
+    want = x @ w.T + np.stack([x[i] @ a[s].T @ b[s] if s >= 0 else np.zeros((seq, n_out)) for i, s in enumerate(idx)])
+    got = Project()(_t(x), _t(w), _t(a), _t(b), _t(idx, np.int32))
+    np.testing.assert_allclose(got.asnumpy(), want, rtol=1e-5, atol=1e-4)
+
+
+def test_rms_norm_rope_and_attention():
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((3, 2, 20)), rng.standard_normal(20)
+    want = w * x / np.sqrt((x * x).mean(-1, keepdims=True) + 1e-5)
+    got = Fn(decode.rms_norm)(_t(x), _t(w), _t([1e-5]))
+    np.testing.assert_allclose(got.asnumpy(), want, rtol=1e-5, atol=1e-5)
+
+    heads, kvh, dim, length = 6, 2, 8, 11
+    q = rng.standard_normal((3, 1, heads * dim))
+    cos, sin = rng.standard_normal((3, 1, dim)), rng.standard_normal((3, 1, dim))
+    qh = q.reshape(3, heads, dim)
+    rot = np.concatenate([-qh[..., dim // 2:], qh[..., :dim // 2]], -1)
+    want_rope = (qh * cos + rot * sin).reshape(3, 1, heads * dim)
+    np.testing.assert_allclose(Fn(decode.rope)(_t(q), _t(cos), _t(sin)).asnumpy(), want_rope, rtol=1e-5, atol=1e-5)
+
+    k, v = rng.standard_normal((3, kvh, length, dim)), rng.standard_normal((3, kvh, length, dim))
+    pos = np.array([[0], [4], [10]])
+    want_att = np.zeros((3, heads, dim))
+    for r in range(3):
+        for h in range(heads):
+            g = h // (heads // kvh)
+            s = k[r, g, :pos[r, 0] + 1] @ qh[r, h] / np.sqrt(dim)
+            p = np.exp(s - s.max())
+            want_att[r, h] = (p / p.sum()) @ v[r, g, :pos[r, 0] + 1]
+    got = Fn(decode.decode_attention)(_t(q), _t(k), _t(v), _t(pos, np.int32))
+    np.testing.assert_allclose(got.asnumpy(), want_att.reshape(3, 1, -1), rtol=1e-5, atol=1e-5)
+
+
+def test_decode_linear_rejects_bad_shapes():
+    with pytest.raises(InputError, match="do not fit"):
+        Project()(_t(np.ones((1, 1, 5))), _t(np.ones((4, 6))))
