@@ -1,5 +1,6 @@
 """The compiled decoding steps: one forward over all rows, scoring inside, token ids out."""
-from mindspore import nn
+import mindspore as ms
+from mindspore import nn, ops
 
 from cold_ms.ops.contrastive import MASKS, cold_select, first_argmax
 
@@ -21,7 +22,10 @@ class ColdStep(nn.Cell):
     def construct(self, tokens, positions, cache_rows, last, lora_idx, alpha, beta):
         logits = self.lm(tokens, positions, cache_rows, last, lora_idx)
         slots = logits.shape[0] // 2
-        return cold_select(logits[:slots], logits[slots:], alpha, beta, self.mask)
+        # Gather, not slicing: the CPU StridedSlice took ~0.9 ms per (rows, 49152) slice here
+        expert = ops.gather(logits, ops.arange(0, slots, dtype=ms.int32), 0)
+        amateur = ops.gather(logits, ops.arange(slots, 2 * slots, dtype=ms.int32), 0)
+        return cold_select(expert, amateur, alpha, beta, self.mask)
 
 
 class GreedyStep(nn.Cell):

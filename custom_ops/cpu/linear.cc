@@ -29,7 +29,8 @@ constexpr int64_t kRowsPerItem = 32;
 constexpr int64_t kParallelMacs = 1 << 16;
 
 // acc[t][w] += x_t . W_w over `in` for N token rows and NW weight rows (N * NW <= 16
-// accumulators: the 32 ymm registers of AVX-512VL keep them and the loaded operands).
+// accumulators, which the 16 ymm registers of AVX2 (32 with AVX-512VL) hold beside the
+// loaded operands).
 template <int N, int NW>
 inline void DotBlock(const float* x, int64_t in, const float* w, float* y, int64_t out) {
   Vec acc[N][NW] = {};
@@ -53,13 +54,18 @@ inline void DotBlock(const float* x, int64_t in, const float* w, float* y, int64
     }
 }
 
-// y[:, o0:o1] = x W[o0:o1]^T for N token rows.
+// y[:, o0:o1] = x W[o0:o1]^T for N token rows. Rows go in groups of at most 8 (16
+// accumulators with NW weight rows); every group of a tile reuses the tile's NW weight rows
+// from L1, so each weight still comes from memory once, however many groups there are.
 template <int N>
 void DotRange(const float* x, const float* w, float* y, int64_t in, int64_t out, int64_t o0, int64_t o1) {
-  constexpr int NW = N >= 16 ? 1 : N >= 8 ? 2 : N >= 4 ? 4 : 8;
+  constexpr int G = N < 8 ? N : 8;
+  constexpr int NW = G >= 8 ? 2 : G >= 4 ? 4 : 8;
   int64_t o = o0;
-  for (; o + NW <= o1; o += NW) DotBlock<N, NW>(x, in, w + o * in, y + o, out);
-  for (; o < o1; ++o) DotBlock<N, 1>(x, in, w + o * in, y + o, out);
+  for (; o + NW <= o1; o += NW)
+    for (int g = 0; g < N; g += G) DotBlock<G, NW>(x + g * in, in, w + o * in, y + g * out + o, out);
+  for (; o < o1; ++o)
+    for (int g = 0; g < N; g += G) DotBlock<G, 1>(x + g * in, in, w + o * in, y + g * out + o, out);
 }
 
 template <int N>
