@@ -1,9 +1,10 @@
 """`bench.py e2e`: per-token decode latency, time to first token, tokens/s and peak RSS of
 greedy, fused CoLD and the unfused baselines (and, with --peer hf, transformers + PEFT).
 
-Every variant lives in its own worker process (so its peak RSS is its own) and keeps its
-model loaded; the coordinator runs the variants in turn, ROUNDS times per batch size, in
-a rotating order, so slow drifts of the machine hit every variant alike.
+For each batch size, every variant lives in its own fresh worker process (MindSpore does
+not return a dropped graph's memory, so a reused process would carry the previous batch
+size's peak); the coordinator runs the variants in turn, ROUNDS times, in a rotating
+order, so slow drifts of the machine hit every variant alike.
 floor_fraction = (weight bytes a step must read / measured read bandwidth) / time per step.
 """
 import json
@@ -48,24 +49,20 @@ def _worker(conn, variant, args):
     prompt = chat_prompt_ids(model.tokenizer, [{"role": "user", "content": PROMPT_TEXT}])
     per_run = args["steps"] // args["rounds"] + 2
     max_len = -(-(len(prompt) + per_run + 1) // 64) * 64
-    built = {}
+    batch = args["batch"]
+    if variant == "hf":
+        from cold_ms.bench.hf_peer import HFVariant
+        v = HFVariant(model, path, name, batch)
+    else:
+        v = build(variant, model, adapters, name, batch, max_len, args["mode"])
+    v.prefill(prompt)  # compiles
+    for _ in range(2):
+        v.step()
     conn.send({"ready": True})
     while True:
-        msg = conn.recv()
-        if msg[0] == "stop":
+        if conn.recv() == "stop":
             conn.send({"peak_rss_mb": _peak_rss_mb()})
             return
-        batch = msg[1]
-        if batch not in built:
-            if variant == "hf":
-                from cold_ms.bench.hf_peer import HFVariant
-                built[batch] = HFVariant(model, path, name, batch)
-            else:
-                built[batch] = build(variant, model, adapters, name, batch, max_len, args["mode"])
-            built[batch].prefill(prompt)  # compiles
-            for _ in range(2):
-                built[batch].step()
-        v = built[batch]
         ttft = v.prefill(prompt)
         for _ in range(2):  # warm-up after the prefill
             v.step()
@@ -78,7 +75,7 @@ def _start(variant, args):
     proc = ctx.Process(target=_worker, args=(child, variant, args), daemon=True)
     proc.start()
     if not parent.poll(900):
-        raise RuntimeError(f"worker {variant} did not start")
+        raise RuntimeError(f"worker {variant} (batch {args['batch']}) did not start")
     parent.recv()
     return proc, parent
 
@@ -110,31 +107,33 @@ def run(args):
     print(f"bandwidth {bandwidth:.1f} GB/s; a fused step reads {weight_bytes('cold', model, adapter) / 1e6:.0f} MB "
           f"of weights", file=sys.stderr)
     del model
-    workers = {v: _start(v, spec) for v in variants}
     times = {(v, b): [] for v in variants for b in args.batches}
     ttfts = {(v, b): [] for v in variants for b in args.batches}
-    try:
-        for b in args.batches:
+    rss = {}
+    for b in args.batches:
+        workers = {}
+        try:
+            for v in variants:
+                workers[v] = _start(v, dict(spec, batch=b))
             for r in range(args.rounds):
                 order = variants[r % len(variants):] + variants[:r % len(variants)]
                 for v in order:
-                    workers[v][1].send(("run", b))
+                    workers[v][1].send("run")
                     out = workers[v][1].recv()
                     times[(v, b)] += out["steps_s"]
                     ttfts[(v, b)].append(out["ttft_s"])
-            print(f"batch {b}: " + ", ".join(f"{v} {1e3 * statistics.median(times[(v, b)]):.1f} ms"
-                                            for v in variants), file=sys.stderr, flush=True)
-        rss = {}
-        for v, (proc, conn) in workers.items():
-            conn.send(("stop",))
-            rss[v] = conn.recv()["peak_rss_mb"]
-            proc.join(30)
-    finally:
-        for proc, _ in workers.values():
-            if proc.is_alive():
-                proc.kill()
+            for v, (proc, conn) in workers.items():
+                conn.send("stop")
+                rss[(v, b)] = conn.recv()["peak_rss_mb"]
+                proc.join(30)
+        finally:
+            for proc, _ in workers.values():
+                if proc.is_alive():
+                    proc.kill()
+        print(f"batch {b}: " + ", ".join(f"{v} {1e3 * statistics.median(times[(v, b)]):.1f} ms"
+                                        for v in variants), file=sys.stderr, flush=True)
     mode = lambda v: "torch" if v == "hf" else args.mode  # noqa: E731
-    rows = [_row(v, b, mode(v), times[(v, b)], ttfts[(v, b)], rss[v], floor_ms[v])
+    rows = [_row(v, b, mode(v), times[(v, b)], ttfts[(v, b)], rss[(v, b)], floor_ms[v])
             for b in args.batches for v in variants]
     result = {"e2e": rows, "bandwidth_gbps": round(bandwidth, 2)}
     write_e2e(result, args.json)

@@ -6,7 +6,6 @@ from mindspore import nn, ops
 from cold_ms.cells.kv_cache import KVCache
 from cold_ms.cells.lora_linear import target_linear
 from cold_ms.cells.rope import apply_rotary
-from cold_ms.ops import decode
 
 
 class Attention(nn.Cell):
@@ -21,26 +20,13 @@ class Attention(nn.Cell):
         self.v_proj = target_linear("v_proj", d, self.kv_heads * hd, layout, backend)
         self.o_proj = target_linear("o_proj", self.heads * hd, d, layout, backend)
         self.cache = KVCache(rows, self.kv_heads, length, hd)
-        self.kernels = backend == "custom" and decode.available()
 
-    def _decode(self, x, cos, sin, flat_idx, positions, lora_idx):
-        """One token per row over every cache row, with the single-op kernels (R, 1, d)."""
-        rows, hd, kvh = x.shape[0], self.head_dim, self.kv_heads
-        cos, sin = cos.reshape(rows, 1, hd), sin.reshape(rows, 1, hd)
-        q = decode.rope(self.q_proj(x, lora_idx), cos, sin)               # (R, 1, H*D)
-        k = decode.rope(self.k_proj(x, lora_idx), cos, sin)               # (R, 1, KVH*D)
-        v = self.v_proj(x, lora_idx)
-        k_all, v_all = self.cache(k.reshape(rows, kvh, 1, hd), v.reshape(rows, kvh, 1, hd), flat_idx, None)
-        return self.o_proj(decode.decode_attention(q, k_all, v_all, positions), lora_idx)
-
-    def construct(self, x, cos, sin, flat_idx, bias, cache_rows, lora_idx, positions):
+    def construct(self, x, cos, sin, flat_idx, bias, cache_rows, lora_idx):
         """x (R, T, d); cos/sin (R, 1, T, D); bias (R, 1, 1, T, L) additive mask.
 
         flat_idx None (training) attends within x itself and leaves the cache alone.
         """
         rows, seq = x.shape[0], x.shape[1]
-        if self.kernels and seq == 1 and cache_rows is None and flat_idx is not None:
-            return self._decode(x, cos, sin, flat_idx, positions, lora_idx)
         hd, kvh = self.head_dim, self.kv_heads
         q = self.q_proj(x, lora_idx).reshape(rows, seq, self.heads, hd).transpose(0, 2, 1, 3)
         k = self.k_proj(x, lora_idx).reshape(rows, seq, kvh, hd).transpose(0, 2, 1, 3)

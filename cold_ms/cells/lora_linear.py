@@ -4,6 +4,7 @@ from mindspore import nn, ops, Parameter
 from mindspore.common.initializer import initializer
 
 from cold_ms.ops.bgmv import select_backend
+from cold_ms.ops.decode import NO_LORA
 from cold_ms.ops.linear import project
 
 
@@ -28,6 +29,12 @@ class MultiLoraLinear(nn.Cell):
                                     name="lora_a")
             self.lora_b = Parameter(initializer("zeros", (num_slots, rank, out_dim), ms.float32),
                                     name="lora_b")
+
+    def lora_pair(self):
+        """(A, B) stacks, or the placeholder pair the decode-layer kernels skip."""
+        if self.has_lora:
+            return self.lora_a, self.lora_b
+        return NO_LORA, NO_LORA
 
     def construct(self, x, lora_idx):
         """x (R, T, in) -> (R, T, out)."""

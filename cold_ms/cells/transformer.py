@@ -31,9 +31,21 @@ class DecoderLayer(nn.Cell):
         self.self_attn = Attention(cfg, layout, rows, length, backend)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, backend)
         self.mlp = MLP(cfg, layout, backend)
+        self.kernels = backend == "custom" and decode.available() and rows <= 16
+    def _decode(self, h, cos, sin, flat_idx, positions, lora_idx):
+        """The layer as two kernels (plus the cache writes): one token per cache row."""
+        attn, mlp, rows = self.self_attn, self.mlp, h.shape[0]
+        hd, kvh = attn.head_dim, attn.kv_heads
+        q, k, v = decode.layer_pre(h, self.input_layernorm, attn.q_proj, attn.k_proj, attn.v_proj, lora_idx,
+                                   cos.reshape(rows, 1, hd), sin.reshape(rows, 1, hd))
+        k_all, v_all = attn.cache(k.reshape(rows, kvh, 1, hd), v.reshape(rows, kvh, 1, hd), flat_idx, None)
+        return decode.layer_post(h, q, k_all, v_all, positions, attn.o_proj, self.post_attention_layernorm,
+                                 mlp.gate_proj, mlp.up_proj, mlp.down_proj, lora_idx)
 
     def construct(self, h, cos, sin, flat_idx, bias, cache_rows, lora_idx, positions):
-        h = h + self.self_attn(self.input_layernorm(h), cos, sin, flat_idx, bias, cache_rows, lora_idx, positions)
+        if self.kernels and h.shape[1] == 1 and cache_rows is None and flat_idx is not None:
+            return self._decode(h, cos, sin, flat_idx, positions, lora_idx)
+        h = h + self.self_attn(self.input_layernorm(h), cos, sin, flat_idx, bias, cache_rows, lora_idx)
         return h + self.mlp(self.post_attention_layernorm(h), lora_idx)
 
 
@@ -57,7 +69,7 @@ class CausalLM(nn.Cell):
         super().__init__()
         self.cfg, self.layout, self.rows, self.max_len = cfg, layout, rows, max_len
         self.backend = backend = select_backend(backend)
-        self.decode_kernels = backend == "custom" and decode.available()
+        self.decode_kernels = backend == "custom" and decode.available() and rows <= 16  # as DecoderLayer
         self.length = max_len + 1
         self.model = LlamaModel(cfg, layout, rows, self.length, backend)
         self.tied = cfg.tie_word_embeddings

@@ -1,39 +1,44 @@
-"""Single-op RMSNorm, rotary embedding and decode attention (custom CPU kernels).
+"""Single-op RMSNorm and whole-layer decode ops (custom CPU kernels).
 
-Used by the Cells when the backend is "custom" on the CPU: each replaces five to fifteen
-MindSpore kernel launches, which at decode sizes cost more than the arithmetic. The
-MindSpore formulations in the Cells stay the twin (the "gather" backend, prefill of
-attention, training) and the test oracle.
+Used by the Cells when the backend is "custom" on the CPU. A decode layer written with
+MindSpore ops is some twenty kernel launches, which at decode sizes cost more than the
+arithmetic; DecodeLayerPre/DecodeLayerPost do the same work as two. The MindSpore
+formulations in the Cells remain the twin (the "gather" backend, prompt chunks,
+training) and the test oracle.
 """
+import numpy as np
 import mindspore as ms
-from mindspore import ops
+from mindspore import ops, Tensor
 
 from cold_ms.errors import InputError
 
+# The LoRA operand of a module without adapter slots; the kernels recognise its shape.
+NO_LORA = Tensor(np.zeros((1, 1, 1), np.float32))
+
 _RMS_NORM = None
-_ROPE = None
-_ATTENTION = None
+_LAYER_PRE = None
+_LAYER_POST = None
 
 
 def _same(x, *rest):
     return x
 
 
-def _attention_shape(q, k, v, pos):
-    if len(q) != 3 or q[1] != 1 or len(k) != 4 or list(k) != list(v) or k[0] != q[0]:
-        raise InputError(f"decode attention: q {list(q)} and caches {list(k)}, {list(v)} do not fit")
-    return q
+def _pre_shape(h, ln, eps, wq, wk, wv, *rest):
+    if len(h) != 3 or h[1] != 1 or wq[1] != h[2]:
+        raise InputError(f"decode layer: h {list(h)} must be (R, 1, d) for weights {list(wq)}")
+    return [h[0], 1, wq[0]], [h[0], 1, wk[0]], [h[0], 1, wv[0]]
 
 
-def _attention_type(q, k, v, pos):
-    return q
+def _pre_type(h, *rest):
+    return h, h, h
 
 
 def register_cpu(library):
-    global _RMS_NORM, _ROPE, _ATTENTION
+    global _RMS_NORM, _LAYER_PRE, _LAYER_POST
     _RMS_NORM = ops.Custom(f"{library}:RmsNorm", _same, _same, func_type="aot")
-    _ROPE = ops.Custom(f"{library}:Rope", _same, _same, func_type="aot")
-    _ATTENTION = ops.Custom(f"{library}:DecodeAttention", _attention_shape, _attention_type, func_type="aot")
+    _LAYER_PRE = ops.Custom(f"{library}:DecodeLayerPre", _pre_shape, _pre_type, func_type="aot")
+    _LAYER_POST = ops.Custom(f"{library}:DecodeLayerPost", _same, _same, func_type="aot")
 
 
 def available():
@@ -45,11 +50,14 @@ def rms_norm(x, weight, eps):
     return _RMS_NORM(x, weight, eps)
 
 
-def rope(x, cos, sin):
-    """Rotate every head of x (R, T, heads*D) by cos/sin (R, T, D), rotate-half convention."""
-    return _ROPE(x, cos, sin)
+def layer_pre(h, norm, q, k, v, lora_idx, cos, sin):
+    """Rotated q, k and v (R, 1, .) of a decode layer: norm, projections (+ LoRA), rotary."""
+    return _LAYER_PRE(h, norm.weight, norm.eps_t, q.weight, k.weight, v.weight, *q.lora_pair(), *k.lora_pair(),
+                      *v.lora_pair(), lora_idx, cos, sin)
 
 
-def decode_attention(q, k_all, v_all, positions):
-    """One query per row, q (R, 1, H*D), over cache rows (R, KVH, L, D) up to positions (R, 1)."""
-    return _ATTENTION(q, k_all, v_all, positions.astype(ms.int32))
+def layer_post(h, q, k_all, v_all, positions, o, norm, gate, up, down, lora_idx):
+    """h + attention output + SwiGLU MLP of a decode layer (R, 1, d), caches (R, KVH, L, D)."""
+    return _LAYER_POST(h, q, k_all, v_all, positions.astype(ms.int32), o.weight, *o.lora_pair(), norm.weight,
+                       norm.eps_t, gate.weight, *gate.lora_pair(), up.weight, *up.lora_pair(), down.weight,
+                       *down.lora_pair(), lora_idx)
