@@ -54,6 +54,15 @@ def test_batch_equals_each_prompt_alone(tiny, cold4):
     assert batched == [alone.generate([_req(p)])[0].token_ids for p in PROMPTS]
 
 
+def test_prefill_over_the_token_budget_goes_slot_by_slot(tiny, monkeypatch):
+    from cold_ms.pipeline import engine as engine_module
+    monkeypatch.setattr(engine_module, "PREFILL_TOKEN_BUDGET", 8)  # 8 rows x a 16-token chunk exceed it
+    eng = engine_for(tiny, ("qv", "all"), slots=4)
+    got = [r.token_ids for r in eng.generate([_req(p) for p in PROMPTS])]
+    assert got == [_ref(tiny, p, "qv", "base") for p in PROMPTS]
+    assert all(key[1] == 2 for key in eng.stats["compile_s"] if key[0] == "prefill")
+
+
 def test_more_requests_than_slots_reuse_freed_slots(tiny):
     eng = engine_for(tiny, ("qv",), slots=2)
     reqs = [_req(p, n=n) for p, n in zip(PROMPTS, (3, 9, 5, 7))]

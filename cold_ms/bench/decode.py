@@ -17,7 +17,7 @@ def add_arguments(p):
     p.add_argument("--batch", type=int, nargs="+", default=[1, 4])
     p.add_argument("--steps", type=int, default=64)
     p.add_argument("--mode", default="graph", choices=("graph", "pynative"))
-    p.add_argument("--lora-backend", default="gather")
+    p.add_argument("--lora-backend", default="custom", choices=("custom", "gather"))
 
 
 def run(args):

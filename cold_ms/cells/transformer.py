@@ -32,6 +32,7 @@ class DecoderLayer(nn.Cell):
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, backend)
         self.mlp = MLP(cfg, layout, backend)
         self.kernels = backend == "custom" and decode.available() and rows <= 16
+
     def _decode(self, h, cos, sin, flat_idx, positions, lora_idx):
         """The layer as two kernels (plus the cache writes): one token per cache row."""
         attn, mlp, rows = self.self_attn, self.mlp, h.shape[0]

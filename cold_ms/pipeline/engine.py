@@ -22,6 +22,10 @@ from cold_ms.pipeline.adapters import AdapterRegistry
 from cold_ms.pipeline.runtime import configure, use_compile_cache
 
 DEFAULT_CHUNKS = (16, 64, 256)
+# Token rows one all-slot prefill call may hold. MindSpore's CPU graph keeps every
+# activation of a call (about 2.5 MB per token row for SmolLM2-135M), so 16 rows x 256
+# tokens needed over 10 GB; past this budget the slots are prefilled one at a time.
+PREFILL_TOKEN_BUDGET = 1024
 
 
 @dataclass
@@ -136,10 +140,13 @@ class Engine:
     # ---- step-wise API (the server's scheduler drives these) ---------------------------
     def prefill(self, slot_ids, slots):
         """Write the prompts of slots[s] for s in slot_ids into the cache: all slots at once
-        when every slot is listed, else one slot at a time (the others' rows untouched).
+        when every slot is listed and the call fits PREFILL_TOKEN_BUDGET, else one slot at a
+        time (the others' rows untouched).
         Returns [(slot, first generated token)]."""
         start = time.perf_counter()
-        groups = [list(slot_ids)] if len(slot_ids) == self.slots else [[s] for s in slot_ids]
+        longest = max(len(slots[s].request.prompt_ids) for s in slot_ids)
+        together = len(slot_ids) == self.slots and self._fits_together(longest)
+        groups = [list(slot_ids)] if together else [[s] for s in slot_ids]
         out = []
         for group in groups:
             for s, token in self._prefill_group(group, slots).items():
@@ -147,6 +154,11 @@ class Engine:
                 out.append((s, token))
         self.stats["prefill_s"] += time.perf_counter() - start
         return out
+
+    def _fits_together(self, longest):
+        """Whether an all-slot prefill of prompts up to `longest` tokens fits the budget."""
+        rows = 2 * self.slots if self.contrastive else self.slots
+        return rows * batching.chunk_plan(longest, self.chunk_sizes)[0] <= PREFILL_TOKEN_BUDGET
 
     def decode(self, slots):
         """One decode step of every occupied slot; [(slot, next token)]."""
@@ -166,18 +178,22 @@ class Engine:
     def warmup(self, longest_prompt=None, per_slot=False):
         """Compile now rather than on the first request; returns seconds.
 
-        longest_prompt: compile the all-slot prefill graph of that prompt length; per_slot:
+        longest_prompt: compile the prefill graph prefill() will use for prompts up to that
+        length (all slots at once, or one slot's if over PREFILL_TOKEN_BUDGET); per_slot:
         compile the one-slot prefill graphs of every chunk size (what a server admits with).
         The dummy steps write only to the scratch position, so no cache row is disturbed.
         """
         start = time.perf_counter()
         rows = 2 * self.slots if self.contrastive else self.slots
         shapes = [(("decode", rows, 1), rows, 1, None)]
+        one = batching.slot_rows([0], self.slots, self.contrastive)
         if longest_prompt:
             size = batching.chunk_plan(longest_prompt, self.chunk_sizes)[0]
-            shapes.append((("prefill", rows, size), rows, size, None))
+            if self._fits_together(longest_prompt):
+                shapes.append((("prefill", rows, size), rows, size, None))
+            else:  # prefill() will take the slots one at a time
+                per_slot = True
         if per_slot:  # one slot's rows; with a single slot these are all the rows, read in place
-            one = batching.slot_rows([0], self.slots, self.contrastive)
             cache_rows = one if self.slots > 1 else None
             shapes += [(("prefill", len(one), size), len(one), size, cache_rows) for size in self.chunk_sizes]
         for key, n, seq, cache_rows in shapes:
