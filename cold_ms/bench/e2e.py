@@ -107,10 +107,10 @@ def run(args):
     print(f"bandwidth {bandwidth:.1f} GB/s; a fused step reads {weight_bytes('cold', model, adapter) / 1e6:.0f} MB "
           f"of weights", file=sys.stderr)
     del model
-    times = {(v, b): [] for v in variants for b in args.batches}
-    ttfts = {(v, b): [] for v in variants for b in args.batches}
-    rss = {}
+    mode = lambda v: "torch" if v == "hf" else args.mode  # noqa: E731
+    rows = []
     for b in args.batches:
+        times, ttfts, rss = {v: [] for v in variants}, {v: [] for v in variants}, {}
         workers = {}
         try:
             for v in variants:
@@ -120,20 +120,20 @@ def run(args):
                 for v in order:
                     workers[v][1].send("run")
                     out = workers[v][1].recv()
-                    times[(v, b)] += out["steps_s"]
-                    ttfts[(v, b)].append(out["ttft_s"])
+                    times[v] += out["steps_s"]
+                    ttfts[v].append(out["ttft_s"])
             for v, (proc, conn) in workers.items():
                 conn.send("stop")
-                rss[(v, b)] = conn.recv()["peak_rss_mb"]
+                rss[v] = conn.recv()["peak_rss_mb"]
                 proc.join(30)
         finally:
             for proc, _ in workers.values():
                 if proc.is_alive():
                     proc.kill()
-        print(f"batch {b}: " + ", ".join(f"{v} {1e3 * statistics.median(times[(v, b)]):.1f} ms"
-                                        for v in variants), file=sys.stderr, flush=True)
-    mode = lambda v: "torch" if v == "hf" else args.mode  # noqa: E731
-    rows = [_row(v, b, mode(v), times[(v, b)], ttfts[(v, b)], rss[(v, b)], floor_ms[v])
-            for b in args.batches for v in variants]
-    result = {"e2e": rows, "bandwidth_gbps": round(bandwidth, 2)}
-    write_e2e(result, args.json)
+        rows += [_row(v, b, mode(v), times[v], ttfts[v], rss[v], floor_ms[v]) for v in variants]
+        print(f"batch {b}: " + ", ".join(f"{v} {1e3 * statistics.median(times[v]):.1f} ms" for v in variants),
+              file=sys.stderr, flush=True)
+        if args.json:  # finished batch sizes survive a later failure (e.g. running out of memory)
+            with open(args.json, "w") as f:
+                json.dump({"e2e": rows, "bandwidth_gbps": round(bandwidth, 2)}, f, indent=1)
+    write_e2e({"e2e": rows, "bandwidth_gbps": round(bandwidth, 2)}, args.json)
