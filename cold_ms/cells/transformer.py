@@ -31,7 +31,7 @@ class DecoderLayer(nn.Cell):
         self.self_attn = Attention(cfg, layout, rows, length, backend)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, backend)
         self.mlp = MLP(cfg, layout, backend)
-        self.kernels = backend == "custom" and decode.available() and rows <= 16
+        self.kernels = decode.fused_layers(backend, rows)
 
     def _decode(self, h, cos, sin, flat_idx, positions, lora_idx):
         """The layer as two kernels (plus the cache writes): one token per cache row."""
@@ -70,7 +70,7 @@ class CausalLM(nn.Cell):
         super().__init__()
         self.cfg, self.layout, self.rows, self.max_len = cfg, layout, rows, max_len
         self.backend = backend = select_backend(backend)
-        self.decode_kernels = backend == "custom" and decode.available() and rows <= 16  # as DecoderLayer
+        self.decode_kernels = decode.fused_layers(backend, rows)
         self.length = max_len + 1
         self.model = LlamaModel(cfg, layout, rows, self.length, backend)
         self.tied = cfg.tie_word_embeddings

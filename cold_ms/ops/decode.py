@@ -45,6 +45,12 @@ def available():
     return _RMS_NORM is not None
 
 
+def fused_layers(backend, rows):
+    """Whether decode steps of `rows` token rows run the whole-layer kernels."""
+    from cold_ms.ops.linear import DECODE_ROWS
+    return backend == "custom" and available() and rows <= DECODE_ROWS
+
+
 def rms_norm(x, weight, eps):
     """weight * x / sqrt(mean(x^2, -1) + eps); eps a (1,) float32 tensor."""
     return _RMS_NORM(x, weight, eps)

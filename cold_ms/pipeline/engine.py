@@ -67,7 +67,7 @@ class Engine:
         self.contrastive = bool(contrastive)
         self.chunk_sizes = tuple(chunk_sizes)
         self.eos_ids = set(cfg.eos_token_ids) | set(getattr(model.tokenizer, "eos_ids", ()) or ())
-        rows = 2 * self.slots if self.contrastive else self.slots
+        self.rows = rows = 2 * self.slots if self.contrastive else self.slots
         layout = self.adapters.layout()
         self.lora_backend = select_backend(lora_backend)
         self.compile_cache = compile_cache and use_compile_cache(
@@ -157,8 +157,7 @@ class Engine:
 
     def _fits_together(self, longest):
         """Whether an all-slot prefill of prompts up to `longest` tokens fits the budget."""
-        rows = 2 * self.slots if self.contrastive else self.slots
-        return rows * batching.chunk_plan(longest, self.chunk_sizes)[0] <= PREFILL_TOKEN_BUDGET
+        return self.rows * batching.chunk_plan(longest, self.chunk_sizes)[0] <= PREFILL_TOKEN_BUDGET
 
     def decode(self, slots):
         """One decode step of every occupied slot; [(slot, next token)]."""
@@ -184,7 +183,7 @@ class Engine:
         The dummy steps write only to the scratch position, so no cache row is disturbed.
         """
         start = time.perf_counter()
-        rows = 2 * self.slots if self.contrastive else self.slots
+        rows = self.rows
         shapes = [(("decode", rows, 1), rows, 1, None)]
         one = batching.slot_rows([0], self.slots, self.contrastive)
         if longest_prompt:
