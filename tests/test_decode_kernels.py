@@ -35,10 +35,11 @@ def _t(a, dtype=np.float32):
     return Tensor(np.asarray(a, dtype))
 
 
+@pytest.mark.parametrize("n_in,n_out", [(37, 53), (600, 197)])  # vector tails; several work items, tile tails
 @pytest.mark.parametrize("rows,seq", [(1, 1), (2, 1), (3, 1), (5, 3), (8, 2), (16, 1)])
-def test_decode_linear_with_and_without_lora(rows, seq):
+def test_decode_linear_with_and_without_lora(rows, seq, n_in, n_out):
     rng = np.random.default_rng(rows)
-    n_in, n_out, rank, slots = 37, 53, 8, 3
+    rank, slots = 8, 3
     x, w = rng.standard_normal((rows, seq, n_in)), rng.standard_normal((n_out, n_in))
     a, b = rng.standard_normal((slots, rank, n_in)) * 0.3, rng.standard_normal((slots, rank, n_out)) * 0.3
     idx = rng.integers(-1, slots, rows)

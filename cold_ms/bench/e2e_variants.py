@@ -13,7 +13,7 @@ import time
 import numpy as np
 from mindspore import Tensor
 
-from cold_ms.cells.cold_step import LogitsStep, ScoreStep
+from cold_ms.cells.cold_step import LogitsStep, ScoreStep, one_shape
 from cold_ms.cells.transformer import CausalLM
 from cold_ms.config import LoraLayout
 from cold_ms.pipeline import batching
@@ -85,14 +85,20 @@ class SplitVariant:
             self.idx_e = np.full((batch,), adapters.slot(expert), np.int32)
             self.idx_a = np.full((batch,), -1, np.int32)
         self.step_e, self.step_a, self.score = LogitsStep(self.lm_e), LogitsStep(self.lm_a), ScoreStep()
+        # Decode calls through their own cells, as the engine does, so that every variant
+        # pays the same per-call overhead and only the fusion differs. The scoring sees
+        # (batch, vocab) logits at prefill and decode alike.
+        self.dec_e, self.dec_a = one_shape(LogitsStep(self.lm_e), mode), one_shape(LogitsStep(self.lm_a), mode)
+        one_shape(self.score, mode)
         self.alpha = Tensor(np.full((batch,), ALPHA, np.float32))
         self.beta = Tensor(np.full((batch,), BETA, np.float32))
 
     def _choose(self, tokens, positions, last):
         configure(self.mode)
         args = (Tensor(tokens), Tensor(positions), None, Tensor(last))
-        e = self.step_e(*args, Tensor(self.idx_e))
-        a = self.step_a(*args, Tensor(self.idx_a))
+        step_e, step_a = (self.dec_e, self.dec_a) if tokens.shape[1] == 1 else (self.step_e, self.step_a)
+        e = step_e(*args, Tensor(self.idx_e))
+        a = step_a(*args, Tensor(self.idx_a))
         if self.two_models:  # the naive user: logits to numpy, contrastive scoring by hand
             e, a = e.asnumpy(), a.asnumpy()
             valid = e >= np.log(ALPHA) + e.max(-1, keepdims=True)

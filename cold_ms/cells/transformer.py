@@ -33,19 +33,11 @@ class DecoderLayer(nn.Cell):
         self.mlp = MLP(cfg, layout, backend)
         self.kernels = decode.fused_layers(backend, rows)
 
-    def _decode(self, h, cos, sin, flat_idx, positions, lora_idx):
-        """The layer as two kernels (plus the cache writes): one token per cache row."""
-        attn, mlp, rows = self.self_attn, self.mlp, h.shape[0]
-        hd, kvh = attn.head_dim, attn.kv_heads
-        q, k, v = decode.layer_pre(h, self.input_layernorm, attn.q_proj, attn.k_proj, attn.v_proj, lora_idx,
-                                   cos.reshape(rows, 1, hd), sin.reshape(rows, 1, hd))
-        k_all, v_all = attn.cache(k.reshape(rows, kvh, 1, hd), v.reshape(rows, kvh, 1, hd), flat_idx, None)
-        return decode.layer_post(h, q, k_all, v_all, positions, attn.o_proj, self.post_attention_layernorm,
-                                 mlp.gate_proj, mlp.up_proj, mlp.down_proj, lora_idx)
-
     def construct(self, h, cos, sin, flat_idx, bias, cache_rows, lora_idx, positions):
         if self.kernels and h.shape[1] == 1 and cache_rows is None and flat_idx is not None:
-            return self._decode(h, cos, sin, flat_idx, positions, lora_idx)
+            hd = self.self_attn.head_dim  # one kernel for the layer, cache writes included
+            return decode.layer(h, cos.reshape(-1, 1, hd), sin.reshape(-1, 1, hd), positions, lora_idx,
+                                self.input_layernorm, self.self_attn, self.post_attention_layernorm, self.mlp)
         h = h + self.self_attn(self.input_layernorm(h), cos, sin, flat_idx, bias, cache_rows, lora_idx)
         return h + self.mlp(self.post_attention_layernorm(h), lora_idx)
 

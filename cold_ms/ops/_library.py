@@ -17,7 +17,7 @@ from cold_ms.pipeline.runtime import cache_dir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CPU_DIR = os.path.join(ROOT, "custom_ops", "cpu")
-CPU_SOURCES = ("bgmv.cc", "linear.cc", "decode_ops.cc", "layer.cc", "membw.cc")
+CPU_SOURCES = ("bgmv.cc", "linear.cc", "decode_ops.cc", "layer.cc", "select.cc", "membw.cc")
 CPU_HEADERS = ("lora_kernels.h", "decode_kernels.h")
 FLAGS = ["-O3", "-std=c++17", "-fPIC", "-shared", "-fopenmp", "-march=native"]
 

@@ -2,43 +2,41 @@
 
 Used by the Cells when the backend is "custom" on the CPU. A decode layer written with
 MindSpore ops is some twenty kernel launches, which at decode sizes cost more than the
-arithmetic; DecodeLayerPre/DecodeLayerPost do the same work as two. The MindSpore
-formulations in the Cells remain the twin (the "gather" backend, prompt chunks,
-training) and the test oracle.
+arithmetic; DecodeLayer does the same work as one. The MindSpore formulations in the Cells
+remain the twin (the "gather" backend, prompt chunks, training) and the test oracle.
 """
 import numpy as np
 import mindspore as ms
 from mindspore import ops, Tensor
 
-from cold_ms.errors import InputError
-
 # The LoRA operand of a module without adapter slots; the kernels recognise its shape.
 NO_LORA = Tensor(np.zeros((1, 1, 1), np.float32))
 
 _RMS_NORM = None
-_LAYER_PRE = None
-_LAYER_POST = None
+_LAYER = None
+_SELECT = {}
+_ARGMAX = None
 
 
 def _same(x, *rest):
     return x
 
 
-def _pre_shape(h, ln, eps, wq, wk, wv, *rest):
-    if len(h) != 3 or h[1] != 1 or wq[1] != h[2]:
-        raise InputError(f"decode layer: h {list(h)} must be (R, 1, d) for weights {list(wq)}")
-    return [h[0], 1, wq[0]], [h[0], 1, wk[0]], [h[0], 1, wv[0]]
+def _ids_shape(logits, *rest):
+    return [logits[0] // 2] if rest else [logits[0]]  # ColdSelect: (2S, V) -> (S,)
 
 
-def _pre_type(h, *rest):
-    return h, h, h
+def _ids_type(*args):
+    return ms.int32
 
 
 def register_cpu(library):
-    global _RMS_NORM, _LAYER_PRE, _LAYER_POST
+    global _RMS_NORM, _LAYER, _ARGMAX
     _RMS_NORM = ops.Custom(f"{library}:RmsNorm", _same, _same, func_type="aot")
-    _LAYER_PRE = ops.Custom(f"{library}:DecodeLayerPre", _pre_shape, _pre_type, func_type="aot")
-    _LAYER_POST = ops.Custom(f"{library}:DecodeLayerPost", _same, _same, func_type="aot")
+    _LAYER = ops.Custom(f"{library}:DecodeLayer", _same, _same, func_type="aot")
+    _ARGMAX = ops.Custom(f"{library}:FirstArgmax", _ids_shape, _ids_type, func_type="aot")
+    for mask, entry in (("logit", "ColdSelectLogit"), ("prob", "ColdSelectProb")):
+        _SELECT[mask] = ops.Custom(f"{library}:{entry}", _ids_shape, _ids_type, func_type="aot")
 
 
 def available():
@@ -51,19 +49,38 @@ def fused_layers(backend, rows):
     return backend == "custom" and available() and rows <= DECODE_ROWS
 
 
+def fused_scoring(backend):
+    """Whether the next-token choice runs as one kernel (else contrastive.py's MindSpore ops)."""
+    return backend == "custom" and available()
+
+
+def first_argmax(scores):
+    """Lowest index of each row's maximum: (N, V) -> (N,) int32; contrastive.first_argmax's twin."""
+    return _ARGMAX(scores)
+
+
+def cold_select(logits, alpha, beta, mask):
+    """CoLD's next ids (S,) from [expert rows | amateur rows] logits (2S, V); alpha, beta (S,).
+
+    The twin of contrastive.cold_select on the two halves of logits.
+    """
+    return _SELECT[mask](logits, alpha, beta)
+
+
 def rms_norm(x, weight, eps):
     """weight * x / sqrt(mean(x^2, -1) + eps); eps a (1,) float32 tensor."""
     return _RMS_NORM(x, weight, eps)
 
 
-def layer_pre(h, norm, q, k, v, lora_idx, cos, sin):
-    """Rotated q, k and v (R, 1, .) of a decode layer: norm, projections (+ LoRA), rotary."""
-    return _LAYER_PRE(h, norm.weight, norm.eps_t, q.weight, k.weight, v.weight, *q.lora_pair(), *k.lora_pair(),
-                      *v.lora_pair(), lora_idx, cos, sin)
+def layer(h, cos, sin, positions, lora_idx, input_norm, attn, post_norm, mlp):
+    """h + attention + SwiGLU MLP of one decode layer (R, 1, d); cos, sin (R, 1, D).
 
-
-def layer_post(h, q, k_all, v_all, positions, o, norm, gate, up, down, lora_idx):
-    """h + attention output + SwiGLU MLP of a decode layer (R, 1, d), caches (R, KVH, L, D)."""
-    return _LAYER_POST(h, q, k_all, v_all, positions.astype(ms.int32), o.weight, *o.lora_pair(), norm.weight,
-                       norm.eps_t, gate.weight, *gate.lora_pair(), up.weight, *up.lora_pair(), down.weight,
-                       *down.lora_pair(), lora_idx)
+    Writes this step's k, v into the layer's KVCache Parameters in place, at each row's
+    position, before attending over them.
+    """
+    return _LAYER(h, input_norm.weight, input_norm.eps_t, attn.q_proj.weight, attn.k_proj.weight,
+                  attn.v_proj.weight, *attn.q_proj.lora_pair(), *attn.k_proj.lora_pair(), *attn.v_proj.lora_pair(),
+                  cos, sin, attn.cache.k_cache, attn.cache.v_cache, positions.astype(ms.int32), attn.o_proj.weight,
+                  *attn.o_proj.lora_pair(), post_norm.weight, post_norm.eps_t, mlp.gate_proj.weight,
+                  *mlp.gate_proj.lora_pair(), mlp.up_proj.weight, *mlp.up_proj.lora_pair(), mlp.down_proj.weight,
+                  *mlp.down_proj.lora_pair(), lora_idx)

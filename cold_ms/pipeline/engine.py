@@ -12,7 +12,7 @@ from typing import List
 import numpy as np
 from mindspore import Tensor
 
-from cold_ms.cells.cold_step import ColdStep, GreedyStep
+from cold_ms.cells.cold_step import ColdStep, GreedyStep, one_shape
 from cold_ms.cells.transformer import CausalLM
 from cold_ms.config import ColdParams
 from cold_ms.errors import ConfigError, InputError
@@ -75,7 +75,11 @@ class Engine:
         self.lm = CausalLM(cfg, layout, rows, self.max_len, self.lora_backend)
         assign(self.lm, model.weights)
         assign(self.lm, self.adapters.stacked(cfg))
-        self.step = ColdStep(self.lm, mask) if self.contrastive else GreedyStep(self.lm)
+        make_step = (lambda: ColdStep(self.lm, mask)) if self.contrastive else (lambda: GreedyStep(self.lm))
+        self.step = make_step()
+        # Decode steps have one shape for the engine's life: their own step Cell (same lm,
+        # same Parameters) runs them without the per-call compile check.
+        self.decode_step = one_shape(make_step(), mode)
         self.stats = {"compile_s": {}, "decode_ms": [], "prefill_s": 0.0}
 
     # ---- validation -------------------------------------------------------------------
@@ -110,7 +114,7 @@ class Engine:
             args += [Tensor(alpha), Tensor(beta)]
         start = time.perf_counter()
         try:
-            ids = self.step(*args).asnumpy()
+            ids = (self.decode_step if key[0] == "decode" else self.step)(*args).asnumpy()
         except RuntimeError as e:
             raise explain_kernel_error(e) or e
         elapsed = time.perf_counter() - start

@@ -6,6 +6,9 @@
 #include <cstdint>
 #include <cstring>
 #include <vector>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include "lora_kernels.h"
 
@@ -15,50 +18,102 @@ namespace cold {
 constexpr int64_t kMaxRows = 16;
 // Output rows per work item handed to a core: large enough to amortise scheduling,
 // small enough that 2 cores get balanced work on the narrowest (192-row) projections.
-constexpr int64_t kRowsPerItem = 32;
+constexpr int64_t kRowsPerItem = 48;
 // Below this many multiply-adds a second core costs more to wake than it saves.
 constexpr int64_t kParallelMacs = 1 << 16;
+// Key rows a decode attention prefetches ahead of the one it scores.
+constexpr int64_t kAheadKeys = 8;
 // Below this many elements a norm, rotation or attention call stays on one core.
 constexpr int64_t kParallelElems = 1 << 15;
 
-// acc[t][w] += x_t . W_w over `in` for N token rows and NW weight rows (N * NW <= 16
-// accumulators, which the 16 ymm registers of AVX2 (32 with AVX-512VL) hold beside the
-// loaded operands).
-template <int N, int NW>
-inline void DotBlock(const float* x, int64_t in, const float* w, float* y, int64_t out) {
-  Vec acc[N][NW] = {};
-  int64_t k = 0;
-  for (; k + kLanes <= in; k += kLanes) {
-    Vec wv[NW];
-#pragma GCC unroll 8
-    for (int j = 0; j < NW; ++j) wv[j] = Load(w + j * in + k);
+// The decode GEMV's vector: 16 floats where AVX-512 exists (its 32 registers hold the
+// accumulator tiles below and it doubles the multiply-adds per instruction; at 16 token
+// rows the GEMV is bound by them, not by reading W), else the 8-float Vec.
+#if defined(__AVX512F__)
+typedef float Wide __attribute__((vector_size(64)));
+constexpr int kWideLanes = 16;
+constexpr int kTileAcc = 24;  // of 32 registers: + NW weight rows + 1 token row
+#else
+typedef Vec Wide;
+constexpr int kWideLanes = kLanes;
+constexpr int kTileAcc = 12;  // of 16 registers
+#endif
+
+inline Wide LoadWide(const float* p) { Wide v; std::memcpy(&v, p, sizeof(v)); return v; }
+
+// Sum of the lanes by halving (a lane-by-lane scalar loop costs more than the dot product
+// it finishes when `in` is a few hundred).
+inline float HSum(Wide v) {
+#if defined(__AVX512F__)
+  return _mm512_reduce_add_ps(v);
+#else
+  return Sum(v);
+#endif
+}
+
+// The first n < kWideLanes floats at p, zeros after them.
+inline Wide LoadTail(const float* p, int64_t n) {
+  float buf[kWideLanes] = {};
+  std::memcpy(buf, p, sizeof(float) * n);
+  return LoadWide(buf);
+}
+
+// y[t][j] = x_t . W_j over `in` for G token rows and NW weight rows (G * NW <= kTileAcc).
+// Every loop is unrolled so the tile lives in registers from the first multiply to the
+// final sums; a tile on the stack costs as much as the dot products at in = 576.
+template <int G, int NW, int AHEAD>
+__attribute__((always_inline)) inline void DotBlock(const float* x, int64_t in, const float* w, float* y,
+                                                    int64_t out) {
+  Wide acc[G][NW];
 #pragma GCC unroll 16
-    for (int t = 0; t < N; ++t) {
-      const Vec xv = Load(x + t * in + k);
+  for (int t = 0; t < G; ++t)
+#pragma GCC unroll 8
+    for (int j = 0; j < NW; ++j) acc[t][j] = Wide{};
+  const auto step = [&](int64_t k, auto load) {
+    Wide wv[NW];
+#pragma GCC unroll 8
+    for (int j = 0; j < NW; ++j) {
+      wv[j] = load(w + j * in + k);
+      // The same line of a weight row AHEAD tiles on: the hardware prefetcher alone left the
+      // 16-row GEMV waiting on memory (2.4x slower). Past the end of W it is a no-op.
+      __builtin_prefetch(w + (AHEAD * NW + j) * in + k);
+    }
+#pragma GCC unroll 16
+    for (int t = 0; t < G; ++t) {
+      Wide xv = load(x + t * in + k);
+#if defined(__x86_64__)
+      // Keeps xv in a register: GCC otherwise folds the load into each of the NW
+      // multiply-adds, and x (up to 96 KB at 16 rows) is read from L2 NW times (1.5x slower).
+      asm("" : "+v"(xv));
+#endif
 #pragma GCC unroll 8
       for (int j = 0; j < NW; ++j) acc[t][j] += xv * wv[j];
     }
-  }
-  for (int t = 0; t < N; ++t)
-    for (int j = 0; j < NW; ++j) {
-      float s = Sum(acc[t][j]);
-      for (int64_t kk = k; kk < in; ++kk) s += x[t * in + kk] * w[j * in + kk];
-      y[t * out + j] = s;
-    }
+  };
+  const int64_t full = in - in % kWideLanes;
+  for (int64_t k = 0; k < full; k += kWideLanes) step(k, [](const float* p) { return LoadWide(p); });
+  if (full < in) step(full, [&](const float* p) { return LoadTail(p, in - full); });
+#pragma GCC unroll 16
+  for (int t = 0; t < G; ++t)
+#pragma GCC unroll 8
+    for (int j = 0; j < NW; ++j) y[t * out + j] = HSum(acc[t][j]);
 }
 
-// y[:, o0:o1] = x W[o0:o1]^T for N token rows. Rows go in groups of at most 8 (16
-// accumulators with NW weight rows); every group of a tile reuses the tile's NW weight rows
-// from L1, so each weight still comes from memory once, however many groups there are.
+// y[:, o0:o1] = x W[o0:o1]^T for N token rows. Rows go in groups of at most 8; every group
+// of a tile reuses the tile's NW weight rows from L1, so each weight still comes from
+// memory once, however many groups there are. Tile shapes and prefetch distances were
+// chosen by timing a whole SmolLM2-135M step's projections at 1 to 16 rows (AVX-512):
+// the fewer rows, the less work per tile, the further ahead the prefetch must reach.
 template <int N>
 void DotRange(const float* x, const float* w, float* y, int64_t in, int64_t out, int64_t o0, int64_t o1) {
   constexpr int G = N < 8 ? N : 8;
-  constexpr int NW = G >= 8 ? 2 : G >= 4 ? 4 : 8;
+  constexpr int NW = kTileAcc / G < 4 ? kTileAcc / G : 4;
+  constexpr int AHEAD = N >= 16 ? 1 : N >= 8 ? 2 : 3;
   int64_t o = o0;
   for (; o + NW <= o1; o += NW)
-    for (int g = 0; g < N; g += G) DotBlock<G, NW>(x + g * in, in, w + o * in, y + g * out + o, out);
+    for (int g = 0; g < N; g += G) DotBlock<G, NW, AHEAD>(x + g * in, in, w + o * in, y + g * out + o, out);
   for (; o < o1; ++o)
-    for (int g = 0; g < N; g += G) DotBlock<G, 1>(x + g * in, in, w + o * in, y + g * out + o, out);
+    for (int g = 0; g < N; g += G) DotBlock<G, 1, AHEAD>(x + g * in, in, w + o * in, y + g * out + o, out);
 }
 
 template <int N>
@@ -131,34 +186,102 @@ inline void RopeRows(const float* x, const float* cos, const float* sin, float* 
   });
 }
 
+// a . b over n floats in vector lanes (a scalar loop is one long chain of dependent adds:
+// attention over a hundred keys cost as much as the layer's weights).
+inline float Dot(const float* a, const float* b, int64_t n) {
+  Wide acc = {};
+  int64_t k = 0;
+  for (; k + kWideLanes <= n; k += kWideLanes) acc += LoadWide(a + k) * LoadWide(b + k);
+  if (k < n) acc += LoadTail(a + k, n - k) * LoadTail(b + k, n - k);
+  return HSum(acc);
+}
+
+// exp(x) lane by lane to ~2 ulp (Cephes' expf: x = n ln2 + r, |r| <= ln2 / 2, a degree-7
+// polynomial for exp(r), 2^n put into the exponent bits). libm's exp is a scalar call, and
+// softmax over the keys and SwiGLU made 1.3 M of them per 16-row step.
+inline Wide ExpWide(Wide x) {
+  typedef int32_t Ints __attribute__((vector_size(sizeof(Wide))));
+  const Wide hi = Wide{} + 88.3762626647949f, lo = Wide{} - 87.3365447505531f;
+  x = x > hi ? hi : x;
+  x = x < lo ? lo : x;  // below it exp would be subnormal; e^-87 is as good as 0 here
+  const Wide magic = Wide{} + 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+  const Wide n = (x * 1.44269504088896341f + magic) - magic;
+  const Wide r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  Wide p = Wide{} + 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const Ints bits = (__builtin_convertvector(n, Ints) + 127) << 23;
+  Wide scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+  return p * scale;
+}
+
+// f(v[i]) for n floats, kWideLanes at a time; the tail goes through a zero-padded vector.
+template <typename Fn>
+inline void MapWide(float* v, int64_t n, const Fn& f) {
+  int64_t i = 0;
+  for (; i + kWideLanes <= n; i += kWideLanes) {
+    const Wide y = f(LoadWide(v + i));
+    std::memcpy(v + i, &y, sizeof(y));
+  }
+  if (i < n) {
+    const Wide y = f(LoadTail(v + i, n - i));
+    std::memcpy(v + i, &y, sizeof(float) * (n - i));
+  }
+}
+
+// gate[i] = silu(gate[i]) * up[i] for n values.
+inline void SwiGlu(float* gate, const float* up, int64_t n) {
+  MapWide(gate, n, [](Wide g) { return g / (1.0f + ExpWide(-g)); });
+  for (int64_t i = 0; i < n; ++i) gate[i] *= up[i];
+}
+
 // out[r, h] = softmax(q[r, h] . k[r, g, :keys] / sqrt(dim)) v[r, g, :keys], keys = pos[r] + 1,
 // g = h / (heads / kvh): one query row per cache row, caches (rows, kvh, len, dim).
+// A work item is one (row, kv head): its query heads share each key and value row while
+// it is in L1, so the caches are read once per step, not once per query head.
 inline void AttentionRows(const float* q, const float* k, const float* v, const int32_t* pos, float* out,
                           int64_t rows, int64_t heads, int64_t kvh, int64_t len, int64_t dim) {
   const int64_t group = heads / kvh;
   const float scale = 1.0f / std::sqrt(static_cast<float>(dim));
-  ForEach(rows * heads, rows * heads * len * dim >= kParallelElems, [&](int64_t item) {
-    const int64_t r = item / heads, h = item % heads, g = h / group;
+  ForEach(rows * kvh, rows * heads * len * dim >= kParallelElems, [&](int64_t item) {
+    const int64_t r = item / kvh, g = item % kvh;
     const int64_t keys = pos[r] + 1 < len ? pos[r] + 1 : len;  // key j is visible iff j <= pos
-    const float* qh = q + (r * heads + h) * dim;
     const float* kg = k + (r * kvh + g) * len * dim;
     const float* vg = v + (r * kvh + g) * len * dim;
-    std::vector<float> score(keys);
-    float top = -INFINITY;
+    const float* qg = q + (r * heads + g * group) * dim;
+    float* og = out + (r * heads + g * group) * dim;
+    std::vector<float> score(group * keys);  // score[h * keys + j]
     for (int64_t j = 0; j < keys; ++j) {
-      float s = 0;
-      for (int64_t d = 0; d < dim; ++d) s += qh[d] * kg[j * dim + d];
-      score[j] = s * scale;
-      top = score[j] > top ? score[j] : top;
+      // Cache rows are short streams the hardware prefetcher picks up late: fetch the key
+      // row kAheadKeys on and this value row (for the loop below) while the dots run.
+      for (int64_t c = 0; c < dim; c += 16) {
+        __builtin_prefetch(kg + (j + kAheadKeys) * dim + c);
+        __builtin_prefetch(vg + j * dim + c);
+      }
+      for (int64_t h = 0; h < group; ++h) score[h * keys + j] = Dot(qg + h * dim, kg + j * dim, dim) * scale;
     }
-    float total = 0;
-    for (int64_t j = 0; j < keys; ++j) total += (score[j] = std::exp(score[j] - top));
-    float* oh = out + (r * heads + h) * dim;
-    for (int64_t d = 0; d < dim; ++d) oh[d] = 0;
-    for (int64_t j = 0; j < keys; ++j) {
-      const float w = score[j] / total;
-      for (int64_t d = 0; d < dim; ++d) oh[d] += w * vg[j * dim + d];
+    for (int64_t h = 0; h < group; ++h) {
+      float* sh = score.data() + h * keys;
+      float top = -INFINITY;
+      for (int64_t j = 0; j < keys; ++j) top = sh[j] > top ? sh[j] : top;
+      MapWide(sh, keys, [top](Wide s) { return ExpWide(s - top); });
+      float total = 0;
+      for (int64_t j = 0; j < keys; ++j) total += sh[j];
+      for (int64_t j = 0; j < keys; ++j) sh[j] /= total;
+      std::memset(og + h * dim, 0, sizeof(float) * dim);
     }
+    for (int64_t j = 0; j < keys; ++j)
+      for (int64_t h = 0; h < group; ++h) {
+        const float w = score[h * keys + j];
+        float* __restrict oh = og + h * dim;
+        const float* __restrict vj = vg + j * dim;
+        for (int64_t d = 0; d < dim; ++d) oh[d] += w * vj[d];
+      }
   });
 }
 

@@ -1,16 +1,15 @@
-// A whole decoder layer of a decode step as two ops (MindSpore CPU AOT interface):
+// A whole decoder layer of a decode step as one op (MindSpore CPU AOT interface):
 //
-//   DecodeLayerPre:  x = rmsnorm(h); q, k, v = x Wq^T, x Wk^T, x Wv^T (+ LoRA); rotate q, k
-//   (the caller writes k, v into the KV cache with MindSpore's ScatterUpdate)
-//   DecodeLayerPost: a = attention(q, caches, pos); h1 = h + a Wo^T (+ LoRA)
-//                    h_out = h1 + (silu(x1 Wg^T) * x1 Wu^T) Wd^T (+ LoRA), x1 = rmsnorm(h1)
+//   x = rmsnorm(h); q, k, v = x Wq^T, x Wk^T, x Wv^T (+ LoRA); rotate q, k
+//   write k, v into the layer's caches; a = attention(q, caches, pos)
+//   h1 = h + a Wo^T (+ LoRA); h_out = h1 + (silu(x1 Wg^T) * x1 Wu^T) Wd^T (+ LoRA), x1 = rmsnorm(h1)
 //
-// Written with MindSpore ops a decode layer is some twenty kernel launches; as two ops the
-// step spends its time streaming the weights, which is what bounds a decode step.
+// Written with MindSpore ops a decode layer is some twenty kernel launches plus two cache
+// updates that copied the whole caches; as one op the step spends its time streaming the
+// weights, which is what bounds a decode step.
 // Float32; one token per row (T = 1); every cache row takes part (rows R of the caches).
 // A module without LoRA slots gets a (1, 1, 1) placeholder stack, recognised by its shape.
 
-#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -63,53 +62,54 @@ const float* F(const Tensor& t) { return static_cast<const float*>(t.data); }
 
 }  // namespace
 
-// h, ln_w, eps, Wq, Wk, Wv, Aq, Bq, Ak, Bk, Av, Bv, idx, cos, sin -> q, k, v
-extern "C" int DecodeLayerPre(int nparam, void** p, int* ndims, int64_t** shapes, const char** dtypes, void*,
-                              void*) {
+// Operands: h, ln1, eps1, Wq, Wk, Wv, Aq, Bq, Ak, Bk, Av, Bv, cos, sin, k_cache, v_cache, pos,
+// Wo, Ao, Bo, ln2, eps2, Wg, Ag, Bg, Wu, Au, Bu, Wd, Ad, Bd, idx -> h_out
+// h (R, 1, d); cos, sin (R, 1, D); caches are the flat (R * KVH * L, D) Parameters of the
+// layer, written in place at (r * KVH + g) * L + pos[r] (through MindSpore, ScatterUpdate and
+// the reshape after it copied both whole caches every layer: 10 ms of a 16-row step).
+extern "C" int DecodeLayer(int nparam, void** p, int* ndims, int64_t** shapes, const char** dtypes, void*, void*) {
   g_error[0] = '\0';
-  if (nparam != 18 || !Types(nparam, dtypes, 12, -1)) return Fail("decode layer (pre): bad operands");
+  enum { H, LN1, EPS1, WQ, WK, WV, AQ, BQ, AK, BK, AV, BV, COS, SIN, KC, VC, POS, WO, AO, BO, LN2, EPS2,
+         WG, AG, BG, WU, AU, BU, WD, AD, BD, IDX, OUT, COUNT };
+  if (nparam != COUNT || !Types(nparam, dtypes, IDX, POS)) return Fail("decode layer: bad operands");
   const auto t = Tensors(nparam, p, ndims, shapes);
-  const int64_t rows = t[0].shape[0], dim = t[0].shape[2], hd = t[13].shape[2];
-  if (t[0].shape[1] != 1 || rows > 16 || t[3].shape[1] != dim || t[13].shape[0] != rows)
-    return Fail("decode layer (pre): h must be (R <= 16, 1, d) with weights (out, d) and cos (R, 1, D)");
-  const int32_t* idx = static_cast<const int32_t*>(t[12].data);
-  std::vector<float> x(rows * dim), proj;
-  RmsNormRows(F(t[0]), F(t[1]), *F(t[2]), x.data(), rows, dim);
-  for (int m = 0; m < 3; ++m) {  // q, k, v
-    const Tensor &w = t[3 + m], &out = t[15 + m];
-    proj.resize(rows * w.shape[0]);
-    if (Project(x.data(), w, t[6 + 2 * m], t[7 + 2 * m], idx, proj.data(), rows)) return 1;
-    if (m < 2)
-      RopeRows(proj.data(), F(t[13]), F(t[14]), static_cast<float*>(out.data), rows, w.shape[0], hd);
-    else
-      std::memcpy(out.data, proj.data(), sizeof(float) * proj.size());
-  }
-  return 0;
-}
+  const int64_t rows = t[H].shape[0], dim = t[H].shape[2], hd = t[KC].shape[1];
+  const int64_t heads = t[WQ].shape[0] / hd, kvh = t[WK].shape[0] / hd, ffn = t[WG].shape[0];
+  const int64_t len = rows * kvh ? t[KC].shape[0] / (rows * kvh) : 0;
+  if (t[H].ndim != 3 || t[H].shape[1] != 1 || rows > kMaxRows || t[WQ].shape[1] != dim || t[COS].shape[0] != rows ||
+      t[COS].shape[2] != hd)
+    return Fail("decode layer: h must be (R <= 16, 1, d) with weights (out, d) and cos (R, 1, D)");
+  if (t[KC].ndim != 2 || len < 1 || t[KC].shape[0] != rows * kvh * len || t[VC].shape[0] != t[KC].shape[0] ||
+      t[VC].shape[1] != hd || heads % kvh || t[WO].shape[0] != dim)
+    return Fail("decode layer: the caches and the weights do not fit");
+  const int32_t *idx = static_cast<const int32_t*>(t[IDX].data), *pos = static_cast<const int32_t*>(t[POS].data);
+  for (int64_t r = 0; r < rows; ++r)
+    if (pos[r] < 0 || pos[r] >= len) return Fail("decode layer: a position is outside the cache");
 
-// h, q, k_all, v_all, pos, Wo, Ao, Bo, ln_w, eps, Wg, Ag, Bg, Wu, Au, Bu, Wd, Ad, Bd, idx -> h_out
-extern "C" int DecodeLayerPost(int nparam, void** p, int* ndims, int64_t** shapes, const char** dtypes, void*,
-                               void*) {
-  g_error[0] = '\0';
-  if (nparam != 21 || !Types(nparam, dtypes, 19, 4)) return Fail("decode layer (post): bad operands");
-  const auto t = Tensors(nparam, p, ndims, shapes);
-  const int64_t rows = t[0].shape[0], dim = t[0].shape[2];
-  const int64_t kvh = t[2].shape[1], len = t[2].shape[2], hd = t[2].shape[3], heads = t[1].shape[2] / hd;
-  if (t[2].ndim != 4 || t[2].shape[0] != rows || heads % kvh || t[5].shape[0] != dim)
-    return Fail("decode layer (post): q, caches and weights do not fit");
-  const int32_t* idx = static_cast<const int32_t*>(t[19].data);
-  const int64_t ffn = t[10].shape[0];
-  std::vector<float> attn(rows * heads * hd), h1(rows * dim), x(rows * dim), gate(rows * ffn), up(rows * ffn);
-  AttentionRows(F(t[1]), F(t[2]), F(t[3]), static_cast<const int32_t*>(t[4].data), attn.data(), rows, heads, kvh,
-                len, hd);
-  if (Project(attn.data(), t[5], t[6], t[7], idx, h1.data(), rows)) return 1;
-  for (int64_t i = 0; i < rows * dim; ++i) h1[i] += F(t[0])[i];
-  RmsNormRows(h1.data(), F(t[8]), *F(t[9]), x.data(), rows, dim);
-  if (Project(x.data(), t[10], t[11], t[12], idx, gate.data(), rows)) return 1;
-  if (Project(x.data(), t[13], t[14], t[15], idx, up.data(), rows)) return 1;
-  for (int64_t i = 0; i < rows * ffn; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];  // SwiGLU
-  float* out = static_cast<float*>(t[20].data);
-  if (Project(gate.data(), t[16], t[17], t[18], idx, out, rows)) return 1;
+  std::vector<float> x(rows * dim), proj(rows * heads * hd), q(rows * heads * hd), kv(rows * kvh * hd);
+  RmsNormRows(F(t[H]), F(t[LN1]), *F(t[EPS1]), x.data(), rows, dim);
+  if (Project(x.data(), t[WQ], t[AQ], t[BQ], idx, proj.data(), rows)) return 1;
+  RopeRows(proj.data(), F(t[COS]), F(t[SIN]), q.data(), rows, heads * hd, hd);
+  for (int m = 0; m < 2; ++m) {  // k then v, each written to its cache at the rows' positions
+    if (Project(x.data(), t[m ? WV : WK], t[m ? AV : AK], t[m ? BV : BK], idx, proj.data(), rows)) return 1;
+    if (!m) RopeRows(proj.data(), F(t[COS]), F(t[SIN]), kv.data(), rows, kvh * hd, hd);
+    const float* src = m ? proj.data() : kv.data();
+    float* cache = static_cast<float*>(t[m ? VC : KC].data);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t g = 0; g < kvh; ++g)
+        std::memcpy(cache + ((r * kvh + g) * len + pos[r]) * hd, src + (r * kvh + g) * hd, sizeof(float) * hd);
+  }
+
+  std::vector<float> attn(rows * heads * hd), h1(rows * dim), gate(rows * ffn), up(rows * ffn);
+  AttentionRows(q.data(), F(t[KC]), F(t[VC]), pos, attn.data(), rows, heads, kvh, len, hd);
+  if (Project(attn.data(), t[WO], t[AO], t[BO], idx, h1.data(), rows)) return 1;
+  for (int64_t i = 0; i < rows * dim; ++i) h1[i] += F(t[H])[i];
+  RmsNormRows(h1.data(), F(t[LN2]), *F(t[EPS2]), x.data(), rows, dim);
+  if (Project(x.data(), t[WG], t[AG], t[BG], idx, gate.data(), rows)) return 1;
+  if (Project(x.data(), t[WU], t[AU], t[BU], idx, up.data(), rows)) return 1;
+  SwiGlu(gate.data(), up.data(), rows * ffn);
+  float* out = static_cast<float*>(t[OUT].data);
+  if (Project(gate.data(), t[WD], t[AD], t[BD], idx, out, rows)) return 1;
   for (int64_t i = 0; i < rows * dim; ++i) out[i] += h1[i];
   return 0;
 }
