@@ -6,13 +6,18 @@ import sys
 
 __version__ = "0.1.0"
 
-# The CPU kernels run OpenMP regions ~200 times a decode step. libgomp's default busy-wait
-# (300k spins) turns into lost scheduler quanta when another process shares the cores:
-# measured 1.9 s instead of 19 ms per SmolLM2 step beside a busy process; with 300 spins,
-# 30 ms there and 19 ms on an idle machine. libgomp reads this when it loads (with
-# mindspore), so it only takes effect when cold_ms is imported first; set it yourself
-# otherwise.
-os.environ.setdefault("GOMP_SPINCOUNT", "300")
+# The CPU kernels run ~250 short OpenMP regions a decode step, and how long the idle
+# worker busy-waits for the next one decides much of the step. With MindSpore's own
+# OpenMP threads counted, libgomp caps a plain GOMP_SPINCOUNT at 100 spins; the active
+# policy lifts the cap. Measured (SmolLM2-135M, CoLD B=1, idle / beside a busy process):
+#   GOMP_SPINCOUNT=300 alone (capped):           19.9 ms / 24.6 ms
+#   OMP_WAIT_POLICY=active, GOMP_SPINCOUNT=1000:  17.6 ms / 36 ms
+#   OMP_WAIT_POLICY=active, GOMP_SPINCOUNT=100:   20.1 ms / 25.0 ms
+# (libgomp's default 300k spins took 1.9 s a step beside a busy process.) Inference
+# normally has the cores to itself, hence 1000; set GOMP_SPINCOUNT=100 when it shares
+# them. libgomp reads both when it loads (with mindspore), so import cold_ms first.
+os.environ.setdefault("OMP_WAIT_POLICY", "active")
+os.environ.setdefault("GOMP_SPINCOUNT", "1000")
 
 
 class _AfterImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
