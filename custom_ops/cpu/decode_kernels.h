@@ -1,5 +1,5 @@
-// Kernels of one decode step, shared by the per-op entries (linear.cc, decode_ops.cc)
-// and the fused layer entries (layer.cc). Float32, as the CPU backend computes.
+// Kernels of one decode step, shared by the per-op entries (linear.cc, decode_ops.cc,
+// select.cc) and the whole-layer entry (layer.cc). Float32, as the CPU backend computes.
 #pragma once
 
 #include <cmath>
@@ -27,8 +27,8 @@ constexpr int64_t kAheadKeys = 8;
 constexpr int64_t kParallelElems = 1 << 15;
 
 // The decode GEMV's vector: 16 floats where AVX-512 exists (its 32 registers hold the
-// accumulator tiles below and it doubles the multiply-adds per instruction; at 16 token
-// rows the GEMV is bound by them, not by reading W), else the 8-float Vec.
+// accumulator tiles below, and it doubles the multiply-adds per instruction, which bound
+// the GEMV at 16 token rows), else the 8-float Vec.
 #if defined(__AVX512F__)
 typedef float Wide __attribute__((vector_size(64)));
 constexpr int kWideLanes = 16;
@@ -60,7 +60,7 @@ inline Wide LoadTail(const float* p, int64_t n) {
 
 // y[t][j] = x_t . W_j over `in` for G token rows and NW weight rows (G * NW <= kTileAcc).
 // Every loop is unrolled so the tile lives in registers from the first multiply to the
-// final sums; a tile on the stack costs as much as the dot products at in = 576.
+// final sums.
 template <int G, int NW, int AHEAD>
 __attribute__((always_inline)) inline void DotBlock(const float* x, int64_t in, const float* w, float* y,
                                                     int64_t out) {
