@@ -7,7 +7,6 @@ size's peak); the coordinator runs the variants in turn, ROUNDS times, in a rota
 order, so slow drifts of the machine hit every variant alike.
 floor_fraction = (weight bytes a step must read / measured read bandwidth) / time per step.
 """
-import json
 import multiprocessing as mp
 import os
 import statistics
@@ -133,7 +132,5 @@ def run(args):
         rows += [_row(v, b, mode(v), times[v], ttfts[v], rss[v], floor_ms[v]) for v in variants]
         print(f"batch {b}: " + ", ".join(f"{v} {1e3 * statistics.median(times[v]):.1f} ms" for v in variants),
               file=sys.stderr, flush=True)
-        if args.json:  # finished batch sizes survive a later failure (e.g. running out of memory)
-            with open(args.json, "w") as f:
-                json.dump({"e2e": rows, "bandwidth_gbps": round(bandwidth, 2)}, f, indent=1)
-    write_e2e({"e2e": rows, "bandwidth_gbps": round(bandwidth, 2)}, args.json)
+        # after every batch size, so finished ones survive a later failure (e.g. out of memory)
+        write_e2e({"e2e": rows, "bandwidth_gbps": round(bandwidth, 2)}, args.json)

@@ -234,6 +234,28 @@ inline void MapWide(float* v, int64_t n, const Fn& f) {
   }
 }
 
+// Whether the first n operand dtypes are all float32.
+inline bool AllFloat32(int n, const char** dtypes) {
+  for (int i = 0; i < n; ++i)
+    if (std::strcmp(dtypes[i], "float32")) return false;
+  return true;
+}
+
+inline float RowMax(const float* s, int64_t n) {
+  float top = -INFINITY;
+  for (int64_t i = 0; i < n; ++i) top = s[i] > top ? s[i] : top;
+  return top;
+}
+
+// s = softmax(s) over n floats: exp(s - max) / sum, as MindSpore's kernel computes it.
+inline void SoftmaxRow(float* s, int64_t n) {
+  const float top = RowMax(s, n);
+  MapWide(s, n, [top](Wide x) { return ExpWide(x - top); });
+  float total = 0;
+  for (int64_t i = 0; i < n; ++i) total += s[i];
+  for (int64_t i = 0; i < n; ++i) s[i] /= total;
+}
+
 // gate[i] = silu(gate[i]) * up[i] for n values.
 inline void SwiGlu(float* gate, const float* up, int64_t n) {
   MapWide(gate, n, [](Wide g) { return g / (1.0f + ExpWide(-g)); });
@@ -265,16 +287,8 @@ inline void AttentionRows(const float* q, const float* k, const float* v, const 
       }
       for (int64_t h = 0; h < group; ++h) score[h * keys + j] = Dot(qg + h * dim, kg + j * dim, dim) * scale;
     }
-    for (int64_t h = 0; h < group; ++h) {
-      float* sh = score.data() + h * keys;
-      float top = -INFINITY;
-      for (int64_t j = 0; j < keys; ++j) top = sh[j] > top ? sh[j] : top;
-      MapWide(sh, keys, [top](Wide s) { return ExpWide(s - top); });
-      float total = 0;
-      for (int64_t j = 0; j < keys; ++j) total += sh[j];
-      for (int64_t j = 0; j < keys; ++j) sh[j] /= total;
-      std::memset(og + h * dim, 0, sizeof(float) * dim);
-    }
+    for (int64_t h = 0; h < group; ++h) SoftmaxRow(score.data() + h * keys, keys);
+    std::memset(og, 0, sizeof(float) * group * dim);
     for (int64_t j = 0; j < keys; ++j)
       for (int64_t h = 0; h < group; ++h) {
         const float w = score[h * keys + j];

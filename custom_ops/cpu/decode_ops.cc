@@ -5,7 +5,6 @@
 // Written with MindSpore ops it is five kernel launches. Float32, as the CPU backend computes.
 
 #include <cstdint>
-#include <cstring>
 
 #include "decode_kernels.h"
 
@@ -17,12 +16,6 @@ int64_t Numel(int nd, const int64_t* shape) {
   int64_t n = 1;
   for (int i = 0; i < nd; ++i) n *= shape[i];
   return n;
-}
-
-bool AllFloat32(int n, const char** dtypes) {  // the first n operands
-  for (int i = 0; i < n; ++i)
-    if (std::strcmp(dtypes[i], "float32")) return false;
-  return true;
 }
 
 }  // namespace

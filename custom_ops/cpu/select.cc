@@ -21,12 +21,6 @@ namespace {
 
 using namespace cold;
 
-float RowMax(const float* s, int64_t v) {
-  float top = -INFINITY;
-  for (int64_t i = 0; i < v; ++i) top = s[i] > top ? s[i] : top;
-  return top;
-}
-
 // The lowest index of the largest score(i) over valid(i); 0 when nothing is valid (NaN rows).
 template <typename Valid, typename Score>
 int32_t FirstBest(int64_t v, const Valid& valid, const Score& score) {
@@ -41,15 +35,9 @@ int32_t FirstBest(int64_t v, const Valid& valid, const Score& score) {
   return best;
 }
 
-bool Float32(int n, const char** dtypes) {
-  for (int i = 0; i < n; ++i)
-    if (std::strcmp(dtypes[i], "float32")) return false;
-  return true;
-}
-
 int Select(bool prob, int nparam, void** p, int* ndims, int64_t** shapes, const char** dtypes) {
   g_error[0] = '\0';
-  if (nparam != 4 || !Float32(3, dtypes) || std::strcmp(dtypes[3], "int32"))
+  if (nparam != 4 || !AllFloat32(3, dtypes) || std::strcmp(dtypes[3], "int32"))
     return Fail("cold select: logits, alpha, beta float32 in, int32 ids out");
   const int64_t slots = ndims[1] == 1 ? shapes[1][0] : -1, v = shapes[0][1];
   if (ndims[0] != 2 || shapes[0][0] != 2 * slots || ndims[2] != 1 || shapes[2][0] != slots)
@@ -59,18 +47,15 @@ int Select(bool prob, int nparam, void** p, int* ndims, int64_t** shapes, const 
   int32_t* ids = static_cast<int32_t*>(p[3]);
   ForEach(slots, slots * v >= kParallelElems, [&](int64_t s) {
     const float *e = logits + s * v, *a = logits + (slots + s) * v;
-    const float top = RowMax(e, v), b = beta[s], keep = 1.0f + b;
+    const float b = beta[s], keep = 1.0f + b;
     const auto score = [&](int64_t i) { return keep * e[i] - b * a[i]; };
     if (!prob) {
-      const float floor = std::log(alpha[s]) + top;
+      const float floor = std::log(alpha[s]) + RowMax(e, v);
       ids[s] = FirstBest(v, [&](int64_t i) { return e[i] >= floor; }, score);
       return;
     }
-    std::vector<float> probs(e, e + v);  // softmax: exp(s - max) / sum, as MindSpore's kernel
-    MapWide(probs.data(), v, [top](Wide x) { return ExpWide(x - top); });
-    float total = 0;
-    for (float q : probs) total += q;
-    for (float& q : probs) q /= total;
+    std::vector<float> probs(e, e + v);
+    SoftmaxRow(probs.data(), v);
     const float floor = alpha[s] * RowMax(probs.data(), v);
     ids[s] = FirstBest(v, [&](int64_t i) { return probs[i] >= floor; }, score);
   });
@@ -81,7 +66,7 @@ int Select(bool prob, int nparam, void** p, int* ndims, int64_t** shapes, const 
 
 extern "C" int FirstArgmax(int nparam, void** p, int* ndims, int64_t** shapes, const char** dtypes, void*, void*) {
   g_error[0] = '\0';
-  if (nparam != 2 || ndims[0] != 2 || !Float32(1, dtypes) || std::strcmp(dtypes[1], "int32"))
+  if (nparam != 2 || ndims[0] != 2 || !AllFloat32(1, dtypes) || std::strcmp(dtypes[1], "int32"))
     return Fail("first argmax: scores (N, V) float32 in, int32 ids out");
   const int64_t n = shapes[0][0], v = shapes[0][1];
   const float* s = static_cast<const float*>(p[0]);
