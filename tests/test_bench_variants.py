@@ -3,7 +3,7 @@
 from cold_ms.bench.e2e_variants import build
 from helpers import engine_for
 
-PROMPT = [1, 5, 7, 9, 30, 31]
+PROMPT = [1, 5, 7, 9, 30, 31] + list(range(40, 54))  # 20 tokens: prefilled as two 16-token chunks
 
 
 def _tokens(variant, tiny, batch=2, steps=6):

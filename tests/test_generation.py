@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import numpy_llama as ref
-from cold_ms.pipeline.batching import Request
+from cold_ms.pipeline.batching import Request, chunk_plan
 from helpers import engine_for
 
 PROMPTS = [[1, 5, 7, 9], [1, 20, 30], [1, 33, 60, 61, 62, 63, 64, 65, 70, 71, 2, 90], [1, 4]]
@@ -70,12 +70,22 @@ def test_more_requests_than_slots_reuse_freed_slots(tiny):
     assert got == [_ref(tiny, p, "qv", "base", n=n) for p, n in zip(PROMPTS, (3, 9, 5, 7))]
 
 
+def test_prefill_plan_covers_the_prompt_at_least_cost():
+    # cost = tokens computed (padding included) + the smallest size per call, worked by hand
+    assert chunk_plan(80, (16, 64, 256)) == [(0, 64), (64, 16)]      # 112, not 256 + 16
+    assert chunk_plan(44, (16, 64, 256)) == [(0, 64)]                # 80, not 3 x 16 + 48
+    assert chunk_plan(250, (16, 64, 256)) == [(0, 256)]
+    assert chunk_plan(300, (16, 64, 256)) == [(0, 256), (256, 64)]
+    assert chunk_plan(3, (4, 8)) == [(0, 4)]
+
+
 def test_chunked_prefill_equals_one_chunk(tiny):
-    long_prompt = list(np.random.default_rng(4).integers(3, 96, 29))
-    chunked = engine_for(tiny, ("qv",), chunk_sizes=(4, 8))
-    got = chunked.generate([_req(long_prompt)])[0].token_ids
-    assert got == _ref(tiny, long_prompt, "qv", "base")
-    assert ("prefill", 2, 8) in chunked.stats["compile_s"]
+    rng = np.random.default_rng(4)
+    prompts = [list(rng.integers(3, 96, 21)), list(rng.integers(3, 96, 11))]  # plan: 16 + 8
+    chunked = engine_for(tiny, ("qv",), slots=2, chunk_sizes=(4, 8, 16))
+    got = [r.token_ids for r in chunked.generate([_req(p) for p in prompts])]
+    assert got == [_ref(tiny, p, "qv", "base") for p in prompts]
+    assert {("prefill", 4, 16), ("prefill", 4, 8)} <= set(chunked.stats["compile_s"])
 
 
 def test_graph_and_pynative_agree(tiny, cold4):

@@ -7,20 +7,52 @@ size's peak); the coordinator runs the variants in turn, ROUNDS times, in a rota
 order, so slow drifts of the machine hit every variant alike.
 floor_fraction = (weight bytes a step must read / measured read bandwidth) / time per step.
 """
+import json
 import multiprocessing as mp
 import os
+import shutil
 import statistics
 import sys
+import tempfile
 
 import numpy as np
 
+from cold_ms.bench.random_model import SIZES, write_random_adapter, write_random_model
+from cold_ms.config import ModelConfig
+from cold_ms.pipeline.chat import chat_prompt_ids
+
 PROMPT_TEXT = ("A baker makes 4 trays of 12 muffins and sells 29 of them. How many muffins are left? "
                "Solve step by step and end with '#### <number>'.")
+SYNTHETIC_PROMPT_LEN = 70  # the length of PROMPT_TEXT in SmolLM2's chat template
+
+
+def bench_prompt(model):
+    """PROMPT_TEXT in the model's chat template; a model without one (random weights) gets
+    seeded token ids of the same length: time and memory do not depend on which tokens."""
+    tok = model.tokenizer
+    if tok is not None and tok.chat_template:
+        return chat_prompt_ids(tok, [{"role": "user", "content": PROMPT_TEXT}])
+    return np.random.default_rng(0).integers(3, model.config.vocab_size, SYNTHETIC_PROMPT_LEN).tolist()
+
+
+def random_checkpoint(spec, root):
+    """random:SIZE -> (model dir, NAME=DIR of a random LoRA expert), written under root."""
+    size = spec.partition(":")[2]
+    if size not in SIZES:
+        raise SystemExit(f"--model random:SIZE: SIZE must be one of {', '.join(SIZES)}, got {size!r}")
+    model_dir = write_random_model(os.path.join(root, "model"), size)
+    with open(os.path.join(model_dir, "config.json")) as f:
+        cfg = ModelConfig.from_hf(json.load(f))
+    adapter_dir = write_random_adapter(os.path.join(root, "lora"), cfg)
+    return model_dir, f"lora={adapter_dir}"
 
 
 def add_arguments(p):
-    p.add_argument("--model", help="default: the embedded SmolLM2-135M-Instruct")
-    p.add_argument("--adapter", default="math", help="expert: shipped adapter name or NAME=DIR")
+    p.add_argument("--model", help="model directory or .gguf, or random:SIZE for a seeded random LLaMA "
+                                   f"({', '.join(SIZES)}) with a random r=16 LoRA expert; "
+                                   "default: the embedded SmolLM2-135M-Instruct")
+    p.add_argument("--adapter", default="math", help="expert: shipped adapter name or NAME=DIR "
+                                                     "(ignored with random:SIZE)")
     p.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4, 8])
     p.add_argument("--steps", type=int, default=64, help="decode steps per variant and batch (after warm-up)")
     p.add_argument("--rounds", type=int, default=2, help="the steps are split over this many alternations")
@@ -39,13 +71,12 @@ def _worker(conn, variant, args):
     os.environ.setdefault("GLOG_v", "3")
     from cold_ms.bench.e2e_variants import build
     from cold_ms.pipeline.adapters import AdapterRegistry, load_peft_adapter
-    from cold_ms.pipeline.chat import chat_prompt_ids
     from cold_ms.pipeline.model import load_model
     from cold_ms.pipeline.shipped import resolve_adapter
     model = load_model(args["model"])
     name, path = resolve_adapter(args["adapter"])
     adapters = AdapterRegistry([load_peft_adapter(path, name, model.config)])
-    prompt = chat_prompt_ids(model.tokenizer, [{"role": "user", "content": PROMPT_TEXT}])
+    prompt = bench_prompt(model)
     per_run = args["steps"] // args["rounds"] + 2
     max_len = -(-(len(prompt) + per_run + 1) // 64) * 64
     batch = args["batch"]
@@ -89,6 +120,17 @@ def _row(variant, batch, mode, times, ttfts, rss, floor_ms):
 
 
 def run(args):
+    if not (args.model or "").startswith("random:"):
+        return _run(args)
+    root = tempfile.mkdtemp(prefix="cold_e2e_")
+    try:
+        args.model, args.adapter = random_checkpoint(args.model, root)
+        return _run(args)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _run(args):
     from cold_ms.bench.e2e_variants import weight_bytes
     from cold_ms.bench.report import write_e2e
     from cold_ms.ops._library import read_bandwidth_gbps

@@ -19,7 +19,7 @@ from cold_ms.config import LoraLayout
 from cold_ms.pipeline import batching
 from cold_ms.pipeline.batching import Request
 from cold_ms.pipeline.checkpoint import module_path
-from cold_ms.pipeline.engine import Engine, assign
+from cold_ms.pipeline.engine import DEFAULT_CHUNKS, Engine, assign
 from cold_ms.pipeline.runtime import configure
 
 VARIANTS = ("greedy", "cold", "cold_two_pass", "cold_two_models")
@@ -106,10 +106,11 @@ class SplitVariant:
         return self.score(e, a, self.alpha, self.beta).asnumpy()
 
     def prefill(self, prompt):
-        size = batching.chunk_plan(len(prompt), (16, 64, 256))[0]
-        tokens, positions, last = batching.prefill_chunk([prompt] * self.batch, 0, size, self.max_len)
+        chunks = [batching.prefill_chunk([prompt] * self.batch, start, size, self.max_len)
+                  for start, size in batching.chunk_plan(len(prompt), DEFAULT_CHUNKS)]
         start = time.perf_counter()
-        self.ids = self._choose(tokens, positions, last)
+        for tokens, positions, last in chunks:  # the last chunk holds the prompt's last token
+            self.ids = self._choose(tokens, positions, last)
         self.pos = len(prompt)
         return time.perf_counter() - start
 

@@ -130,14 +130,13 @@ class Engine:
         prompts = [st.request.prompt_ids for st in states]
         row_prompts = prompts * 2 if self.contrastive else prompts
         lora_idx, alpha, beta = batching.slot_params(states, self.contrastive)
-        size, chunks = batching.chunk_plan(max(len(p) for p in prompts), self.chunk_sizes)
         first = {}
-        for c in range(chunks):
-            tokens, positions, last = batching.prefill_chunk(row_prompts, c, size, self.max_len)
+        for start, size in batching.chunk_plan(max(len(p) for p in prompts), self.chunk_sizes):
+            tokens, positions, last = batching.prefill_chunk(row_prompts, start, size, self.max_len)
             key = ("prefill", len(row_prompts), size)
             ids, _ = self._call(key, tokens, positions, rows, last, lora_idx, alpha, beta)
             for j, st in enumerate(states):
-                if (len(prompts[j]) - 1) // size == c:
+                if start < len(prompts[j]) <= start + size:  # its last prompt token is in this chunk
                     first[slot_ids[j]] = int(ids[j])
         return first
 
@@ -161,7 +160,8 @@ class Engine:
 
     def _fits_together(self, longest):
         """Whether an all-slot prefill of prompts up to `longest` tokens fits the budget."""
-        return self.rows * batching.chunk_plan(longest, self.chunk_sizes)[0] <= PREFILL_TOKEN_BUDGET
+        largest = max(size for _, size in batching.chunk_plan(longest, self.chunk_sizes))
+        return self.rows * largest <= PREFILL_TOKEN_BUDGET
 
     def decode(self, slots):
         """One decode step of every occupied slot; [(slot, next token)]."""
@@ -181,7 +181,7 @@ class Engine:
     def warmup(self, longest_prompt=None, per_slot=False):
         """Compile now rather than on the first request; returns seconds.
 
-        longest_prompt: compile the prefill graph prefill() will use for prompts up to that
+        longest_prompt: compile the prefill graphs prefill() uses for a prompt of that
         length (all slots at once, or one slot's if over PREFILL_TOKEN_BUDGET); per_slot:
         compile the one-slot prefill graphs of every chunk size (what a server admits with).
         The dummy steps write only to the scratch position, so no cache row is disturbed.
@@ -191,9 +191,9 @@ class Engine:
         shapes = [(("decode", rows, 1), rows, 1, None)]
         one = batching.slot_rows([0], self.slots, self.contrastive)
         if longest_prompt:
-            size = batching.chunk_plan(longest_prompt, self.chunk_sizes)[0]
             if self._fits_together(longest_prompt):
-                shapes.append((("prefill", rows, size), rows, size, None))
+                sizes = {size for _, size in batching.chunk_plan(longest_prompt, self.chunk_sizes)}
+                shapes += [(("prefill", rows, size), rows, size, None) for size in sorted(sizes)]
             else:  # prefill() will take the slots one at a time
                 per_slot = True
         if per_slot:  # one slot's rows; with a single slot these are all the rows, read in place
