@@ -27,3 +27,18 @@ def test_two_pass_and_two_models_match_fused_cold(tiny):
     assert fused[0] == fused[1] and len(fused[0]) == 7
     assert _tokens("cold_two_pass", tiny) == fused
     assert _tokens("cold_two_models", tiny) == fused
+
+
+def test_random_checkpoint_loads_with_its_expert_and_a_synthetic_prompt(tmp_path):
+    from cold_ms.bench.e2e import SYNTHETIC_PROMPT_LEN, bench_prompt, random_checkpoint
+    from cold_ms.pipeline.adapters import load_peft_adapter
+    from cold_ms.pipeline.model import load_model
+    from cold_ms.pipeline.shipped import resolve_adapter
+    model_dir, adapter = random_checkpoint("random:tiny", str(tmp_path))
+    model = load_model(model_dir)
+    name, path = resolve_adapter(adapter)
+    lora = load_peft_adapter(path, name, model.config)
+    assert name == "lora" and lora.rank == 16 and len(lora.tensors) == 7 * model.config.num_layers
+    prompt = bench_prompt(model)  # no tokenizer: seeded ids, the same every time
+    assert len(prompt) == SYNTHETIC_PROMPT_LEN and prompt == bench_prompt(model)
+    assert all(3 <= t < model.config.vocab_size for t in prompt)
