@@ -68,3 +68,33 @@ def test_an_interrupted_run_resumes(tiny, tmp_path):
     final = json.loads(state.read_text())
     assert final["step"] == 20 and len(final["losses"]) == 20
     assert (tmp_path / "run" / "adapter_model.safetensors").exists() and (tmp_path / "run" / "loss.png").exists()
+
+
+def test_a_kill_between_checkpoint_and_state_resumes_exactly(tiny, tmp_path, monkeypatch):
+    model = load_model(tiny["model_dir"])
+    examples = tasks.examples(f"jsonl:{_jsonl(tmp_path)}", "train")
+    cfg = TrainConfig(rank=4, alpha=8, targets=("q_proj", "v_proj"), lr=5e-2, batch=4, max_len=128,
+                      max_steps=4, save_every=1)
+    whole = Trainer(model, examples, cfg, str(tmp_path / "whole"), chat_template="chatml")
+    want_losses, _ = whole.run(progress=False)
+
+    real_replace, commits = os.replace, []
+
+    def dies_at_third_commit(src, dst):  # step 3's optimizer state is on disk, its state.json is not
+        if dst.endswith("state.json"):
+            commits.append(dst)
+            if len(commits) == 3:
+                raise KeyboardInterrupt("killed")
+        real_replace(src, dst)
+    monkeypatch.setattr(os, "replace", dies_at_third_commit)
+    try:
+        Trainer(model, examples, cfg, str(tmp_path / "cut"), chat_template="chatml").run(progress=False)
+    except KeyboardInterrupt:
+        pass
+    monkeypatch.setattr(os, "replace", real_replace)
+    resumed = Trainer(model, examples, cfg, str(tmp_path / "cut"), chat_template="chatml")
+    losses, _ = resumed.run(progress=False)
+    assert json.loads((tmp_path / "cut" / "checkpoint" / "state.json").read_text())["step"] == 4
+    np.testing.assert_allclose(losses, want_losses, rtol=1e-5)
+    np.testing.assert_allclose(all_logits(SimpleNamespace(lm=resumed.lm), PROMPT, 0),
+                               all_logits(SimpleNamespace(lm=whole.lm), PROMPT, 0), atol=1e-5)

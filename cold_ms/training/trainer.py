@@ -125,12 +125,19 @@ class Trainer:
         # load_param_into_net matches (wrapping Cells prefix them, e.g. "lm.model...")
         keep = [{"name": p.name, "data": p} for n, p in self.opt.parameters_and_names()
                 if not n.startswith("learning_rate")]
-        ms.save_checkpoint(keep, os.path.join(ckpt_dir, "train.tmp.ckpt"))
-        os.replace(os.path.join(ckpt_dir, "train.tmp.ckpt"), os.path.join(ckpt_dir, "train.ckpt"))
-        state = {"step": step, "losses": losses, "config": asdict(self.cfg)}
+        # One file per step, named in state.json: with a single overwritten file, a kill
+        # between writing it and writing state.json resumed the next step's optimizer
+        # state at the previous step (seen: the step's update applied twice and the
+        # learning-rate schedule indexed past its end).
+        name = f"train-{step}.ckpt"
+        ms.save_checkpoint(keep, os.path.join(ckpt_dir, name))
+        state = {"step": step, "losses": losses, "config": asdict(self.cfg), "checkpoint": name}
         with open(self._state_path() + ".tmp", "w") as f:
             json.dump(state, f)
         os.replace(self._state_path() + ".tmp", self._state_path())  # state last: it commits the step
+        for old in os.listdir(ckpt_dir):
+            if old.startswith("train") and old.endswith(".ckpt") and old != name:
+                os.remove(os.path.join(ckpt_dir, old))
 
     def _resume(self):
         if not os.path.isfile(self._state_path()):
@@ -140,7 +147,8 @@ class Trainer:
         if state["config"] != json.loads(json.dumps(asdict(self.cfg))):
             raise ConfigError(f"{self.out} holds a run with other settings; use a new --out")
         ms.load_param_into_net(self.opt, ms.load_checkpoint(
-            os.path.join(self.out, "checkpoint", "train.ckpt")), strict_load=False)
+            # runs saved before checkpoints were named per step kept one train.ckpt
+            os.path.join(self.out, "checkpoint", state.get("checkpoint", "train.ckpt"))), strict_load=False)
         self.log(f"resuming at step {state['step']} of {len(self.plan)}")
         return state["step"], state["losses"]
 
