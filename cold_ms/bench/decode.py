@@ -5,7 +5,7 @@ import time
 
 import numpy as np
 
-from cold_ms.bench.random_model import write_random_adapter, write_random_model
+from cold_ms.bench.random_model import write_random_checkpoint
 from cold_ms.pipeline.adapters import AdapterRegistry, load_peft_adapter
 from cold_ms.pipeline.batching import Request
 from cold_ms.pipeline.engine import Engine
@@ -21,9 +21,9 @@ def add_arguments(p):
 
 
 def run(args):
-    tmp = tempfile.mkdtemp(prefix="cold_bench_")
-    model = load_model(write_random_model(tmp + "/model", args.size))
-    adapter = load_peft_adapter(write_random_adapter(tmp + "/lora", model.config), "lora", model.config)
+    model_dir, adapter_dir = write_random_checkpoint(tempfile.mkdtemp(prefix="cold_bench_"), args.size)
+    model = load_model(model_dir)
+    adapter = load_peft_adapter(adapter_dir, "lora", model.config)
     reg = AdapterRegistry([adapter])
     print(f"random LLaMA {model.config.num_params / 1e6:.1f}M params, LoRA r=16 on all projections, "
           f"{args.mode} mode, {args.steps} decode steps")

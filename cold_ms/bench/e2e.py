@@ -7,7 +7,6 @@ size's peak); the coordinator runs the variants in turn, ROUNDS times, in a rota
 order, so slow drifts of the machine hit every variant alike.
 floor_fraction = (weight bytes a step must read / measured read bandwidth) / time per step.
 """
-import json
 import multiprocessing as mp
 import os
 import shutil
@@ -17,8 +16,7 @@ import tempfile
 
 import numpy as np
 
-from cold_ms.bench.random_model import SIZES, write_random_adapter, write_random_model
-from cold_ms.config import ModelConfig
+from cold_ms.bench.random_model import SIZES, write_random_checkpoint
 from cold_ms.pipeline.chat import chat_prompt_ids
 
 PROMPT_TEXT = ("A baker makes 4 trays of 12 muffins and sells 29 of them. How many muffins are left? "
@@ -40,10 +38,7 @@ def random_checkpoint(spec, root):
     size = spec.partition(":")[2]
     if size not in SIZES:
         raise SystemExit(f"--model random:SIZE: SIZE must be one of {', '.join(SIZES)}, got {size!r}")
-    model_dir = write_random_model(os.path.join(root, "model"), size)
-    with open(os.path.join(model_dir, "config.json")) as f:
-        cfg = ModelConfig.from_hf(json.load(f))
-    adapter_dir = write_random_adapter(os.path.join(root, "lora"), cfg)
+    model_dir, adapter_dir = write_random_checkpoint(root, size)
     return model_dir, f"lora={adapter_dir}"
 
 

@@ -20,10 +20,20 @@ SIZES = {
 }
 
 
+def _hf_config(size):
+    return dict(SIZES[size], model_type="llama", rms_norm_eps=1e-5, rope_theta=10000.0,
+                max_position_embeddings=2048, bos_token_id=1, eos_token_id=2)
+
+
+def write_random_checkpoint(root, size):
+    """A random model of `size` and a random r=16 LoRA for it under root: (model dir, adapter dir)."""
+    model_dir = write_random_model(os.path.join(root, "model"), size)
+    return model_dir, write_random_adapter(os.path.join(root, "lora"), ModelConfig.from_hf(_hf_config(size)))
+
+
 def write_random_model(path, size="100m", seed=0):
     """Write config.json + model.safetensors; returns the directory."""
-    hf = dict(SIZES[size], model_type="llama", rms_norm_eps=1e-5, rope_theta=10000.0,
-              max_position_embeddings=2048, bos_token_id=1, eos_token_id=2)
+    hf = _hf_config(size)
     cfg = ModelConfig.from_hf(hf)
     rng = np.random.default_rng(seed)
     weights = {}

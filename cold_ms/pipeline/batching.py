@@ -55,11 +55,17 @@ def chunk_plan(longest, chunk_sizes):
     """
     sizes = sorted(set(chunk_sizes))
     call = sizes[0]
-    best = [(0, ())]  # best[n] = (cost, sizes) covering n tokens
+    cost, last = [0], [0]  # cheapest cover of n tokens, and the size of its last call
     for n in range(1, longest + 1):
-        best.append(min((best[max(n - s, 0)][0] + s + call, best[max(n - s, 0)][1] + (s,)) for s in sizes))
+        c, size = min((cost[max(n - s, 0)] + s + call, s) for s in sizes)
+        cost.append(c)
+        last.append(size)
+    picked, n = [], longest
+    while n > 0:
+        picked.append(last[n])
+        n -= last[n]
     plan, start = [], 0
-    for size in sorted(best[longest][1], reverse=True):
+    for size in sorted(picked, reverse=True):
         plan.append((start, size))
         start += size
     return plan
