@@ -65,3 +65,14 @@ def test_compile_cache_never_serves_a_stale_graph(tmp_path):
                     "--prompt-ids", "1,5,7,9,11,13,40,50,60,70", env=env)
         want = ref.generate(cfg, ref.effective_weights(w), None, [1, 5, 7, 9, 11, 13, 40, 50, 60, 70], 8)
         assert out["outputs"][0]["token_ids"] == want, (theta, eps)
+
+
+def test_compile_cache_never_serves_a_graph_of_another_shape(tiny, tmp_path):
+    """Runs with one engine configuration but prompts in other chunk sizes share a cache dir:
+    10 tokens compile (decode, 16-token prefill), 40 tokens (decode, 64-token prefill)."""
+    env = dict(os.environ, COLD_MS_CACHE=str(tmp_path / "cache"))
+    for prompt in ([1] + list(range(5, 14)), [1] + list(range(5, 44)), [1] + list(range(5, 14))):
+        out = infer("--model", tiny["model_dir"], "--max-len", "128", "--max-new-tokens", "4", "--ignore-eos",
+                    "--prompt-ids", ",".join(map(str, prompt)), env=env)
+        assert out["outputs"][0]["token_ids"] == ref.generate(tiny["cfg"], _weights(tiny, None), None, prompt, 4)
+

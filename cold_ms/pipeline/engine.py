@@ -19,7 +19,7 @@ from cold_ms.errors import ConfigError, InputError
 from cold_ms.ops.bgmv import explain_kernel_error, select_backend
 from cold_ms.pipeline import batching
 from cold_ms.pipeline.adapters import AdapterRegistry
-from cold_ms.pipeline.runtime import configure, use_compile_cache
+from cold_ms.pipeline.runtime import configure, stop_compile_cache, use_compile_cache
 
 DEFAULT_CHUNKS = (16, 64, 256)
 # Token rows one all-slot prefill call may hold. MindSpore's CPU graph keeps every
@@ -70,8 +70,9 @@ class Engine:
         self.rows = rows = 2 * self.slots if self.contrastive else self.slots
         layout = self.adapters.layout()
         self.lora_backend = select_backend(lora_backend)
-        self.compile_cache = compile_cache and use_compile_cache(
-            (cfg, layout, rows, self.max_len, mode, self.lora_backend, mask, self.contrastive))
+        # warmup() compiles through the compile cache, under this key plus its graph list
+        self.cache_key = compile_cache and (cfg, layout, rows, self.max_len, mode, self.lora_backend, mask,
+                                             self.contrastive)
         self.lm = CausalLM(cfg, layout, rows, self.max_len, self.lora_backend)
         assign(self.lm, model.weights)
         assign(self.lm, self.adapters.stacked(cfg))
@@ -199,12 +200,19 @@ class Engine:
         if per_slot:  # one slot's rows; with a single slot these are all the rows, read in place
             cache_rows = one if self.slots > 1 else None
             shapes += [(("prefill", len(one), size), len(one), size, cache_rows) for size in self.chunk_sizes]
-        for key, n, seq, cache_rows in shapes:
-            if key not in self.stats["compile_s"]:
+        shapes = [s for s in shapes if s[0] not in self.stats["compile_s"]]
+        # MindSpore's cache matches graphs by compile order only: a fixed list, in a fixed
+        # order, is what makes file n the same graph in every process (see runtime.py)
+        cached = self.cache_key and shapes and use_compile_cache((self.cache_key, shapes))
+        try:
+            for key, n, seq, cache_rows in shapes:
                 slots = max(1, n // 2) if self.contrastive else n
                 self._call(key, np.zeros((n, seq), np.int32), np.full((n, seq), self.max_len, np.int32),
                            cache_rows, np.zeros((n,), np.int32), np.full((n,), -1, np.int32),
                            np.ones((slots,), np.float32), np.zeros((slots,), np.float32))
+        finally:
+            if cached:
+                stop_compile_cache()
         return time.perf_counter() - start
 
     # ---- public API -------------------------------------------------------------------

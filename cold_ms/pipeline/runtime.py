@@ -1,13 +1,16 @@
 """Process-wide MindSpore settings: execution mode, device and the compile cache.
 
-MindSpore's compile cache numbers graphs by compile order and checks only source files
-and input shapes, not constants baked into a graph (rms eps, rope tables, mask mode):
-measured here, a model with another rope_theta silently reused a stale graph. So the
-cache directory is keyed by everything that shapes the graphs, and a process that builds
-a second, differently-keyed engine turns the cache off rather than mix graphs. The key
-also covers cold_ms's own source, so a changed Cell never meets an old graph (seen
-here: a training graph changed under an unchanged key gave NaN losses until the cache
-was cleared).
+MindSpore's compile cache names graphs by compile order alone (compile_cache_<n>.mindir)
+and loads file n for the n-th cached compile of a process, checking only source files:
+not input shapes (measured: a process whose first graph was a 64-token prefill was handed
+another process's 16-token graph and failed in Reshape) and not constants baked into a
+graph (a model with another rope_theta silently reused a stale graph). So the cache is on
+only while a caller compiles a sequence of graphs fixed by its key (an engine's warm-up
+list, a training run's two graphs), the directory is keyed by everything that shapes
+those graphs, and a process that meets a second key keeps it off rather than mix graphs.
+The key also covers cold_ms's own source, so a changed Cell never meets an old graph
+(seen here: a training graph changed under an unchanged key gave NaN losses until the
+cache was cleared).
 """
 import hashlib
 import os
@@ -63,20 +66,22 @@ def _source_digest():
 
 
 def use_compile_cache(graph_key):
-    """Enable the compile cache for the graphs described by `graph_key` (any repr-able value).
+    """Cache the graphs compiled from now until stop_compile_cache(); `graph_key` (any
+    repr-able value) must fix which graphs those are and in what order.
 
-    Off when $COLD_MS_COMPILE_CACHE=0. Returns whether the cache is in use.
+    Off when $COLD_MS_COMPILE_CACHE=0, and for every key but the process's first (MindSpore
+    keeps one cache directory per process). Returns whether the cache is on.
     """
     if os.environ.get("COLD_MS_COMPILE_CACHE", "1") == "0":
         return False
     digest = hashlib.sha256(repr((graph_key, ms.__version__, _source_digest())).encode()).hexdigest()[:16]
-    first = _state.setdefault("cache_key", digest)
-    if first != digest:
-        if _state.get("cache_on"):
-            ms.set_context(enable_compile_cache=False)
-            _state["cache_on"] = False
+    if _state.setdefault("cache_key", digest) != digest:
+        stop_compile_cache()
         return False
-    if "cache_on" not in _state:
-        ms.set_context(enable_compile_cache=True, compile_cache_path=cache_dir("compile", digest))
-        _state["cache_on"] = True
-    return _state["cache_on"]
+    ms.set_context(enable_compile_cache=True, compile_cache_path=cache_dir("compile", digest))
+    return True
+
+
+def stop_compile_cache():
+    """Compile what follows without the cache (MindSpore honours this between compiles)."""
+    ms.set_context(enable_compile_cache=False)

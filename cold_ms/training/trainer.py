@@ -92,7 +92,6 @@ def export_peft(lm, cfg, out_dir, base_name, dtype="float32"):
 class Trainer:
     def __init__(self, model, examples, cfg, out_dir, log=print, chat_template=None):
         configure("graph")
-        use_compile_cache(("train", model.config, cfg))
         self.model, self.cfg, self.out, self.log = model, cfg, out_dir, log
         encoded = [encode_example(model.tokenizer, e.question, e.target, chat_template) for e in examples]
         self.encoded = [e for e in encoded if len(e[0]) <= cfg.max_len]
@@ -101,6 +100,8 @@ class Trainer:
         if not self.encoded:
             raise ConfigError("no training example fits in max_len")
         self.shape = batch_shape(self.encoded)
+        # the loss-and-gradient graph, then the optimizer's: fixed by config and batch shape
+        use_compile_cache(("train", model.config, cfg, self.shape))
         self.plan = [b for epoch in range(cfg.epochs)
                      for b in epoch_batches(self.encoded, cfg.batch, cfg.seed, epoch)]
         if cfg.max_steps:
