@@ -1,5 +1,6 @@
-"""The decode kernels against numpy, odd sizes included. (The fused decode-layer kernels are
-checked end to end: tests/test_generation.py decodes with them against the numpy model.)"""
+"""The decode kernels against numpy, odd sizes included. (The whole-layer kernel is checked end
+to end: tests/test_model_parity.py and tests/test_generation.py run prompt chunks and decode
+steps through it against the numpy model.)"""
 import numpy as np
 import pytest
 from mindspore import Tensor, nn

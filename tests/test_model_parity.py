@@ -5,6 +5,8 @@ import os
 import numpy as np
 import pytest
 
+from mindspore import Tensor
+
 import fixtures
 import numpy_llama as ref
 from helpers import all_logits, engine_for
@@ -61,3 +63,22 @@ def test_adapter_scaling_and_rslora(tmp_path, tiny):
     adapter["scaling"] = 16 / np.sqrt(4)
     _check(eng, tiny["cfg"], tiny["weights"], adapter, 0)
     assert os.path.isfile(path / "adapter_model.safetensors")
+
+
+def test_a_chunk_of_many_rows_into_chosen_cache_rows(tiny):
+    """Two rows of a 21-token chunk (42 token rows: blocks of 16, the last zero-padded) written
+    into cache rows 3 and 1 of a 4-row engine, with different adapters: every position's
+    logits equal the numpy model's, and the cache rows no token was written to stay zero."""
+    eng = engine_for(tiny, ("qv", "all"), slots=2)
+    prompts = np.random.default_rng(11).integers(3, 96, (2, 21))
+    adapters, slots = (tiny["adapters"]["all"], None), np.array([1, -1], np.int32)
+    args = (Tensor(prompts.astype(np.int32)), Tensor(np.tile(np.arange(21, dtype=np.int32), (2, 1))),
+            Tensor(np.array([3, 1], np.int32)))
+    got = np.stack([eng.lm(*args, Tensor(np.array([t, t], np.int32)), Tensor(slots)).asnumpy()
+                    for t in range(21)], axis=1)  # (2, T, V)
+    for row in range(2):
+        want = ref.forward(ref.effective_weights(tiny["weights"], adapters[row]), tiny["cfg"], list(prompts[row]))
+        assert np.abs(got[row] - want).max() < TOL, (row, np.abs(got[row] - want).max())
+    cache = eng.lm.model.layers[0].self_attn.cache
+    k = cache.k_cache.asnumpy().reshape(cache.shape)
+    assert not k[[0, 2]].any() and k[[1, 3]].any()

@@ -3,11 +3,12 @@
 A flat (rows*kv_heads*length, head_dim) Parameter updated by scatter_update at
 (row*kv_heads + h)*length + pos costs the same for any length and lets every row sit at
 its own position (measured: other update styles cost 5-20x more at long lengths).
-Decode steps on the custom CPU backend bypass construct: the whole-layer kernel
-(cold_ms/ops/decode.py) writes the step's k, v into these Parameters in place.
+On the custom CPU backend inference calls bypass construct: the whole-layer kernel
+(cold_ms/ops/decode.py) writes the tokens' k, v into these Parameters in place.
 """
+import numpy as np
 import mindspore as ms
-from mindspore import nn, ops, Parameter
+from mindspore import nn, ops, Parameter, Tensor
 from mindspore.common.initializer import initializer
 
 
@@ -15,6 +16,7 @@ class KVCache(nn.Cell):
     def __init__(self, rows, kv_heads, length, head_dim):
         super().__init__()
         self.shape = (rows, kv_heads, length, head_dim)
+        self.length_t = Tensor(np.array([length], np.int32))  # positions per row, for the layer kernel
         flat = (rows * kv_heads * length, head_dim)
         self.k_cache = Parameter(initializer("zeros", flat, ms.float32), name="k_cache",
                                  requires_grad=False)

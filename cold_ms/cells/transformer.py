@@ -31,12 +31,12 @@ class DecoderLayer(nn.Cell):
         self.self_attn = Attention(cfg, layout, rows, length, backend)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, backend)
         self.mlp = MLP(cfg, layout, backend)
-        self.kernels = decode.fused_layers(backend, rows)
+        self.kernels = decode.fused_layers(backend)
 
     def construct(self, h, cos, sin, flat_idx, bias, cache_rows, lora_idx, positions):
-        if self.kernels and h.shape[1] == 1 and cache_rows is None and flat_idx is not None:
-            hd = self.self_attn.head_dim  # one kernel for the layer, cache writes included
-            return decode.layer(h, cos.reshape(-1, 1, hd), sin.reshape(-1, 1, hd), positions, lora_idx,
+        if self.kernels and cache_rows is not None:  # inference: one kernel, cache writes included
+            shape = (h.shape[0], h.shape[1], self.self_attn.head_dim)
+            return decode.layer(h, cos.reshape(shape), sin.reshape(shape), positions, cache_rows, lora_idx,
                                 self.input_layernorm, self.self_attn, self.post_attention_layernorm, self.mlp)
         h = h + self.self_attn(self.input_layernorm(h), cos, sin, flat_idx, bias, cache_rows, lora_idx)
         return h + self.mlp(self.post_attention_layernorm(h), lora_idx)
@@ -62,7 +62,7 @@ class CausalLM(nn.Cell):
         super().__init__()
         self.cfg, self.layout, self.rows, self.max_len = cfg, layout, rows, max_len
         self.backend = backend = select_backend(backend)
-        self.decode_kernels = decode.fused_layers(backend, rows)
+        self.layer_kernels = decode.fused_layers(backend)
         self.length = max_len + 1
         self.model = LlamaModel(cfg, layout, rows, self.length, backend)
         self.tied = cfg.tie_word_embeddings
@@ -97,17 +97,18 @@ class CausalLM(nn.Cell):
         """tokens, positions (R, T) int32; cache_rows (R,) or None (= all rows in order);
         last (R,) index in T of the token to score; lora_idx (R,) slot or -1. -> (R, V)."""
         rows, seq = tokens.shape[0], tokens.shape[1]
-        kvh = self.cfg.num_kv_heads
         row_ids = ops.arange(0, rows, dtype=ms.int32) if cache_rows is None else cache_rows
-        heads = ops.arange(0, kvh, dtype=ms.int32).reshape(1, kvh, 1)
-        flat_idx = ((row_ids.reshape(rows, 1, 1) * kvh + heads) * self.length
-                    + positions.reshape(rows, 1, seq)).reshape(-1)  # (R*KVH*T,)
-        bias = None  # the decode-attention kernel masks by position itself
-        if not (self.decode_kernels and seq == 1 and cache_rows is None):
+        if self.layer_kernels:  # the layer kernel writes the cache rows and masks by position itself
+            h = self.hidden(tokens, positions, None, None, row_ids, lora_idx)  # (R, T, d)
+        else:
+            kvh = self.cfg.num_kv_heads
+            heads = ops.arange(0, kvh, dtype=ms.int32).reshape(1, kvh, 1)
+            flat_idx = ((row_ids.reshape(rows, 1, 1) * kvh + heads) * self.length
+                        + positions.reshape(rows, 1, seq)).reshape(-1)  # (R*KVH*T,)
             keys = ops.arange(0, self.length, dtype=ms.int32).reshape(1, 1, self.length)
             visible = keys <= positions.reshape(rows, seq, 1)  # (R, T, L)
             bias = additive_mask(visible).reshape(rows, 1, 1, seq, self.length)
-        h = self.hidden(tokens, positions, flat_idx, bias, cache_rows, lora_idx)  # (R, T, d)
+            h = self.hidden(tokens, positions, flat_idx, bias, cache_rows, lora_idx)  # (R, T, d)
         pick = ops.arange(0, rows, dtype=ms.int32) * seq + last
         return self.logits(ops.gather(h.reshape(rows * seq, -1), pick, 0))  # (R, V)
 

@@ -1,9 +1,10 @@
 """Projections y = x W^T (+ the LoRA term), with the kernel chosen by the token-row count.
 
-A decode step (at most DECODE_ROWS token rows) runs the custom DecodeLinear kernels,
+At most DECODE_ROWS token rows (the LM head of an inference call; the layers themselves
+run as whole-layer kernels, cold_ms/ops/decode.py) run the custom DecodeLinear kernels,
 which stream each weight once for all rows and add the LoRA term in the same op; longer
-inputs (prompt chunks, training) run MindSpore's MatMul, which is built for large GEMMs,
-plus `add_lora`. The row count is a static shape, so the choice is made at compile time.
+inputs (training, the gather backend) run MindSpore's MatMul plus `add_lora`. The row
+count is a static shape, so the choice is made at compile time.
 """
 import mindspore as ms
 from mindspore import ops

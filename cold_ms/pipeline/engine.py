@@ -22,9 +22,10 @@ from cold_ms.pipeline.adapters import AdapterRegistry
 from cold_ms.pipeline.runtime import configure, stop_compile_cache, use_compile_cache
 
 DEFAULT_CHUNKS = (16, 64, 256)
-# Token rows one all-slot prefill call may hold. MindSpore's CPU graph keeps every
-# activation of a call (about 2.5 MB per token row for SmolLM2-135M), so 16 rows x 256
-# tokens needed over 10 GB; past this budget the slots are prefilled one at a time.
+# Token rows one all-slot prefill call may hold. Written with MindSpore ops (the gather
+# backend) a call's graph keeps every activation (about 2.5 MB per token row for
+# SmolLM2-135M: 16 rows x 256 tokens needed over 10 GB; the layer kernels keep about
+# 0.1 MB); past this budget the slots are prefilled one at a time.
 PREFILL_TOKEN_BUDGET = 1024
 
 

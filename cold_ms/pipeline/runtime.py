@@ -8,9 +8,9 @@ graph (a model with another rope_theta silently reused a stale graph). So the ca
 only while a caller compiles a sequence of graphs fixed by its key (an engine's warm-up
 list, a training run's two graphs), the directory is keyed by everything that shapes
 those graphs, and a process that meets a second key keeps it off rather than mix graphs.
-The key also covers cold_ms's own source, so a changed Cell never meets an old graph
-(seen here: a training graph changed under an unchanged key gave NaN losses until the
-cache was cleared).
+The key also covers cold_ms's own source, Python and kernels, so a changed Cell or kernel
+never meets an old graph (seen here: a training graph changed under an unchanged key gave
+NaN losses until the cache was cleared).
 """
 import hashlib
 import os
@@ -53,14 +53,17 @@ def configure(mode="graph"):
 
 
 def _source_digest():
-    """Hash of every cold_ms Python file (computed once per process)."""
+    """Hash of every cold_ms Python file and custom CPU kernel source (once per process): a
+    cached graph names the kernel library it calls, so a changed kernel must miss too."""
     if "source" not in _state:
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        kernels = os.path.join(os.path.dirname(package), "custom_ops", "cpu")
         digest = hashlib.sha256()
-        for folder, _, files in sorted(os.walk(root)):
-            for name in sorted(f for f in files if f.endswith(".py")):
-                with open(os.path.join(folder, name), "rb") as f:
-                    digest.update(name.encode() + f.read())
+        for root, suffixes in ((package, (".py",)), (kernels, (".cc", ".h"))):
+            for folder, _, files in sorted(os.walk(root)):
+                for name in sorted(f for f in files if f.endswith(suffixes)):
+                    with open(os.path.join(folder, name), "rb") as f:
+                        digest.update(name.encode() + f.read())
         _state["source"] = digest.hexdigest()
     return _state["source"]
 

@@ -14,7 +14,7 @@
 
 namespace cold {
 
-// Token rows the kernel accepts; the engine sends prompts (more rows) to MatMul instead.
+// Token rows of the largest register tile; longer inputs run in blocks of this many.
 constexpr int64_t kMaxRows = 16;
 // Output rows per work item handed to a core: large enough to amortise scheduling,
 // small enough that 2 cores get balanced work on the narrowest (192-row) projections.
@@ -116,18 +116,21 @@ void DotRange(const float* x, const float* w, float* y, int64_t in, int64_t out,
     for (int g = 0; g < N; g += G) DotBlock<G, 1, AHEAD>(x + g * in, in, w + o * in, y + g * out + o, out);
 }
 
+// Gemv over `blocks` consecutive blocks of N token rows: a work item's weight rows come
+// from memory once and stay in L2 while every block uses them (prompt chunks).
 template <int N>
-void Gemv(const float* x, const float* w, float* y, int64_t in, int64_t out) {
+void Gemv(const float* x, const float* w, float* y, int64_t in, int64_t out, int64_t blocks) {
   const int64_t items = (out + kRowsPerItem - 1) / kRowsPerItem;
-  ForEach(items, N * out * in >= kParallelMacs, [&](int64_t i) {
+  ForEach(items, blocks * N * out * in >= kParallelMacs, [&](int64_t i) {
     const int64_t o0 = i * kRowsPerItem, o1 = o0 + kRowsPerItem < out ? o0 + kRowsPerItem : out;
-    DotRange<N>(x, w, y, in, out, o0, o1);
+    for (int64_t b = 0; b < blocks; ++b) DotRange<N>(x + b * N * in, w, y + b * N * out, in, out, o0, o1);
   });
 }
 
-// Dispatch on the token-row count; odd counts run in the next tile size on zero-padded rows.
+// y = x W^T for n token rows. Up to kMaxRows rows run in the next tile size on zero-padded
+// rows; more run as blocks of kMaxRows, the last one zero-padded.
 inline void Dense(const float* x, const float* w, float* y, int64_t n, int64_t in, int64_t out) {
-  const int64_t padded = n <= 1 ? 1 : n <= 2 ? 2 : n <= 4 ? 4 : n <= 8 ? 8 : 16;
+  const int64_t padded = n <= 1 ? 1 : n <= 2 ? 2 : n <= 4 ? 4 : n <= 8 ? 8 : (n + kMaxRows - 1) / kMaxRows * kMaxRows;
   std::vector<float> xp, yp;
   const float* xs = x;
   float* ys = y;
@@ -139,11 +142,11 @@ inline void Dense(const float* x, const float* w, float* y, int64_t n, int64_t i
     ys = yp.data();
   }
   switch (padded) {
-    case 1: Gemv<1>(xs, w, ys, in, out); break;
-    case 2: Gemv<2>(xs, w, ys, in, out); break;
-    case 4: Gemv<4>(xs, w, ys, in, out); break;
-    case 8: Gemv<8>(xs, w, ys, in, out); break;
-    default: Gemv<16>(xs, w, ys, in, out); break;
+    case 1: Gemv<1>(xs, w, ys, in, out, 1); break;
+    case 2: Gemv<2>(xs, w, ys, in, out, 1); break;
+    case 4: Gemv<4>(xs, w, ys, in, out, 1); break;
+    case 8: Gemv<8>(xs, w, ys, in, out, 1); break;
+    default: Gemv<kMaxRows>(xs, w, ys, in, out, padded / kMaxRows); break;
   }
   if (ys != y) std::memcpy(y, ys, sizeof(float) * n * out);
 }
@@ -262,21 +265,22 @@ inline void SwiGlu(float* gate, const float* up, int64_t n) {
   for (int64_t i = 0; i < n; ++i) gate[i] *= up[i];
 }
 
-// out[r, h] = softmax(q[r, h] . k[r, g, :keys] / sqrt(dim)) v[r, g, :keys], keys = pos[r] + 1,
-// g = h / (heads / kvh): one query row per cache row, caches (rows, kvh, len, dim).
-// A work item is one (row, kv head): its query heads share each key and value row while
-// it is in L1, so the caches are read once per step, not once per query head.
-inline void AttentionRows(const float* q, const float* k, const float* v, const int32_t* pos, float* out,
-                          int64_t rows, int64_t heads, int64_t kvh, int64_t len, int64_t dim) {
+// out[i, h] = softmax(q[i, h] . k[cr, g, :keys] / sqrt(dim)) v[cr, g, :keys] for query token
+// i = r * seq + t, keys = pos[i] + 1, cache row cr = crow[r], g = h / (heads / kvh); caches
+// (cache rows, kvh, len, dim). A work item is one (token, kv head): its query heads share
+// each key and value row while it is in L1, so a kv head's cache is read once per token.
+inline void AttentionRows(const float* q, const float* k, const float* v, const int32_t* pos, const int32_t* crow,
+                          float* out, int64_t rows, int64_t seq, int64_t heads, int64_t kvh, int64_t len,
+                          int64_t dim) {
   const int64_t group = heads / kvh;
   const float scale = 1.0f / std::sqrt(static_cast<float>(dim));
-  ForEach(rows * kvh, rows * heads * len * dim >= kParallelElems, [&](int64_t item) {
-    const int64_t r = item / kvh, g = item % kvh;
-    const int64_t keys = pos[r] + 1 < len ? pos[r] + 1 : len;  // key j is visible iff j <= pos
-    const float* kg = k + (r * kvh + g) * len * dim;
-    const float* vg = v + (r * kvh + g) * len * dim;
-    const float* qg = q + (r * heads + g * group) * dim;
-    float* og = out + (r * heads + g * group) * dim;
+  ForEach(rows * seq * kvh, rows * seq * heads * len * dim >= kParallelElems, [&](int64_t item) {
+    const int64_t i = item / kvh, g = item % kvh, cr = crow[i / seq];
+    const int64_t keys = pos[i] + 1 < len ? pos[i] + 1 : len;  // key j is visible iff j <= pos
+    const float* kg = k + (cr * kvh + g) * len * dim;
+    const float* vg = v + (cr * kvh + g) * len * dim;
+    const float* qg = q + (i * heads + g * group) * dim;
+    float* og = out + (i * heads + g * group) * dim;
     std::vector<float> score(group * keys);  // score[h * keys + j]
     for (int64_t j = 0; j < keys; ++j) {
       // Cache rows are short streams the hardware prefetcher picks up late: fetch the key
