@@ -37,7 +37,8 @@ def _t(a, dtype=np.float32):
 
 
 @pytest.mark.parametrize("n_in,n_out", [(37, 53), (600, 197)])  # vector tails; several work items, tile tails
-@pytest.mark.parametrize("rows,seq", [(1, 1), (2, 1), (3, 1), (5, 3), (8, 2), (16, 1)])
+# up to 16 token rows the GEMV tiles, then 16-row blocks, from 64 rows W^T panels; padded or not
+@pytest.mark.parametrize("rows,seq", [(1, 1), (2, 1), (3, 1), (5, 3), (8, 2), (16, 1), (3, 8), (5, 7), (4, 33)])
 def test_decode_linear_with_and_without_lora(rows, seq, n_in, n_out):
     rng = np.random.default_rng(rows)
     rank, slots = 8, 3

@@ -65,17 +65,18 @@ def test_adapter_scaling_and_rslora(tmp_path, tiny):
     assert os.path.isfile(path / "adapter_model.safetensors")
 
 
-def test_a_chunk_of_many_rows_into_chosen_cache_rows(tiny):
-    """Two rows of a 21-token chunk (42 token rows: blocks of 16, the last zero-padded) written
-    into cache rows 3 and 1 of a 4-row engine, with different adapters: every position's
-    logits equal the numpy model's, and the cache rows no token was written to stay zero."""
-    eng = engine_for(tiny, ("qv", "all"), slots=2)
-    prompts = np.random.default_rng(11).integers(3, 96, (2, 21))
+@pytest.mark.parametrize("seq", [21, 70])  # 42 token rows: 16-row blocks; 140: W^T panels
+def test_a_chunk_of_many_rows_into_chosen_cache_rows(tiny, seq):
+    """Two rows of a long chunk written into cache rows 3 and 1 of a 4-row engine, with
+    different adapters: every position's logits equal the numpy model's, and the cache rows
+    no token was written to stay zero."""
+    eng = engine_for(tiny, ("qv", "all"), slots=2, max_len=96)
+    prompts = np.random.default_rng(11).integers(3, 96, (2, seq))
     adapters, slots = (tiny["adapters"]["all"], None), np.array([1, -1], np.int32)
-    args = (Tensor(prompts.astype(np.int32)), Tensor(np.tile(np.arange(21, dtype=np.int32), (2, 1))),
+    args = (Tensor(prompts.astype(np.int32)), Tensor(np.tile(np.arange(seq, dtype=np.int32), (2, 1))),
             Tensor(np.array([3, 1], np.int32)))
     got = np.stack([eng.lm(*args, Tensor(np.array([t, t], np.int32)), Tensor(slots)).asnumpy()
-                    for t in range(21)], axis=1)  # (2, T, V)
+                    for t in range(seq)], axis=1)  # (2, T, V)
     for row in range(2):
         want = ref.forward(ref.effective_weights(tiny["weights"], adapters[row]), tiny["cfg"], list(prompts[row]))
         assert np.abs(got[row] - want).max() < TOL, (row, np.abs(got[row] - want).max())

@@ -1,18 +1,15 @@
-"""Projections y = x W^T (+ the LoRA term), with the kernel chosen by the token-row count.
+"""Projections y = x W^T (+ the LoRA term), by the custom kernels or MindSpore's MatMul.
 
-At most DECODE_ROWS token rows (the LM head of an inference call; the layers themselves
-run as whole-layer kernels, cold_ms/ops/decode.py) run the custom DecodeLinear kernels,
-which stream each weight once for all rows and add the LoRA term in the same op; longer
-inputs (training, the gather backend) run MindSpore's MatMul plus `add_lora`. The row
-count is a static shape, so the choice is made at compile time.
+The custom backend on the CPU (the LM head of an inference call; the layers themselves run
+as whole-layer kernels, cold_ms/ops/decode.py) runs the DecodeLinear kernels, which read
+each weight once for all token rows and add the LoRA term in the same op; the gather
+backend and training run MindSpore's MatMul plus `add_lora`.
 """
 import mindspore as ms
 from mindspore import ops
 
 from cold_ms.errors import InputError
 from cold_ms.ops.bgmv import add_lora
-
-DECODE_ROWS = 16  # the kernel's register tiles go up to 16 token rows
 
 # Custom primitives, set by register_cpu before any graph that uses them compiles.
 _DENSE = None
@@ -26,8 +23,6 @@ def _elem(t):
 def _dense_shape(x, w, *lora):
     if len(x) != 3 or len(w) != 2 or x[2] != w[1]:
         raise InputError(f"decode linear: x {list(x)} and W {list(w)} do not fit (x is (R, T, in), W (out, in))")
-    if x[0] * x[1] > DECODE_ROWS:
-        raise InputError(f"decode linear: {x[0] * x[1]} token rows, at most {DECODE_ROWS}")
     if lora and (len(lora[0]) != 3 or lora[0][2] != w[1] or list(lora[1][:2]) != list(lora[0][:2])
                  or lora[1][2] != w[0] or lora[2][0] != x[0]):
         raise InputError(f"decode linear: LoRA stacks {list(lora[0])}, {list(lora[1])} do not fit W {list(w)}")
@@ -49,7 +44,7 @@ def register_cpu(library):
 def project(x, weight, matmul, lora_a, lora_b, idx, backend):
     """x (R, T, in) @ weight (out, in)^T, plus BGMV(x, A, B, idx) when lora_a is given."""
     rows, seq = x.shape[0], x.shape[1]
-    if backend == "custom" and _DENSE is not None and rows * seq <= DECODE_ROWS:
+    if backend == "custom" and _DENSE is not None:
         if lora_a is None:
             return _DENSE(x, weight)
         return _DENSE_LORA(x, weight, lora_a, lora_b, idx)
