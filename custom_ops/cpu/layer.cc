@@ -80,7 +80,8 @@ extern "C" int LayerStep(int nparam, void** p, int* ndims, int64_t** shapes, con
          WG, AG, BG, WU, AU, BU, WD, AD, BD, IDX, OUT, COUNT };
   if (nparam != COUNT || !Types(nparam, dtypes, {POS, CROW, LEN, IDX})) return Fail("layer step: bad operands");
   const auto t = Tensors(nparam, p, ndims, shapes);
-  if (t[H].ndim != 3 || t[KC].ndim != 2) return Fail("layer step: h must be (R, T, d) and the caches 2-D");
+  if (t[H].ndim != 3 || t[KC].ndim != 2 || t[KC].shape[1] < 1 || t[LEN].ndim != 1 || t[LEN].shape[0] != 1)
+    return Fail("layer step: h must be (R, T, d), the caches (rows, D) and len (1,)");
   const int64_t rows = t[H].shape[0], seq = t[H].shape[1], dim = t[H].shape[2], n = rows * seq, hd = t[KC].shape[1];
   const int64_t heads = t[WQ].shape[0] / hd, kvh = t[WK].shape[0] / hd, ffn = t[WG].shape[0];
   const int64_t len = *static_cast<const int32_t*>(t[LEN].data);
