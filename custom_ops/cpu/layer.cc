@@ -65,6 +65,18 @@ bool Types(int nparam, const char** dtypes, std::initializer_list<int> int_input
 
 const float* F(const Tensor& t) { return static_cast<const float*>(t.data); }
 
+// The layer's intermediate buffers, kept per calling thread from call to call: allocated
+// afresh, a 1024-token-row chunk's 26 MB a layer were new pages every call (page faults and
+// zeroing took more time than its RMSNorms and rotations together).
+struct Scratch {
+  std::vector<float> x, proj, q, kv, attn, h1, gate, up;
+};
+
+float* Take(std::vector<float>& v, int64_t n) {
+  if (static_cast<int64_t>(v.size()) < n) v.resize(n);
+  return v.data();
+}
+
 }  // namespace
 
 // Operands: h, ln1, eps1, Wq, Wk, Wv, Aq, Bq, Ak, Bk, Av, Bv, cos, sin, k_cache, v_cache, pos, crow,
@@ -100,14 +112,16 @@ extern "C" int LayerStep(int nparam, void** p, int* ndims, int64_t** shapes, con
   for (int64_t i = 0; i < n; ++i)
     if (pos[i] < 0 || pos[i] >= len) return Fail("layer step: a position is outside the cache");
 
-  std::vector<float> x(n * dim), proj(n * heads * hd), q(n * heads * hd), kv(n * kvh * hd);
-  RmsNormRows(F(t[H]), F(t[LN1]), *F(t[EPS1]), x.data(), n, dim);
-  if (Project(x.data(), t[WQ], t[AQ], t[BQ], idx, proj.data(), rows, seq)) return 1;
-  RopeRows(proj.data(), F(t[COS]), F(t[SIN]), q.data(), n, heads * hd, hd);
+  thread_local Scratch s;  // every element below is written before it is read
+  float *x = Take(s.x, n * dim), *proj = Take(s.proj, n * heads * hd), *q = Take(s.q, n * heads * hd);
+  float* kv = Take(s.kv, n * kvh * hd);
+  RmsNormRows(F(t[H]), F(t[LN1]), *F(t[EPS1]), x, n, dim);
+  if (Project(x, t[WQ], t[AQ], t[BQ], idx, proj, rows, seq)) return 1;
+  RopeRows(proj, F(t[COS]), F(t[SIN]), q, n, heads * hd, hd);
   for (int m = 0; m < 2; ++m) {  // k then v, each written to its cache at the tokens' positions
-    if (Project(x.data(), t[m ? WV : WK], t[m ? AV : AK], t[m ? BV : BK], idx, proj.data(), rows, seq)) return 1;
-    if (!m) RopeRows(proj.data(), F(t[COS]), F(t[SIN]), kv.data(), n, kvh * hd, hd);
-    const float* src = m ? proj.data() : kv.data();
+    if (Project(x, t[m ? WV : WK], t[m ? AV : AK], t[m ? BV : BK], idx, proj, rows, seq)) return 1;
+    if (!m) RopeRows(proj, F(t[COS]), F(t[SIN]), kv, n, kvh * hd, hd);
+    const float* src = m ? proj : kv;
     float* cache = static_cast<float*>(t[m ? VC : KC].data);
     for (int64_t i = 0; i < n; ++i)
       for (int64_t g = 0; g < kvh; ++g)
@@ -115,16 +129,17 @@ extern "C" int LayerStep(int nparam, void** p, int* ndims, int64_t** shapes, con
                     sizeof(float) * hd);
   }
 
-  std::vector<float> attn(n * heads * hd), h1(n * dim), gate(n * ffn), up(n * ffn);
-  AttentionRows(q.data(), F(t[KC]), F(t[VC]), pos, crow, attn.data(), rows, seq, heads, kvh, len, hd);
-  if (Project(attn.data(), t[WO], t[AO], t[BO], idx, h1.data(), rows, seq)) return 1;
+  float *attn = Take(s.attn, n * heads * hd), *h1 = Take(s.h1, n * dim);
+  float *gate = Take(s.gate, n * ffn), *up = Take(s.up, n * ffn);
+  AttentionRows(q, F(t[KC]), F(t[VC]), pos, crow, attn, rows, seq, heads, kvh, len, hd);
+  if (Project(attn, t[WO], t[AO], t[BO], idx, h1, rows, seq)) return 1;
   for (int64_t i = 0; i < n * dim; ++i) h1[i] += F(t[H])[i];
-  RmsNormRows(h1.data(), F(t[LN2]), *F(t[EPS2]), x.data(), n, dim);
-  if (Project(x.data(), t[WG], t[AG], t[BG], idx, gate.data(), rows, seq)) return 1;
-  if (Project(x.data(), t[WU], t[AU], t[BU], idx, up.data(), rows, seq)) return 1;
-  SwiGlu(gate.data(), up.data(), n * ffn);
+  RmsNormRows(h1, F(t[LN2]), *F(t[EPS2]), x, n, dim);
+  if (Project(x, t[WG], t[AG], t[BG], idx, gate, rows, seq)) return 1;
+  if (Project(x, t[WU], t[AU], t[BU], idx, up, rows, seq)) return 1;
+  SwiGlu(gate, up, n * ffn);
   float* out = static_cast<float*>(t[OUT].data);
-  if (Project(gate.data(), t[WD], t[AD], t[BD], idx, out, rows, seq)) return 1;
+  if (Project(gate, t[WD], t[AD], t[BD], idx, out, rows, seq)) return 1;
   for (int64_t i = 0; i < n * dim; ++i) out[i] += h1[i];
   return 0;
 }
