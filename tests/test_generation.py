@@ -112,3 +112,17 @@ def test_custom_kernel_and_gather_twin_give_the_same_tokens(tiny):
     assert runs["custom"] == runs["gather"] == [_ref(tiny, PROMPTS[0], "qv", "all"),
                                                 _ref(tiny, PROMPTS[2], "all", "base"),
                                                 _ref(tiny, PROMPTS[1], None, "qv")]
+
+
+def test_more_rows_than_a_register_tile(tiny):
+    """33 slots = 66 cache rows: every decode step runs the layer kernel's W^T panels (64+
+    token rows), and the all-slot prefill exceeds the token budget, so the slots prefill one
+    at a time (2 rows x 16 tokens: 16-row GEMV blocks); every request matches the numpy
+    reference."""
+    rng = np.random.default_rng(8)
+    prompts = [list(rng.integers(3, 96, int(rng.integers(2, 9)))) for _ in range(33)]
+    pairs = [("qv", "base"), ("all", "qv"), (None, "all")]
+    eng = engine_for(tiny, ("qv", "all"), slots=33)
+    reqs = [_req(p, *pairs[i % 3], n=4) for i, p in enumerate(prompts)]
+    got = [r.token_ids for r in eng.generate(reqs)]
+    assert got == [_ref(tiny, p, *pairs[i % 3], n=4) for i, p in enumerate(prompts)]
