@@ -50,8 +50,9 @@ def chunk_plan(longest, chunk_sizes):
 
     Each call costs its size in tokens (padding included) plus the smallest size for its
     fixed overhead; the cheapest cover wins. An 80-token prompt with sizes (16, 64, 256)
-    runs as 64 + 16 rather than one call padded to 256: a quarter of the work, and no
-    256-token graph, whose activations MindSpore's CPU runtime keeps for the process's life.
+    runs as 64 + 16 rather than one call padded to 256: a quarter of the work (and on the
+    gather backend no 256-token graph, whose kernels MindSpore's CPU runtime keeps memory
+    for through the process's life).
     """
     sizes = sorted(set(chunk_sizes))
     call = sizes[0]
