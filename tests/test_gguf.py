@@ -1,4 +1,6 @@
 """GGUF files written by the gguf package load to the same model as their HF twin."""
+import gc
+
 import numpy as np
 import pytest
 
@@ -33,6 +35,24 @@ def test_quantised_gguf_matches_its_hf_twin(gguf_model):
     assert np.abs(got - all_logits(from_hf, PROMPT, -1)).max() < 1e-5
     want = ref.forward(ref.effective_weights(gguf_model["stored"]), CFG, PROMPT)
     assert np.abs(got - want).max() < 5e-5
+
+
+def test_weights_own_their_memory_and_slabs_dequantise_like_the_whole(gguf_model):
+    """A loaded model no longer maps the file (views of the map kept its touched pages
+    resident), and dequantising a few rows at a time equals the whole tensor at once."""
+    from gguf import quants
+    from cold_ms.pipeline import gguf_loader
+    model = load_model(gguf_model["gguf"])
+    gc.collect()
+    with open("/proc/self/maps") as f:
+        assert gguf_model["gguf"] not in f.read()
+    reader = gguf_loader.open_gguf(gguf_model["gguf"])
+    for t in reader.tensors:
+        whole = quants.dequantize(t.data, t.tensor_type)
+        sliced = gguf_loader.dequantize_tensor(t, slab=7)
+        assert sliced.flags.owndata
+        np.testing.assert_array_equal(sliced.reshape(whole.shape), whole)
+    assert model.weights["model.embed_tokens.weight"].shape == (CFG["vocab_size"], CFG["hidden_size"])
 
 
 def test_gguf_bpe_vocab_encodes_like_the_trained_tokenizer(gguf_model):

@@ -80,15 +80,32 @@ def _our_name(name):
     raise CheckpointError(f"unexpected GGUF tensor {name} for a LLaMA model")
 
 
-def gguf_weights(reader, cfg, path):
+def dequantize_tensor(t, slab=4096):
+    """A tensor's values as a float32 array of its own, `slab` rows at a time.
+
+    Owning: the reader hands out views of its memory map, and a view kept in the weights
+    would keep every file page the loading touched resident (100 MB for the embedded
+    SmolLM2) for the life of the process. In slabs: numpy's dequantisation makes several
+    full-size temporaries, which put the load's peak 137 MB above the weights.
+    """
     from gguf import quants
+    data = t.data
+    if data.ndim < 2:
+        return np.array(quants.dequantize(data, t.tensor_type), np.float32)
+    out = np.empty((data.shape[0],) + quants.dequantize(data[:1], t.tensor_type).shape[1:], np.float32)
+    for i in range(0, data.shape[0], slab):
+        out[i:i + slab] = quants.dequantize(data[i:i + slab], t.tensor_type)
+    return out
+
+
+def gguf_weights(reader, cfg, path):
     weights = {}
     for t in reader.tensors:
         try:
-            array = quants.dequantize(t.data, t.tensor_type)
+            array = dequantize_tensor(t)
         except (ValueError, NotImplementedError) as e:
             raise CheckpointError(f"{path}: cannot dequantise {t.name} ({t.tensor_type.name}): {e}") from None
-        array = np.asarray(array, np.float32).reshape([int(n) for n in reversed(t.shape)])
+        array = array.reshape([int(n) for n in reversed(t.shape)])
         if t.name.endswith("attn_q.weight"):
             array = unpermute(array, cfg.num_heads)
         elif t.name.endswith("attn_k.weight"):
