@@ -29,6 +29,20 @@ def test_two_pass_and_two_models_match_fused_cold(tiny):
     assert _tokens("cold_two_models", tiny) == fused
 
 
+def test_the_two_models_share_no_weight(tiny):
+    """The naive baseline holds two full copies, as two loaded models would."""
+    import numpy as np
+    from cold_ms.bench.e2e_variants import merged_weights
+    eng = engine_for(tiny, ("qv",))
+    adapter = eng.adapters.adapters[eng.adapters.slot("qv")]
+    expert = merged_weights(eng.model, adapter)
+    assert expert.keys() == eng.model.weights.keys()
+    assert not any(np.may_share_memory(expert[n], w) for n, w in eng.model.weights.items())
+    name = "model.layers.0.self_attn.q_proj.weight"
+    a, b = adapter.tensors[(0, "q_proj")]
+    np.testing.assert_allclose(expert[name], eng.model.weights[name] + adapter.scaling * (b @ a), rtol=1e-6)
+
+
 def test_random_checkpoint_loads_with_its_expert_and_a_synthetic_prompt(tmp_path):
     from cold_ms.bench.e2e import SYNTHETIC_PROMPT_LEN, bench_prompt, random_checkpoint
     from cold_ms.pipeline.adapters import load_peft_adapter

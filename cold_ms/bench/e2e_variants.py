@@ -5,7 +5,7 @@ prefill(batch) -> seconds to the first token, and step() -> seconds of one decod
 - cold:            the fused expert+amateur graph, 2B rows, scoring inside, ids out.
 - cold_two_pass:   the same weights (shared Parameters); expert rows, amateur rows and
                    the scoring as three graph calls per step.
-- cold_two_models: two model copies (the adapter merged into the first) and contrastive
+- cold_two_models: two model copies, no weight shared (the adapter merged into the first), and contrastive
                    scoring in numpy on the host: the naive CD a user writes first.
 """
 import time
@@ -124,8 +124,9 @@ class SplitVariant:
 
 
 def merged_weights(model, adapter):
-    """Base weights with one adapter merged in: W + scaling * B @ A."""
-    weights = dict(model.weights)
+    """The expert as a model of its own: a copy of every base weight (a second model shares
+    no memory with the first, embeddings included), the adapter merged in: W + scaling * B @ A."""
+    weights = {name: w.copy() for name, w in model.weights.items()}
     for (layer, module), (a, b) in adapter.tensors.items():
         name = module_path(layer, module) + ".weight"
         weights[name] = (weights[name] + adapter.scaling * (b @ a)).astype(np.float32)
