@@ -41,6 +41,18 @@ def test_tied_embeddings(tmp_path):
     _check(eng, cfg, w, None, -1)
 
 
+@pytest.mark.parametrize("hidden,heads", [(256, 2), (160, 4)])
+def test_head_sizes_past_one_vector(tmp_path, hidden, heads):
+    """Head size 128 (the attention's unrolled path) and 40 (whole vectors plus a tail), over
+    37 positions (key blocks of 16 and a partial one)."""
+    cfg = dict(fixtures.TINY, hidden_size=hidden, num_attention_heads=heads, num_key_value_heads=heads // 2)
+    cfg, w = fixtures.write_model(str(tmp_path / "m"), cfg=cfg, seed=8)
+    eng = engine_for({"adapter_dir": {}}, model_dir=str(tmp_path / "m"))
+    prompt = PROMPT * 4 + [7]
+    got = all_logits(eng, prompt, -1)
+    assert np.abs(got - ref.forward(w, cfg, prompt)).max() < TOL
+
+
 @pytest.mark.parametrize("dtype,shards", [("bfloat16", 3), ("float16", 1)])
 def test_half_precision_and_sharded_checkpoints(tmp_path, dtype, shards):
     # transformers 5 spells rope_theta inside rope_parameters
