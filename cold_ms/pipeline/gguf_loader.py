@@ -120,6 +120,11 @@ def load_gguf(path):
     from cold_ms.pipeline.gguf_vocab import gguf_tokenizer
     reader = open_gguf(path)
     cfg = gguf_config(reader, path)
+    tokenizer = gguf_tokenizer(reader, path)
+    # The metadata as parsed (small arrays per vocabulary entry: 150 MB for SmolLM2's 49k
+    # tokens and merges) is done with: dropped before the weights are dequantised, so the
+    # load does not peak with both.
+    reader.fields.clear()
     weights = gguf_weights(reader, cfg, path)
     check_weights(cfg, weights, path)
-    return cfg, weights, gguf_tokenizer(reader, path)
+    return cfg, weights, tokenizer
