@@ -423,12 +423,14 @@ inline void ScoreKeys(const float* q, const float* keys, int64_t n, int64_t dim,
 #pragma GCC unroll 16
     for (int64_t j = 0; j < kWideLanes; ++j) {
       Wide a = {}, b = {};  // two chains: a multiply-add's latency is longer than its issue
+      if (j < n) {  // never a row past the last key: it may lie past the end of the cache
 #pragma GCC unroll 8
-      for (int c = 0; c < DV; c += 2) {
-        a += qv[c] * LoadWide(keys + j * dim + c * kWideLanes);
-        b += qv[c + 1] * LoadWide(keys + j * dim + (c + 1) * kWideLanes);
+        for (int c = 0; c < DV; c += 2) {
+          a += qv[c] * LoadWide(keys + j * dim + c * kWideLanes);
+          b += qv[c + 1] * LoadWide(keys + j * dim + (c + 1) * kWideLanes);
+        }
       }
-      acc[j] = j < n ? a + b : Wide{};
+      acc[j] = a + b;
     }
   } else {
     const int64_t full = dim - dim % kWideLanes;
