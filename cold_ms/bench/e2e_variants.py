@@ -5,8 +5,9 @@ prefill(batch) -> seconds to the first token, and step() -> seconds of one decod
 - cold:            the fused expert+amateur graph, 2B rows, scoring inside, ids out.
 - cold_two_pass:   the same weights (shared Parameters); expert rows, amateur rows and
                    the scoring as three graph calls per step.
-- cold_two_models: two model copies, no weight shared (the adapter merged into the first), and contrastive
-                   scoring in numpy on the host: the naive CD a user writes first.
+- cold_two_models: two model copies sharing no weight (the adapter merged into the first)
+                   and contrastive scoring in numpy on the host: the naive CD a user
+                   writes first.
 """
 import time
 

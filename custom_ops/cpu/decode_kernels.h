@@ -21,8 +21,6 @@ constexpr int64_t kMaxRows = 16;
 constexpr int64_t kRowsPerItem = 48;
 // Below this many multiply-adds a second core costs more to wake than it saves.
 constexpr int64_t kParallelMacs = 1 << 16;
-// Key rows a decode attention prefetches ahead of the one it scores.
-constexpr int64_t kAheadKeys = 8;
 // Below this many elements a norm, rotation or attention call stays on one core.
 constexpr int64_t kParallelElems = 1 << 15;
 
@@ -498,8 +496,8 @@ inline void AttentionRows(const float* q, const float* k, const float* v, const 
       }
     }
     for (int64_t h = 0; h < group; ++h) {
-      const float* w = score.data() + h * keys;
-      SoftmaxRow(score.data() + h * keys, keys);
+      float* w = score.data() + h * keys;
+      SoftmaxRow(w, keys);
       float* oh = og + h * dim;
       int64_t d = 0;
       for (; d + 4 * kWideLanes <= dim; d += 4 * kWideLanes) WeightedRows<4>(w, vg + d, dim, keys, oh + d);
