@@ -50,7 +50,8 @@ def add_arguments(p):
                                                      "(ignored with random:SIZE)")
     p.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4, 8])
     p.add_argument("--steps", type=int, default=64, help="decode steps per variant and batch (after warm-up)")
-    p.add_argument("--rounds", type=int, default=2, help="the steps are split over this many alternations")
+    p.add_argument("--rounds", type=int, default=4, help="the steps are split over this many alternations "
+                                                             "(this VM's bandwidth drifts within seconds)")
     p.add_argument("--mode", choices=("graph", "pynative"), default="graph")
     p.add_argument("--variants", default="greedy,cold,cold_two_pass,cold_two_models")
     p.add_argument("--peer", choices=("hf",), help="also run Hugging Face transformers + PEFT")
