@@ -92,7 +92,7 @@ def dequantize_tensor(t, slab=4096):
     data = t.data
     if data.ndim < 2:
         return np.array(quants.dequantize(data, t.tensor_type), np.float32)
-    out = np.empty((data.shape[0],) + quants.dequantize(data[:1], t.tensor_type).shape[1:], np.float32)
+    out = np.empty((data.shape[0], int(t.n_elements) // data.shape[0]), np.float32)
     for i in range(0, data.shape[0], slab):
         out[i:i + slab] = quants.dequantize(data[i:i + slab], t.tensor_type)
     return out

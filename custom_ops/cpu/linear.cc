@@ -7,9 +7,9 @@
 // bound by reading W. MindSpore's MatMul is built for large GEMMs; here each W row is
 // streamed from memory exactly once for all token rows together (register tiles of
 // token rows x weight rows), the output rows are split over the cores, and the LoRA term
-// is added in the same op, so a projection costs one launch instead of several. More than
-// kMaxRows token rows run through W^T panels (decode_kernels.h). Float32 only, as the CPU
-// backend computes.
+// is added in the same op, so a projection costs one launch instead of several. Longer
+// inputs run in blocks of kMaxRows token rows, and from kPanelMinRows through W^T panels
+// (decode_kernels.h). Float32 only, as the CPU backend computes.
 
 #include <cstdint>
 #include <cstring>
