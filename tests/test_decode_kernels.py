@@ -6,7 +6,7 @@ import pytest
 from mindspore import Tensor, nn
 
 from cold_ms.errors import InputError
-from cold_ms.ops import bgmv, decode, linear
+from cold_ms.ops import bgmv, decode, linear, panels
 from cold_ms.pipeline.runtime import configure
 
 
@@ -36,18 +36,23 @@ def _t(a, dtype=np.float32):
     return Tensor(np.asarray(a, dtype))
 
 
-@pytest.mark.parametrize("n_in,n_out", [(37, 53), (600, 197)])  # vector tails; several work items, tile tails
-# up to 16 token rows the GEMV tiles, then 16-row blocks, from 64 rows W^T panels; padded or not
+# row-major: vector tails; several work items, tile tails. Panels: a work item of 3 panels
+# and a last one of 1 or 2 (80 and 32 outputs), an odd input size.
+@pytest.mark.parametrize("n_in,n_out,layout", [(37, 53, "rows"), (600, 197, "rows"), (37, 80, "panels"),
+                                               (600, 32, "panels"), (576, 192, "panels")])
+# row-major: up to 16 token rows the GEMV tiles, then 16-row blocks, padded or not. Panels:
+# tiles of 8, 4, 2 and 1 rows.
 @pytest.mark.parametrize("rows,seq", [(1, 1), (2, 1), (3, 1), (5, 3), (8, 2), (16, 1), (3, 8), (5, 7), (4, 33)])
-def test_decode_linear_with_and_without_lora(rows, seq, n_in, n_out):
+def test_decode_linear_with_and_without_lora(rows, seq, n_in, n_out, layout):
     rng = np.random.default_rng(rows)
     rank, slots = 8, 3
     x, w = rng.standard_normal((rows, seq, n_in)), rng.standard_normal((n_out, n_in))
     a, b = rng.standard_normal((slots, rank, n_in)) * 0.3, rng.standard_normal((slots, rank, n_out)) * 0.3
     idx = rng.integers(-1, slots, rows)
-    np.testing.assert_allclose(Project()(_t(x), _t(w)).asnumpy(), x @ w.T, rtol=1e-5, atol=1e-4)
+    stored = panels.to_panels(w.astype(np.float32)) if layout == "panels" else w
+    np.testing.assert_allclose(Project()(_t(x), _t(stored)).asnumpy(), x @ w.T, rtol=1e-5, atol=1e-4)
     want = x @ w.T + np.stack([x[i] @ a[s].T @ b[s] if s >= 0 else np.zeros((seq, n_out)) for i, s in enumerate(idx)])
-    got = Project()(_t(x), _t(w), _t(a), _t(b), _t(idx, np.int32))
+    got = Project()(_t(x), _t(stored), _t(a), _t(b), _t(idx, np.int32))
     np.testing.assert_allclose(got.asnumpy(), want, rtol=1e-5, atol=1e-4)
 
 
@@ -62,3 +67,5 @@ def test_rms_norm():
 def test_decode_linear_rejects_bad_shapes():
     with pytest.raises(InputError, match="do not fit"):
         Project()(_t(np.ones((1, 1, 5))), _t(np.ones((4, 6))))
+    with pytest.raises(InputError, match="do not fit"):  # panels must be 16 outputs wide
+        Project()(_t(np.ones((1, 1, 5))), _t(np.ones((2, 5, 8))))

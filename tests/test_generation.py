@@ -115,9 +115,9 @@ def test_custom_kernel_and_gather_twin_give_the_same_tokens(tiny):
 
 
 def test_more_rows_than_a_register_tile(tiny):
-    """33 slots = 66 cache rows: every decode step runs the layer kernel's W^T panels (64+
-    token rows), and the all-slot prefill exceeds the token budget, so the slots prefill one
-    at a time (2 rows x 16 tokens: 16-row GEMV blocks); every request matches the numpy
+    """33 slots = 66 cache rows: every decode step runs 66 token rows through the layer
+    kernel (panel tiles of 8 rows, then 2), and the all-slot prefill exceeds the token budget,
+    so the slots prefill one at a time (2 rows x 16 tokens); every request matches the numpy
     reference."""
     rng = np.random.default_rng(8)
     prompts = [list(rng.integers(3, 96, int(rng.integers(2, 9)))) for _ in range(33)]

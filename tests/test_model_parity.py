@@ -77,7 +77,7 @@ def test_adapter_scaling_and_rslora(tmp_path, tiny):
     assert os.path.isfile(path / "adapter_model.safetensors")
 
 
-@pytest.mark.parametrize("seq", [21, 70])  # 42 token rows: 16-row blocks; 140: W^T panels
+@pytest.mark.parametrize("seq", [21, 70])  # 42 token rows: panel tiles of 8 rows, then 2; 140: of 8, then 4
 def test_a_chunk_of_many_rows_into_chosen_cache_rows(tiny, seq):
     """Two rows of a long chunk written into cache rows 3 and 1 of a 4-row engine, with
     different adapters: every position's logits equal the numpy model's, and the cache rows

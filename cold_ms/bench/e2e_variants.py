@@ -17,6 +17,7 @@ from mindspore import Tensor
 from cold_ms.cells.cold_step import LogitsStep, ScoreStep, one_shape
 from cold_ms.cells.transformer import CausalLM
 from cold_ms.config import LoraLayout
+from cold_ms.ops import panels
 from cold_ms.pipeline import batching
 from cold_ms.pipeline.batching import Request
 from cold_ms.pipeline.checkpoint import module_path
@@ -73,12 +74,14 @@ class SplitVariant:
         self.two_models = two_models
         if two_models:  # the expert as its own model: adapter merged into a copy of the base
             self.lm_e = CausalLM(cfg, LoraLayout(0, 0, ()), batch, max_len)
+            model.use_layout(self.lm_e.weight_layout)
             assign(self.lm_e, merged_weights(model, adapters.adapters[adapters.slot(expert)]))
             self.lm_a = CausalLM(cfg, LoraLayout(0, 0, ()), batch, max_len)
             assign(self.lm_a, model.weights)
             self.idx_e = self.idx_a = np.full((batch,), -1, np.int32)
         else:
             self.lm_e = CausalLM(cfg, adapters.layout(), batch, max_len)
+            model.use_layout(self.lm_e.weight_layout)
             assign(self.lm_e, model.weights)
             assign(self.lm_e, adapters.stacked(cfg))
             self.lm_a = CausalLM(cfg, adapters.layout(), batch, max_len)
@@ -126,11 +129,13 @@ class SplitVariant:
 
 def merged_weights(model, adapter):
     """The expert as a model of its own: a copy of every base weight (a second model shares
-    no memory with the first, embeddings included), the adapter merged in: W + scaling * B @ A."""
+    no memory with the first, embeddings included), the adapter merged in: W + scaling * B @ A,
+    in the layout the model's weights are in."""
     weights = {name: w.copy() for name, w in model.weights.items()}
     for (layer, module), (a, b) in adapter.tensors.items():
         name = module_path(layer, module) + ".weight"
-        weights[name] = (weights[name] + adapter.scaling * (b @ a)).astype(np.float32)
+        merged = (panels.to_rows(weights[name]) + adapter.scaling * (b @ a)).astype(np.float32)
+        weights[name] = panels.to_panels(merged) if weights[name].ndim == 3 else merged
     return weights
 
 

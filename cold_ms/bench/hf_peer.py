@@ -16,6 +16,7 @@ ALPHA, BETA = 0.1, 0.5
 def export_hf(model, directory):
     """The loaded (dequantised, float32) weights as a HF LLaMA directory."""
     from safetensors.numpy import save_file
+    model.use_layout("rows")
     weights = {n: np.ascontiguousarray(a) for n, a in model.weights.items()}
     save_file(weights, os.path.join(directory, "model.safetensors"))
     with open(os.path.join(directory, "config.json"), "w") as f:

@@ -3,6 +3,7 @@ import mindspore as ms
 from mindspore import nn, ops, Parameter
 from mindspore.common.initializer import initializer
 
+from cold_ms.ops import decode, panels
 from cold_ms.ops.bgmv import select_backend
 from cold_ms.ops.decode import NO_LORA
 from cold_ms.ops.linear import project
@@ -11,7 +12,8 @@ from cold_ms.ops.linear import project
 class MultiLoraLinear(nn.Cell):
     """y = x W^T + BGMV(x, A, B, idx).
 
-    weight (out, in) as in the HF checkpoint; lora_a (slots, r, in) as PEFT stores lora_A;
+    weight (out, in) as in the HF checkpoint, or in panels (ops/panels.py) where the whole-layer
+    CPU kernels run the projection; lora_a (slots, r, in) as PEFT stores lora_A;
     lora_b (slots, r, out) = scaling * lora_B^T; smaller ranks zero-padded to r. A row whose
     idx is -1 gets the base layer alone. Without slots the layer is a plain linear.
     """
@@ -19,11 +21,11 @@ class MultiLoraLinear(nn.Cell):
     def __init__(self, in_dim, out_dim, num_slots=0, rank=0, backend="custom"):
         super().__init__()
         self.in_dim, self.out_dim = in_dim, out_dim
-        self.weight = Parameter(initializer("zeros", (out_dim, in_dim), ms.float32),
-                                name="weight", requires_grad=False)
+        self.backend = select_backend(backend)
+        stored = panels.shape(out_dim, in_dim, decode.fused_layers(self.backend))
+        self.weight = Parameter(initializer("zeros", stored, ms.float32), name="weight", requires_grad=False)
         self.matmul = ops.MatMul(transpose_b=True)
         self.has_lora = num_slots > 0 and rank > 0
-        self.backend = select_backend(backend)
         if self.has_lora:
             self.lora_a = Parameter(initializer("zeros", (num_slots, rank, in_dim), ms.float32),
                                     name="lora_a")

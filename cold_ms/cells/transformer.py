@@ -63,6 +63,7 @@ class CausalLM(nn.Cell):
         self.cfg, self.layout, self.rows, self.max_len = cfg, layout, rows, max_len
         self.backend = backend = select_backend(backend)
         self.layer_kernels = decode.fused_layers(backend)
+        self.weight_layout = "panels" if self.layer_kernels else "rows"  # of the projections
         self.length = max_len + 1
         self.model = LlamaModel(cfg, layout, rows, self.length, backend)
         self.tied = cfg.tie_word_embeddings

@@ -10,6 +10,7 @@ from mindspore import ops
 
 from cold_ms.errors import InputError
 from cold_ms.ops.bgmv import add_lora
+from cold_ms.ops.panels import PANEL
 
 # Custom primitives, set by register_cpu before any graph that uses them compiles.
 _DENSE = None
@@ -21,12 +22,14 @@ def _elem(t):
 
 
 def _dense_shape(x, w, *lora):
-    if len(x) != 3 or len(w) != 2 or x[2] != w[1]:
-        raise InputError(f"decode linear: x {list(x)} and W {list(w)} do not fit (x is (R, T, in), W (out, in))")
+    if len(x) != 3 or len(w) not in (2, 3) or x[2] != w[1] or (len(w) == 3 and w[2] != PANEL):
+        raise InputError(f"decode linear: x {list(x)} and W {list(w)} do not fit (x is (R, T, in), "
+                         f"W (out, in) or panels (out / {PANEL}, in, {PANEL}))")
+    out = w[0] * w[2] if len(w) == 3 else w[0]
     if lora and (len(lora[0]) != 3 or lora[0][2] != w[1] or list(lora[1][:2]) != list(lora[0][:2])
-                 or lora[1][2] != w[0] or lora[2][0] != x[0]):
+                 or lora[1][2] != out or lora[2][0] != x[0]):
         raise InputError(f"decode linear: LoRA stacks {list(lora[0])}, {list(lora[1])} do not fit W {list(w)}")
-    return [x[0], x[1], w[0]]
+    return [x[0], x[1], out]
 
 
 def _dense_type(x, w, *lora):
@@ -42,7 +45,8 @@ def register_cpu(library):
 
 
 def project(x, weight, matmul, lora_a, lora_b, idx, backend):
-    """x (R, T, in) @ weight (out, in)^T, plus BGMV(x, A, B, idx) when lora_a is given."""
+    """x (R, T, in) @ weight (out, in)^T, plus BGMV(x, A, B, idx) when lora_a is given. The
+    custom kernels also take the weight in panels (ops/panels.py)."""
     rows, seq = x.shape[0], x.shape[1]
     if backend == "custom" and _DENSE is not None:
         if lora_a is None:

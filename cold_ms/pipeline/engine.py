@@ -44,9 +44,13 @@ class Event:
 
 
 def assign(cell, arrays):
-    """Copy {parameter name: ndarray} into the cell's Parameters (shapes checked by the loaders)."""
+    """Put {parameter name: ndarray} into the cell's Parameters, sharing the arrays' memory
+    (shapes against the model's config are checked by the loaders; a Parameter would take
+    any shape, so the stored layout is checked here)."""
     params = dict(cell.parameters_and_names())
     for name, array in arrays.items():
+        if tuple(params[name].shape) != array.shape:
+            raise ConfigError(f"{name}: array {array.shape} does not fit Parameter {tuple(params[name].shape)}")
         params[name].set_data(Tensor.from_numpy(np.ascontiguousarray(array, np.float32)))
 
 
@@ -75,6 +79,7 @@ class Engine:
         self.cache_key = compile_cache and (cfg, layout, rows, self.max_len, mode, self.lora_backend, mask,
                                              self.contrastive)
         self.lm = CausalLM(cfg, layout, rows, self.max_len, self.lora_backend)
+        model.use_layout(self.lm.weight_layout)
         assign(self.lm, model.weights)
         assign(self.lm, self.adapters.stacked(cfg))
         make_step = (lambda: ColdStep(self.lm, mask)) if self.contrastive else (lambda: GreedyStep(self.lm))

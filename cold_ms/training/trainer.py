@@ -108,6 +108,7 @@ class Trainer:
             self.plan = self.plan[:cfg.max_steps]
         self.lm = CausalLM(model.config, LoraLayout(1, cfg.rank, tuple(cfg.targets)), rows=1,
                            max_len=-(-cfg.max_len // 64) * 64, backend="gather")
+        model.use_layout(self.lm.weight_layout)
         assign(self.lm, model.weights)
         init_lora(self.lm, cfg, cfg.seed)
         params = self.lm.trainable_params()

@@ -140,111 +140,10 @@ void Gemv(const float* x, const float* w, float* y, int64_t in, int64_t out, int
   });
 }
 
-// Long prompt chunks (kPanelMinRows token rows or more) multiply through W^T panels: a work
-// item's kRowsPerItem weight rows are transposed once into `panel` (k-major: the item's
-// outputs for k = 0, then k = 1, ...), and every x value is broadcast against vectors of outputs.
-// Sums then land in output vectors, stored whole with no lane sums, and the item's weights
-// come from memory once however many token rows there are. A decode step keeps the
-// row-major GEMV above: transposing a weight it reads once would double its traffic.
-constexpr int kPanelVecs = kRowsPerItem / kWideLanes;
-constexpr int kPanelRows = kTileAcc / kPanelVecs;  // token rows of a register tile
-// Below this many token rows packing costs more than the panels save (measured on all of
-// SmolLM2-135M's projections, 16-row GEMV blocks vs panels: 35.7 vs 37.4 ms at 48 rows,
-// 46.2 vs 44.3 at 64, 107 vs 85 at 160, 840 vs 599 at 1280, the last 454 GFLOP/s).
-constexpr int64_t kPanelMinRows = 64;
-static_assert(kRowsPerItem % kWideLanes == 0, "a panel holds whole vectors of outputs");
-
-#if defined(__AVX512F__)
-// The 16 x 16 block at src (row stride ld) transposed into dst (row stride ldd): unpacks of
-// lanes, lane pairs, then 128-bit quarters. (Packing element by element took over a
-// quarter of a 160-token-row chunk's projection time.)
-inline void Transpose16(const float* src, int64_t ld, float* dst, int64_t ldd) {
-  __m512 r[16], t[16];
-  for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(src + i * ld);
-  for (int i = 0; i < 16; i += 2) {
-    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-  }
-  for (int i = 0; i < 16; i += 4)
-    for (int j = 0; j < 2; ++j) {
-      r[i + j] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i + j]), _mm512_castps_pd(t[i + j + 2])));
-      r[i + j + 2] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i + j]), _mm512_castps_pd(t[i + j + 2])));
-    }
-  for (int i = 0; i < 16; i += 8)
-    for (int j = 0; j < 4; ++j) {
-      t[i + j] = _mm512_shuffle_f32x4(r[i + j], r[i + j + 4], 0x88);
-      t[i + j + 4] = _mm512_shuffle_f32x4(r[i + j], r[i + j + 4], 0xDD);
-    }
-  for (int j = 0; j < 8; ++j) {
-    r[j] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0x88);
-    r[j + 8] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0xDD);
-  }
-  // r[i] now holds column kColumn[i] of the block, its lanes in row order
-  static const int kColumn[16] = {0, 2, 1, 3, 4, 6, 5, 7, 8, 10, 9, 11, 12, 14, 13, 15};
-  for (int i = 0; i < 16; ++i) _mm512_storeu_ps(dst + kColumn[i] * ldd, r[i]);
-}
-#endif
-
-inline void PackPanel(const float* w, int64_t in, int64_t o0, int64_t o1, float* panel) {
-  if (o1 - o0 < kRowsPerItem) std::memset(panel, 0, sizeof(float) * in * kRowsPerItem);
-  int64_t k0 = 0;
-#if defined(__AVX512F__)
-  const int64_t full = o0 + (o1 - o0) / 16 * 16;  // rows in whole groups of 16
-  for (; k0 + 16 <= in; k0 += 16)
-    for (int64_t o = o0; o < full; o += 16)
-      Transpose16(w + o * in + k0, in, panel + k0 * kRowsPerItem + (o - o0), kRowsPerItem);
-  for (int64_t k = 0; k < k0; ++k)
-    for (int64_t o = full; o < o1; ++o) panel[k * kRowsPerItem + (o - o0)] = w[o * in + k];
-#endif
-  for (int64_t k = k0; k < in; ++k)  // contiguous writes; each row's line serves 16 k's from L1
-    for (int64_t o = o0; o < o1; ++o) panel[k * kRowsPerItem + (o - o0)] = w[o * in + k];
-}
-
-// y[t][0 .. width) = x_t . panel columns for kPanelRows token rows, in registers.
-inline void PanelTile(const float* x, int64_t in, const float* panel, float* y, int64_t out, int64_t width) {
-  Wide acc[kPanelRows][kPanelVecs];
-#pragma GCC unroll 16
-  for (int t = 0; t < kPanelRows; ++t)
-#pragma GCC unroll 8
-    for (int v = 0; v < kPanelVecs; ++v) acc[t][v] = Wide{};
-  for (int64_t k = 0; k < in; ++k) {
-    Wide wv[kPanelVecs];
-#pragma GCC unroll 8
-    for (int v = 0; v < kPanelVecs; ++v) wv[v] = LoadWide(panel + k * kRowsPerItem + v * kWideLanes);
-#pragma GCC unroll 16
-    for (int t = 0; t < kPanelRows; ++t) {
-      const Wide xb = Splat(x[t * in + k]);
-#pragma GCC unroll 8
-      for (int v = 0; v < kPanelVecs; ++v) acc[t][v] += xb * wv[v];
-    }
-  }
-  for (int t = 0; t < kPanelRows; ++t)
-    for (int v = 0; v < kPanelVecs && v * kWideLanes < width; ++v) {
-      const int64_t lanes = width - v * kWideLanes < kWideLanes ? width - v * kWideLanes : kWideLanes;
-      std::memcpy(y + t * out + v * kWideLanes, &acc[t][v], sizeof(float) * lanes);
-    }
-}
-
-// y = x W^T for n token rows, n a multiple of kPanelRows. Not inlined: in Dense it slowed the
-// 16-row GEMV blocks by 10% (measured at 24 and 64 rows).
-__attribute__((noinline)) inline void GemmPanels(const float* x, const float* w, float* y, int64_t n, int64_t in,
-                                                 int64_t out) {
-  const int64_t items = (out + kRowsPerItem - 1) / kRowsPerItem;
-  ForEach(items, true, [&](int64_t i) {
-    const int64_t o0 = i * kRowsPerItem, o1 = o0 + kRowsPerItem < out ? o0 + kRowsPerItem : out;
-    thread_local std::vector<float> panel;  // per core, reused across calls
-    panel.resize(in * kRowsPerItem);
-    PackPanel(w, in, o0, o1, panel.data());
-    for (int64_t t = 0; t < n; t += kPanelRows) PanelTile(x + t * in, in, panel.data(), y + t * out + o0, out, o1 - o0);
-  });
-}
-
-// y = x W^T for n token rows: up to kMaxRows rows in the next GEMV tile size, then blocks
-// of kMaxRows, then W^T panels, on zero-padded rows where the count does not fit.
+// y = x W^T for n token rows, W row-major: up to kMaxRows rows in the next GEMV tile size,
+// then blocks of kMaxRows, on zero-padded rows where the count does not fit.
 inline void Dense(const float* x, const float* w, float* y, int64_t n, int64_t in, int64_t out) {
-  const int64_t padded = n <= 1 ? 1 : n <= 2 ? 2 : n <= 4 ? 4 : n <= 8 ? 8
-                         : n < kPanelMinRows ? (n + kMaxRows - 1) / kMaxRows * kMaxRows
-                                             : (n + kPanelRows - 1) / kPanelRows * kPanelRows;
+  const int64_t padded = n <= 1 ? 1 : n <= 2 ? 2 : n <= 4 ? 4 : n <= 8 ? 8 : (n + kMaxRows - 1) / kMaxRows * kMaxRows;
   std::vector<float> xp, yp;
   const float* xs = x;
   float* ys = y;
@@ -255,18 +154,104 @@ inline void Dense(const float* x, const float* w, float* y, int64_t n, int64_t i
     xs = xp.data();
     ys = yp.data();
   }
-  if (n >= kPanelMinRows) {
-    GemmPanels(xs, w, ys, padded, in, out);
-  } else {
-    switch (padded) {
-      case 1: Gemv<1>(xs, w, ys, in, out, 1); break;
-      case 2: Gemv<2>(xs, w, ys, in, out, 1); break;
-      case 4: Gemv<4>(xs, w, ys, in, out, 1); break;
-      case 8: Gemv<8>(xs, w, ys, in, out, 1); break;
-      default: Gemv<kMaxRows>(xs, w, ys, in, out, padded / kMaxRows); break;
-    }
+  switch (padded) {
+    case 1: Gemv<1>(xs, w, ys, in, out, 1); break;
+    case 2: Gemv<2>(xs, w, ys, in, out, 1); break;
+    case 4: Gemv<4>(xs, w, ys, in, out, 1); break;
+    case 8: Gemv<8>(xs, w, ys, in, out, 1); break;
+    default: Gemv<kMaxRows>(xs, w, ys, in, out, padded / kMaxRows); break;
   }
   if (ys != y) std::memcpy(y, ys, sizeof(float) * n * out);
+}
+
+// Projection weights stored in panels (cold_ms/ops/panels.py): P[o / kPanelWidth][k][o % kPanelWidth].
+// For each input index k a panel holds kPanelWidth consecutive outputs side by side, so a
+// broadcast x value multiplies whole vectors of outputs: the sums land in output vectors
+// (no lane sums, which bound the row-major GEMV at 8 and 16 token rows) and each panel is
+// one sequential stream. Measured on all of SmolLM2-135M's projections (C++ harness, both
+// layouts alternating in one process, best of 12): 1 token row 10.3 -> 9.4 ms, 2 rows 11.0 ->
+// 9.4, 4 rows 11.5 -> 9.6, 8 rows 12.5 -> 9.9, 16 rows 15.1 -> 12.6.
+constexpr int64_t kPanelWidth = 16;
+constexpr int kPanelVecs = kPanelWidth / kWideLanes;  // vectors per panel row: 1 with AVX-512
+constexpr int kTilePanels = kWideLanes == 16 ? 3 : 1;  // panels of a register tile (and of a work item)
+constexpr int kTileRows = kTileAcc / (kTilePanels * kPanelVecs) >= 8 ? 8 : 4;  // token rows of a tile
+// Prefetch distance in input indices (2 KB ahead in each panel): the streams are short
+// (one panel is `in` x 64 bytes) and the hardware prefetcher starts each one late.
+constexpr int64_t kPanelAhead = 32;
+static_assert(kPanelWidth % kWideLanes == 0, "a panel row is whole vectors");
+
+// Inputs summed in registers before the sum joins the tile's partial sums: one running float32
+// sum over all of `in` had 6x the row-major GEMV's error on SmolLM2's down projection (in =
+// 1536; 1.7e-5 against 2.8e-6 at 16 rows, float64 reference); blocks of 64 bring it to 2.9e-6
+// at no measurable cost (the partial sums sit in an L1 buffer, not in y's rows).
+constexpr int64_t kSumBlock = 64;
+
+// part[t][0 .. P * kPanelVecs) (+)= x_t[k0 .. k1) P[k0 .. k1) for R token rows over P
+// consecutive panels, in registers.
+template <int R, int P>
+__attribute__((always_inline)) inline void PanelBlock(const float* x, int64_t in, const float* p, Wide* part,
+                                                      int64_t k0, int64_t k1) {
+  constexpr int NV = P * kPanelVecs;
+  Wide acc[R][NV];
+#pragma GCC unroll 8
+  for (int t = 0; t < R; ++t)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) acc[t][v] = Wide{};
+  for (int64_t k = k0; k < k1; ++k) {
+    Wide wv[NV];
+#pragma GCC unroll 8
+    for (int j = 0; j < P; ++j) {
+      const float* pk = p + (j * in + k) * kPanelWidth;
+#pragma GCC unroll 4
+      for (int c = 0; c < kPanelVecs; ++c) wv[j * kPanelVecs + c] = LoadWide(pk + c * kWideLanes);
+      __builtin_prefetch(pk + kPanelAhead * kPanelWidth);  // past the panel's end: a no-op
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < R; ++t) {
+      const Wide xb = Splat(x[t * in + k]);
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) acc[t][v] += xb * wv[v];
+    }
+  }
+#pragma GCC unroll 8
+  for (int t = 0; t < R; ++t)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) part[t * NV + v] = k0 ? part[t * NV + v] + acc[t][v] : acc[t][v];
+}
+
+// y[t][0 .. P * kPanelWidth) = x_t P for R token rows over P consecutive panels.
+template <int R, int P>
+inline void PanelRows(const float* x, int64_t in, const float* p, float* y, int64_t out) {
+  Wide part[R * P * kPanelVecs];
+  for (int64_t k0 = 0; k0 < in; k0 += kSumBlock)
+    PanelBlock<R, P>(x, in, p, part, k0, k0 + kSumBlock < in ? k0 + kSumBlock : in);
+  for (int t = 0; t < R; ++t) std::memcpy(y + t * out, part + t * P * kPanelVecs, sizeof(Wide) * P * kPanelVecs);
+}
+
+// All n token rows over P panels: tiles of kTileRows rows, then 4, 2, 1. The panels stay in
+// L2 from the first tile on, so they come from memory once however many rows there are.
+template <int P>
+void PanelColumns(const float* x, const float* p, float* y, int64_t n, int64_t in, int64_t out) {
+  int64_t t = 0;
+  for (; t + kTileRows <= n; t += kTileRows) PanelRows<kTileRows, P>(x + t * in, in, p, y + t * out, out);
+  if (kTileRows > 4 && n - t >= 4) PanelRows<4, P>(x + t * in, in, p, y + t * out, out), t += 4;
+  if (n - t >= 2) PanelRows<2, P>(x + t * in, in, p, y + t * out, out), t += 2;
+  if (n - t >= 1) PanelRows<1, P>(x + t * in, in, p, y + t * out, out);
+}
+
+// y = x W^T for n token rows, W in panels (out a multiple of kPanelWidth). A work item is
+// kTilePanels panels (48 outputs with AVX-512: even work for 2 cores on 192-output projections).
+inline void DensePanels(const float* x, const float* p, float* y, int64_t n, int64_t in, int64_t out) {
+  const int64_t panels = out / kPanelWidth, items = (panels + kTilePanels - 1) / kTilePanels;
+  ForEach(items, n * out * in >= kParallelMacs, [&](int64_t i) {
+    int64_t j = i * kTilePanels;
+    const int64_t end = j + kTilePanels < panels ? j + kTilePanels : panels;
+    if (end - j == kTilePanels) {
+      PanelColumns<kTilePanels>(x, p + j * in * kPanelWidth, y + j * kPanelWidth, n, in, out);
+      return;
+    }
+    for (; j < end; ++j) PanelColumns<1>(x, p + j * in * kPanelWidth, y + j * kPanelWidth, n, in, out);
+  });
 }
 
 template <typename I>

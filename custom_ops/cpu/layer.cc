@@ -28,12 +28,15 @@ struct Tensor {
   const int64_t* shape;
 };
 
+// Output size of a weight, (out, in) or panels (out / kPanelWidth, in, kPanelWidth).
+int64_t OutSize(const Tensor& w) { return w.ndim == 3 ? w.shape[0] * w.shape[2] : w.shape[0]; }
+
 // y (rows * seq, out) = x (rows * seq, in) W^T, plus the LoRA term of each row's slot when the
 // stacks fit the projection.
 int Project(const float* x, const Tensor& w, const Tensor& a, const Tensor& b, const int32_t* idx, float* y,
             int64_t rows, int64_t seq) {
-  const int64_t out = w.shape[0], in = w.shape[1];
-  Dense(x, static_cast<const float*>(w.data), y, rows * seq, in, out);
+  const int64_t out = OutSize(w), in = w.shape[1];
+  (w.ndim == 3 ? DensePanels : Dense)(x, static_cast<const float*>(w.data), y, rows * seq, in, out);
   if (a.ndim != 3 || a.shape[2] != in) return 0;  // a placeholder: this module has no LoRA
   Dims d;
   d.rows = rows;
@@ -95,7 +98,10 @@ extern "C" int LayerStep(int nparam, void** p, int* ndims, int64_t** shapes, con
   if (t[H].ndim != 3 || t[KC].ndim != 2 || t[KC].shape[1] < 1 || t[LEN].ndim != 1 || t[LEN].shape[0] != 1)
     return Fail("layer step: h must be (R, T, d), the caches (rows, D) and len (1,)");
   const int64_t rows = t[H].shape[0], seq = t[H].shape[1], dim = t[H].shape[2], n = rows * seq, hd = t[KC].shape[1];
-  const int64_t heads = t[WQ].shape[0] / hd, kvh = t[WK].shape[0] / hd, ffn = t[WG].shape[0];
+  for (int w : {WQ, WK, WV, WO, WG, WU, WD})
+    if (!(t[w].ndim == 2 || (t[w].ndim == 3 && t[w].shape[2] == kPanelWidth)))
+      return Fail("layer step: weights must be (out, in) or panels (out / 16, in, 16)");
+  const int64_t heads = OutSize(t[WQ]) / hd, kvh = OutSize(t[WK]) / hd, ffn = OutSize(t[WG]);
   const int64_t len = *static_cast<const int32_t*>(t[LEN].data);
   const int64_t crows = len > 0 && kvh > 0 ? t[KC].shape[0] / (kvh * len) : 0;
   if (t[WQ].shape[1] != dim || t[COS].ndim != 3 || t[COS].shape[0] != rows || t[COS].shape[1] != seq ||
@@ -103,7 +109,7 @@ extern "C" int LayerStep(int nparam, void** p, int* ndims, int64_t** shapes, con
       t[CROW].ndim != 1 || t[CROW].shape[0] != rows)
     return Fail("layer step: h (R, T, d) needs weights (out, d), cos (R, T, D), pos (R, T) and crow (R,)");
   if (crows < 1 || t[KC].shape[0] != crows * kvh * len || t[VC].shape[0] != t[KC].shape[0] ||
-      t[VC].shape[1] != hd || heads % kvh || t[WO].shape[0] != dim)
+      t[VC].shape[1] != hd || heads % kvh || OutSize(t[WO]) != dim)
     return Fail("layer step: the caches and the weights do not fit");
   const int32_t *idx = static_cast<const int32_t*>(t[IDX].data), *pos = static_cast<const int32_t*>(t[POS].data);
   const int32_t* crow = static_cast<const int32_t*>(t[CROW].data);

@@ -3,13 +3,15 @@
 //   DecodeLinear      (x, W)             -> y       x (R,T,in)  W (out,in)  y (R,T,out)
 //   DecodeLoraLinear  (x, W, A, B, idx)  -> y       + BGMV: y[i] += (x[i] A[idx[i]]^T) B[idx[i]]
 //
+// W may also come in panels, (out / 16, in, 16) (cold_ms/ops/panels.py).
+//
 // A decode step multiplies a handful of token rows by every weight matrix once, so it is
 // bound by reading W. MindSpore's MatMul is built for large GEMMs; here each W row is
 // streamed from memory exactly once for all token rows together (register tiles of
 // token rows x weight rows), the output rows are split over the cores, and the LoRA term
 // is added in the same op, so a projection costs one launch instead of several. Longer
-// inputs run in blocks of kMaxRows token rows, and from kPanelMinRows through W^T panels
-// (decode_kernels.h). Float32 only, as the CPU backend computes.
+// inputs run in blocks of kMaxRows token rows; weights in panels need no lane sums at any
+// row count (decode_kernels.h). Float32 only, as the CPU backend computes.
 
 #include <cstdint>
 #include <cstring>
@@ -24,17 +26,20 @@ int Run(bool lora, int nparam, void** p, int* ndims, int64_t** shapes, const cha
   g_error[0] = '\0';
   const int want = lora ? 6 : 3, out_i = want - 1;
   if (nparam != want) return Fail("decode linear: wrong number of operands");
-  if (ndims[0] != 3 || ndims[1] != 2 || ndims[out_i] != 3) return Fail("decode linear: x and y must be 3-D, W 2-D");
+  const bool panels = ndims[1] == 3;
+  if (ndims[0] != 3 || ndims[out_i] != 3 || !(ndims[1] == 2 || (panels && shapes[1][2] == kPanelWidth)))
+    return Fail("decode linear: x and y must be 3-D, W (out, in) or panels (out / 16, in, 16)");
   Dims d;
   d.rows = shapes[0][0];
   d.seq = shapes[0][1];
   d.in = shapes[0][2];
-  d.out = shapes[1][0];
+  d.out = panels ? shapes[1][0] * kPanelWidth : shapes[1][0];
   if (shapes[1][1] != d.in) return Fail("decode linear: x and W disagree on the input size");
   for (int i = 0; i < want; ++i)
     if (i != 4 && std::strcmp(dtypes[i], "float32")) return Fail("decode linear: data must be float32");
   float* y = static_cast<float*>(p[out_i]);
-  Dense(static_cast<const float*>(p[0]), static_cast<const float*>(p[1]), y, d.rows * d.seq, d.in, d.out);
+  (panels ? DensePanels : Dense)(static_cast<const float*>(p[0]), static_cast<const float*>(p[1]), y,
+                                 d.rows * d.seq, d.in, d.out);
   if (!lora) return 0;
   if (ndims[2] != 3 || ndims[3] != 3 || ndims[4] != 1) return Fail("decode linear: bad LoRA operand ranks");
   d.slots = shapes[2][0];
