@@ -5,7 +5,10 @@ For each batch size, every variant lives in its own fresh worker process (MindSp
 not return a dropped graph's memory, so a reused process would carry the previous batch
 size's peak); the coordinator runs the variants in turn, ROUNDS times, in a rotating
 order, so slow drifts of the machine hit every variant alike.
-floor_fraction = (weight bytes a step must read / measured read bandwidth) / time per step.
+floor_fraction = (weight bytes a step must read / read bandwidth) / median time per step,
+with the median of the bandwidths measured before the first round and after every round:
+this VM's bandwidth swings between about 40 and 77 GB/s within minutes, and a single
+measurement at the start once gave floor fractions above 1.
 """
 import multiprocessing as mp
 import os
@@ -133,19 +136,19 @@ def _run(args):
     from cold_ms.pipeline.adapters import load_peft_adapter
     from cold_ms.pipeline.model import load_model
     from cold_ms.pipeline.shipped import resolve_adapter
-    bandwidth = read_bandwidth_gbps()
+    bandwidth = [read_bandwidth_gbps()]
     variants = [v for v in args.variants.split(",") if v] + (["hf"] if args.peer else [])
     spec = {"model": args.model, "adapter": args.adapter, "steps": args.steps, "rounds": args.rounds,
             "mode": args.mode}
     model = load_model(args.model)
     name, path = resolve_adapter(args.adapter)
     adapter = load_peft_adapter(path, name, model.config)
-    floor_ms = {v: weight_bytes(v, model, adapter) / (bandwidth * 1e9) * 1e3 for v in variants}
-    print(f"bandwidth {bandwidth:.1f} GB/s; a fused step reads {weight_bytes('cold', model, adapter) / 1e6:.0f} MB "
-          f"of weights", file=sys.stderr)
+    step_bytes = {v: weight_bytes(v, model, adapter) for v in variants}
+    print(f"bandwidth {bandwidth[0]:.1f} GB/s; a fused step reads "
+          f"{weight_bytes('cold', model, adapter) / 1e6:.0f} MB of weights", file=sys.stderr)
     del model
     mode = lambda v: "torch" if v == "hf" else args.mode  # noqa: E731
-    rows = []
+    measured = []  # (variant, batch, times, ttfts, rss)
     for b in args.batches:
         times, ttfts, rss = {v: [] for v in variants}, {v: [] for v in variants}, {}
         workers = {}
@@ -159,6 +162,7 @@ def _run(args):
                     out = workers[v][1].recv()
                     times[v] += out["steps_s"]
                     ttfts[v].append(out["ttft_s"])
+                bandwidth.append(read_bandwidth_gbps())  # between rounds: every worker is idle
             for v, (proc, conn) in workers.items():
                 conn.send("stop")
                 rss[v] = conn.recv()["peak_rss_mb"]
@@ -167,8 +171,12 @@ def _run(args):
             for proc, _ in workers.values():
                 if proc.is_alive():
                     proc.kill()
-        rows += [_row(v, b, mode(v), times[v], ttfts[v], rss[v], floor_ms[v]) for v in variants]
+        measured += [(v, b, times[v], ttfts[v], rss[v]) for v in variants]
         print(f"batch {b}: " + ", ".join(f"{v} {1e3 * statistics.median(times[v]):.1f} ms" for v in variants),
               file=sys.stderr, flush=True)
+        typical = statistics.median(bandwidth)
+        rows = [_row(v, batch, mode(v), t, tt, r, step_bytes[v] / (typical * 1e9) * 1e3)
+                for v, batch, t, tt, r in measured]
         # after every batch size, so finished ones survive a later failure (e.g. out of memory)
-        write_e2e({"e2e": rows, "bandwidth_gbps": round(bandwidth, 2)}, args.json)
+        write_e2e({"e2e": rows, "bandwidth_gbps": round(typical, 2),
+                   "bandwidth_samples_gbps": [round(x, 1) for x in bandwidth]}, args.json)

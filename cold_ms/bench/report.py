@@ -21,7 +21,9 @@ def e2e_markdown(result):
             cells = [f"{by[(num, b)]['ms_per_step_median'] / by[(den, b)]['ms_per_step_median']:.2f}"
                      if (num, b) in by and (den, b) in by else "-" for b in batches]
             lines.append(f"| {num} / {den} | " + " | ".join(cells) + " |")
-    lines.append(f"\nmemory read bandwidth: {result['bandwidth_gbps']} GB/s")
+    samples = result["bandwidth_samples_gbps"]
+    lines.append(f"\nmemory read bandwidth: {result['bandwidth_gbps']} GB/s, the median of {len(samples)} "
+                 f"measurements during the run ({min(samples)} to {max(samples)})")
     return "\n".join(lines) + "\n"
 
 

@@ -31,24 +31,45 @@ struct Tensor {
 // Output size of a weight, (out, in) or panels (out / kPanelWidth, in, kPanelWidth).
 int64_t OutSize(const Tensor& w) { return w.ndim == 3 ? w.shape[0] * w.shape[2] : w.shape[0]; }
 
-// y (rows * seq, out) = x (rows * seq, in) W^T, plus the LoRA term of each row's slot when the
-// stacks fit the projection.
-int Project(const float* x, const Tensor& w, const Tensor& a, const Tensor& b, const int32_t* idx, float* y,
-            int64_t rows, int64_t seq) {
-  const int64_t out = OutSize(w), in = w.shape[1];
-  (w.ndim == 3 ? DensePanels : Dense)(x, static_cast<const float*>(w.data), y, rows * seq, in, out);
-  if (a.ndim != 3 || a.shape[2] != in) return 0;  // a placeholder: this module has no LoRA
-  Dims d;
-  d.rows = rows;
-  d.seq = seq;
-  d.in = in;
-  d.out = out;
-  d.slots = a.shape[0];
-  d.rank = a.shape[1];
-  if (b.ndim != 3 || b.shape[0] != d.slots || b.shape[1] != d.rank || b.shape[2] != out)
-    return Fail("layer step: lora_a and lora_b do not fit");
-  return AddLora(x, static_cast<const float*>(a.data), static_cast<const float*>(b.data), idx, y, d);
-}
+// The layer's projections: y (rows * seq, out) = x (rows * seq, in) W^T, plus the LoRA term of
+// each row's slot when the stacks fit the projection. The rows are grouped by slot once for all
+// seven projections and the rank-sized buffer is kept: grouping and allocating per projection
+// cost 0.6 ms a step (C++ harness, SmolLM2-135M, 2 to 16 token rows).
+class Projector {
+ public:
+  Projector(const int32_t* idx, int64_t rows, int64_t seq, std::vector<float>* v)
+      : idx_(idx), rows_(rows), seq_(seq), v_(v) {}
+
+  int operator()(const float* x, const Tensor& w, const Tensor& a, const Tensor& b, float* y) {
+    const int64_t out = OutSize(w), in = w.shape[1];
+    (w.ndim == 3 ? DensePanels : Dense)(x, static_cast<const float*>(w.data), y, rows_ * seq_, in, out);
+    if (a.ndim != 3 || a.shape[2] != in) return 0;  // a placeholder: this module has no LoRA
+    Dims d;
+    d.rows = rows_;
+    d.seq = seq_;
+    d.in = in;
+    d.out = out;
+    d.slots = a.shape[0];
+    d.rank = a.shape[1];
+    if (b.ndim != 3 || b.shape[0] != d.slots || b.shape[1] != d.rank || b.shape[2] != out)
+      return Fail("layer step: lora_a and lora_b do not fit");
+    if (d.slots != grouped_for_) {
+      if (GroupBySlot(idx_, d, &groups_)) return 1;
+      grouped_for_ = d.slots;
+    }
+    if (static_cast<int64_t>(v_->size()) < rows_ * seq_ * d.rank) v_->resize(rows_ * seq_ * d.rank);
+    Shrink(x, static_cast<const float*>(a.data), v_->data(), groups_, d);
+    Expand(y, v_->data(), static_cast<const float*>(b.data), y, groups_, d);  // in place
+    return 0;
+  }
+
+ private:
+  const int32_t* idx_;
+  int64_t rows_, seq_;
+  std::vector<float>* v_;
+  Groups groups_;
+  int64_t grouped_for_ = -1;  // the slot count groups_ was made for
+};
 
 std::vector<Tensor> Tensors(int nparam, void** p, int* ndims, int64_t** shapes) {
   std::vector<Tensor> t(nparam);
@@ -72,7 +93,7 @@ const float* F(const Tensor& t) { return static_cast<const float*>(t.data); }
 // afresh, a 1024-token-row chunk's 26 MB a layer were new pages every call (page faults and
 // zeroing took more time than its RMSNorms and rotations together).
 struct Scratch {
-  std::vector<float> x, proj, q, kv, attn, h1, gate, up;
+  std::vector<float> x, proj, q, kv, attn, h1, gate, up, lora;
 };
 
 float* Take(std::vector<float>& v, int64_t n) {
@@ -121,11 +142,12 @@ extern "C" int LayerStep(int nparam, void** p, int* ndims, int64_t** shapes, con
   thread_local Scratch s;  // every element below is written before it is read
   float *x = Take(s.x, n * dim), *proj = Take(s.proj, n * heads * hd), *q = Take(s.q, n * heads * hd);
   float* kv = Take(s.kv, n * kvh * hd);
+  Projector project(idx, rows, seq, &s.lora);
   RmsNormRows(F(t[H]), F(t[LN1]), *F(t[EPS1]), x, n, dim);
-  if (Project(x, t[WQ], t[AQ], t[BQ], idx, proj, rows, seq)) return 1;
+  if (project(x, t[WQ], t[AQ], t[BQ], proj)) return 1;
   RopeRows(proj, F(t[COS]), F(t[SIN]), q, n, heads * hd, hd);
   for (int m = 0; m < 2; ++m) {  // k then v, each written to its cache at the tokens' positions
-    if (Project(x, t[m ? WV : WK], t[m ? AV : AK], t[m ? BV : BK], idx, proj, rows, seq)) return 1;
+    if (project(x, t[m ? WV : WK], t[m ? AV : AK], t[m ? BV : BK], proj)) return 1;
     if (!m) RopeRows(proj, F(t[COS]), F(t[SIN]), kv, n, kvh * hd, hd);
     const float* src = m ? proj : kv;
     float* cache = static_cast<float*>(t[m ? VC : KC].data);
@@ -138,14 +160,14 @@ extern "C" int LayerStep(int nparam, void** p, int* ndims, int64_t** shapes, con
   float *attn = Take(s.attn, n * heads * hd), *h1 = Take(s.h1, n * dim);
   float *gate = Take(s.gate, n * ffn), *up = Take(s.up, n * ffn);
   AttentionRows(q, F(t[KC]), F(t[VC]), pos, crow, attn, rows, seq, heads, kvh, len, hd);
-  if (Project(attn, t[WO], t[AO], t[BO], idx, h1, rows, seq)) return 1;
+  if (project(attn, t[WO], t[AO], t[BO], h1)) return 1;
   for (int64_t i = 0; i < n * dim; ++i) h1[i] += F(t[H])[i];
   RmsNormRows(h1, F(t[LN2]), *F(t[EPS2]), x, n, dim);
-  if (Project(x, t[WG], t[AG], t[BG], idx, gate, rows, seq)) return 1;
-  if (Project(x, t[WU], t[AU], t[BU], idx, up, rows, seq)) return 1;
+  if (project(x, t[WG], t[AG], t[BG], gate)) return 1;
+  if (project(x, t[WU], t[AU], t[BU], up)) return 1;
   SwiGlu(gate, up, n * ffn);
   float* out = static_cast<float*>(t[OUT].data);
-  if (Project(gate, t[WD], t[AD], t[BD], idx, out, rows, seq)) return 1;
+  if (project(gate, t[WD], t[AD], t[BD], out)) return 1;
   for (int64_t i = 0; i < n * dim; ++i) out[i] += h1[i];
   return 0;
 }
