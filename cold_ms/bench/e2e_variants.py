@@ -147,8 +147,10 @@ def build(variant, model, adapters, expert, batch, max_len, mode):
 
 def weight_bytes(variant, model, adapter):
     """Bytes of weights one decode step must read: the base once (twice for the two-pass
-    and two-model variants) plus the expert's LoRA matrices (merged away in two_models)."""
-    base = model.config.num_params * 4
+    and two-model variants) plus the expert's LoRA matrices (merged away in two_models).
+    An untied input embedding does not count: a step gathers one row of it per token."""
+    cfg = model.config
+    base = (cfg.num_params - (0 if cfg.tie_word_embeddings else cfg.vocab_size * cfg.hidden_size)) * 4
     lora = sum((a.size + b.size) * 4 for a, b in adapter.tensors.values())
     return {"greedy": base + lora, "cold": base + lora, "cold_two_pass": 2 * base + lora,
             "cold_two_models": 2 * base, "hf": base + lora}[variant]
