@@ -5,10 +5,10 @@ For each batch size, every variant lives in its own fresh worker process (MindSp
 not return a dropped graph's memory, so a reused process would carry the previous batch
 size's peak); the coordinator runs the variants in turn, ROUNDS times, in a rotating
 order, so slow drifts of the machine hit every variant alike.
-floor_fraction = (weight bytes a step must read / read bandwidth) / median time per step,
-with the median of the bandwidths measured before the first round and after every round:
-this VM's bandwidth swings between about 40 and 77 GB/s within minutes, and a single
-measurement at the start once gave floor fractions above 1.
+floor_fraction = (weight bytes a step must read / read bandwidth) / time per step, taken in
+every round with the bandwidth measured right after that round's steps, and the median over
+the rounds reported: this VM's bandwidth swings between about 44 and 79 GB/s within
+seconds, and a single measurement at the start gave fractions above 1.
 """
 import multiprocessing as mp
 import os
@@ -109,13 +109,13 @@ def _start(variant, args):
     return proc, parent
 
 
-def _row(variant, batch, mode, times, ttfts, rss, floor_ms):
+def _row(variant, batch, mode, times, ttfts, rss, floor_fraction):
     ms = [t * 1e3 for t in times]
     med = statistics.median(ms)
     return {"variant": variant, "batch": batch, "mode": mode, "ms_per_step_median": round(med, 2),
             "ms_per_step_p90": round(float(np.percentile(ms, 90)), 2), "steps": len(ms),
             "ttft_ms": round(1e3 * statistics.median(ttfts), 1), "tokens_per_s": round(batch * 1e3 / med, 1),
-            "peak_rss_mb": round(rss, 0), "floor_fraction": round(floor_ms / med, 3)}
+            "peak_rss_mb": round(rss, 0), "floor_fraction": round(floor_fraction, 3)}
 
 
 def run(args):
@@ -136,7 +136,7 @@ def _run(args):
     from cold_ms.pipeline.adapters import load_peft_adapter
     from cold_ms.pipeline.model import load_model
     from cold_ms.pipeline.shipped import resolve_adapter
-    bandwidth = [read_bandwidth_gbps()]
+    bandwidth = []
     variants = [v for v in args.variants.split(",") if v] + (["hf"] if args.peer else [])
     spec = {"model": args.model, "adapter": args.adapter, "steps": args.steps, "rounds": args.rounds,
             "mode": args.mode}
@@ -144,13 +144,13 @@ def _run(args):
     name, path = resolve_adapter(args.adapter)
     adapter = load_peft_adapter(path, name, model.config)
     step_bytes = {v: weight_bytes(v, model, adapter) for v in variants}
-    print(f"bandwidth {bandwidth[0]:.1f} GB/s; a fused step reads "
-          f"{weight_bytes('cold', model, adapter) / 1e6:.0f} MB of weights", file=sys.stderr)
+    print(f"a fused step reads {weight_bytes('cold', model, adapter) / 1e6:.0f} MB of weights", file=sys.stderr)
     del model
     mode = lambda v: "torch" if v == "hf" else args.mode  # noqa: E731
-    measured = []  # (variant, batch, times, ttfts, rss)
+    rows = []
     for b in args.batches:
         times, ttfts, rss = {v: [] for v in variants}, {v: [] for v in variants}, {}
+        fractions = {v: [] for v in variants}
         workers = {}
         try:
             for v in variants:
@@ -162,7 +162,9 @@ def _run(args):
                     out = workers[v][1].recv()
                     times[v] += out["steps_s"]
                     ttfts[v].append(out["ttft_s"])
-                bandwidth.append(read_bandwidth_gbps())  # between rounds: every worker is idle
+                    bandwidth.append(read_bandwidth_gbps(512, 3))  # right after the steps, every worker idle
+                    floor_s = step_bytes[v] / (bandwidth[-1] * 1e9)
+                    fractions[v].append(floor_s / statistics.median(out["steps_s"]))
             for v, (proc, conn) in workers.items():
                 conn.send("stop")
                 rss[v] = conn.recv()["peak_rss_mb"]
@@ -171,12 +173,10 @@ def _run(args):
             for proc, _ in workers.values():
                 if proc.is_alive():
                     proc.kill()
-        measured += [(v, b, times[v], ttfts[v], rss[v]) for v in variants]
+        rows += [_row(v, b, mode(v), times[v], ttfts[v], rss[v], statistics.median(fractions[v]))
+                 for v in variants]
         print(f"batch {b}: " + ", ".join(f"{v} {1e3 * statistics.median(times[v]):.1f} ms" for v in variants),
               file=sys.stderr, flush=True)
-        typical = statistics.median(bandwidth)
-        rows = [_row(v, batch, mode(v), t, tt, r, step_bytes[v] / (typical * 1e9) * 1e3)
-                for v, batch, t, tt, r in measured]
         # after every batch size, so finished ones survive a later failure (e.g. out of memory)
-        write_e2e({"e2e": rows, "bandwidth_gbps": round(typical, 2),
+        write_e2e({"e2e": rows, "bandwidth_gbps": round(statistics.median(bandwidth), 2),
                    "bandwidth_samples_gbps": [round(x, 1) for x in bandwidth]}, args.json)

@@ -23,7 +23,7 @@ def e2e_markdown(result):
             lines.append(f"| {num} / {den} | " + " | ".join(cells) + " |")
     samples = result["bandwidth_samples_gbps"]
     lines.append(f"\nmemory read bandwidth: {result['bandwidth_gbps']} GB/s, the median of {len(samples)} "
-                 f"measurements during the run ({min(samples)} to {max(samples)})")
+                 f"measurements, one after each variant's steps in each round ({min(samples)} to {max(samples)})")
     return "\n".join(lines) + "\n"
 
 
