@@ -53,3 +53,18 @@ def test_assign_rejects_an_array_of_the_other_layout(tiny):
     rows = panels.to_rows(eng.model.weights[name])
     with pytest.raises(ConfigError, match="does not fit"):
         assign(eng.lm, {name: rows})
+
+
+def test_a_layer_of_both_layouts_matches_the_numpy_model(tmp_path):
+    """intermediate_size 40: gate and up (40 outputs) stay row-major, every other projection
+    goes to panels; one layer kernel takes both."""
+    import fixtures
+    import numpy_llama as ref
+    from helpers import all_logits
+    cfg, w = fixtures.write_model(str(tmp_path / "m"), cfg=dict(fixtures.TINY, intermediate_size=40), seed=3)
+    eng = engine_for({"adapter_dir": {}}, model_dir=str(tmp_path / "m"))
+    stored = eng.model.weights
+    assert stored["model.layers.0.mlp.up_proj.weight"].shape == (40, 32)
+    assert stored["model.layers.0.mlp.down_proj.weight"].shape == (2, 40, 16)
+    prompt = [1, 17, 42, 5, 88, 3, 60, 9, 21]
+    assert np.abs(all_logits(eng, prompt, -1) - ref.forward(w, cfg, prompt)).max() < 5e-5
