@@ -33,6 +33,12 @@ def test_convert_replaces_projections_only_and_never_writes_into_an_array():
         np.testing.assert_array_equal(w, before[name])
 
 
+def test_an_unknown_layout_is_refused(tiny):
+    model = engine_for(tiny).model
+    with pytest.raises(ConfigError, match="weight layout"):
+        model.use_layout("columns")
+
+
 def test_engines_of_both_layouts_share_one_loaded_model(tiny):
     """A gather engine (rows) built after a custom one (panels) leaves the first one's weights
     alone: both keep generating what they generated alone."""

@@ -4,7 +4,7 @@ A row-major weight (out, in) becomes (out / 16, in, 16): panel j holds outputs 1
 and for each input index k their 16 weights side by side. The kernels then multiply a
 broadcast input value into a whole vector of outputs, with no sums across vector lanes
 at the end, and read every panel as one sequential stream (custom_ops/cpu/decode_kernels.h:
-SmolLM2-135M's projections 17-27% faster at 1 to 16 token rows). A weight whose output
+SmolLM2-135M's projections 9-21% faster at 1 to 16 token rows). A weight whose output
 size is not a multiple of 16 stays row-major; the kernels take either.
 """
 import numpy as np

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from cold_ms.config import ModelConfig
-from cold_ms.errors import CheckpointError
+from cold_ms.errors import CheckpointError, ConfigError
 from cold_ms.ops import panels
 from cold_ms.pipeline.tokenizer import Tokenizer, load_tokenizer
 
@@ -35,6 +35,8 @@ class LoadedModel:
         """Store the projection weights in `layout`, as the Cells about to take them want them
         (CausalLM.weight_layout). Arrays are replaced, not rewritten: Cells built before keep
         theirs, and memory holds one layout unless both kinds of Cells are alive."""
+        if layout not in panels.LAYOUTS:
+            raise ConfigError(f"weight layout must be one of {', '.join(panels.LAYOUTS)}, got {layout!r}")
         if layout != self.layout:
             panels.convert(self.weights, layout)
             self.layout = layout
