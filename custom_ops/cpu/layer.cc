@@ -28,21 +28,19 @@ struct Tensor {
   const int64_t* shape;
 };
 
-// Output size of a weight, (out, in) or panels (out / kPanelWidth, in, kPanelWidth).
-int64_t OutSize(const Tensor& w) { return w.ndim == 3 ? w.shape[0] * w.shape[2] : w.shape[0]; }
+// Output size of a weight in either layout, 0 if it is in neither.
+int64_t OutSize(const Tensor& w) { return WeightOut(w.ndim, w.shape); }
 
 // The layer's projections: y (rows * seq, out) = x (rows * seq, in) W^T, plus the LoRA term of
-// each row's slot when the stacks fit the projection. The rows are grouped by slot once for all
-// seven projections and the rank-sized buffer is kept: grouping and allocating per projection
-// cost 0.6 ms a step (C++ harness, SmolLM2-135M, 2 to 16 token rows).
+// each row's slot when the stacks fit the projection (one LoraTerm for all seven).
 class Projector {
  public:
   Projector(const int32_t* idx, int64_t rows, int64_t seq, std::vector<float>* v)
-      : idx_(idx), rows_(rows), seq_(seq), v_(v) {}
+      : rows_(rows), seq_(seq), lora_(idx, v) {}
 
   int operator()(const float* x, const Tensor& w, const Tensor& a, const Tensor& b, float* y) {
     const int64_t out = OutSize(w), in = w.shape[1];
-    (w.ndim == 3 ? DensePanels : Dense)(x, static_cast<const float*>(w.data), y, rows_ * seq_, in, out);
+    DenseWeight(x, static_cast<const float*>(w.data), w.ndim == 3, y, rows_ * seq_, in, out);
     if (a.ndim != 3 || a.shape[2] != in) return 0;  // a placeholder: this module has no LoRA
     Dims d;
     d.rows = rows_;
@@ -53,22 +51,12 @@ class Projector {
     d.rank = a.shape[1];
     if (b.ndim != 3 || b.shape[0] != d.slots || b.shape[1] != d.rank || b.shape[2] != out)
       return Fail("layer step: lora_a and lora_b do not fit");
-    if (d.slots != grouped_for_) {
-      if (GroupBySlot(idx_, d, &groups_)) return 1;
-      grouped_for_ = d.slots;
-    }
-    if (static_cast<int64_t>(v_->size()) < rows_ * seq_ * d.rank) v_->resize(rows_ * seq_ * d.rank);
-    Shrink(x, static_cast<const float*>(a.data), v_->data(), groups_, d);
-    Expand(y, v_->data(), static_cast<const float*>(b.data), y, groups_, d);  // in place
-    return 0;
+    return lora_.Add(x, static_cast<const float*>(a.data), static_cast<const float*>(b.data), y, d);
   }
 
  private:
-  const int32_t* idx_;
   int64_t rows_, seq_;
-  std::vector<float>* v_;
-  Groups groups_;
-  int64_t grouped_for_ = -1;  // the slot count groups_ was made for
+  LoraTerm<int32_t> lora_;
 };
 
 std::vector<Tensor> Tensors(int nparam, void** p, int* ndims, int64_t** shapes) {
@@ -120,7 +108,7 @@ extern "C" int LayerStep(int nparam, void** p, int* ndims, int64_t** shapes, con
     return Fail("layer step: h must be (R, T, d), the caches (rows, D) and len (1,)");
   const int64_t rows = t[H].shape[0], seq = t[H].shape[1], dim = t[H].shape[2], n = rows * seq, hd = t[KC].shape[1];
   for (int w : {WQ, WK, WV, WO, WG, WU, WD})
-    if (!(t[w].ndim == 2 || (t[w].ndim == 3 && t[w].shape[2] == kPanelWidth)))
+    if (!OutSize(t[w]))
       return Fail("layer step: weights must be (out, in) or panels (out / 16, in, 16)");
   const int64_t heads = OutSize(t[WQ]) / hd, kvh = OutSize(t[WK]) / hd, ffn = OutSize(t[WG]);
   const int64_t len = *static_cast<const int32_t*>(t[LEN].data);

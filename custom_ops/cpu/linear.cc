@@ -26,20 +26,19 @@ int Run(bool lora, int nparam, void** p, int* ndims, int64_t** shapes, const cha
   g_error[0] = '\0';
   const int want = lora ? 6 : 3, out_i = want - 1;
   if (nparam != want) return Fail("decode linear: wrong number of operands");
-  const bool panels = ndims[1] == 3;
-  if (ndims[0] != 3 || ndims[out_i] != 3 || !(ndims[1] == 2 || (panels && shapes[1][2] == kPanelWidth)))
-    return Fail("decode linear: x and y must be 3-D, W (out, in) or panels (out / 16, in, 16)");
   Dims d;
+  d.out = WeightOut(ndims[1], shapes[1]);
+  if (ndims[0] != 3 || ndims[out_i] != 3 || !d.out)
+    return Fail("decode linear: x and y must be 3-D, W (out, in) or panels (out / 16, in, 16)");
   d.rows = shapes[0][0];
   d.seq = shapes[0][1];
   d.in = shapes[0][2];
-  d.out = panels ? shapes[1][0] * kPanelWidth : shapes[1][0];
   if (shapes[1][1] != d.in) return Fail("decode linear: x and W disagree on the input size");
   for (int i = 0; i < want; ++i)
     if (i != 4 && std::strcmp(dtypes[i], "float32")) return Fail("decode linear: data must be float32");
   float* y = static_cast<float*>(p[out_i]);
-  (panels ? DensePanels : Dense)(static_cast<const float*>(p[0]), static_cast<const float*>(p[1]), y,
-                                 d.rows * d.seq, d.in, d.out);
+  DenseWeight(static_cast<const float*>(p[0]), static_cast<const float*>(p[1]), ndims[1] == 3, y, d.rows * d.seq,
+              d.in, d.out);
   if (!lora) return 0;
   if (ndims[2] != 3 || ndims[3] != 3 || ndims[4] != 1) return Fail("decode linear: bad LoRA operand ranks");
   d.slots = shapes[2][0];
@@ -49,8 +48,11 @@ int Run(bool lora, int nparam, void** p, int* ndims, int64_t** shapes, const cha
     return Fail("decode linear: LoRA stacks do not fit x and W");
   const float *x = static_cast<const float*>(p[0]), *a = static_cast<const float*>(p[2]);
   const float* b = static_cast<const float*>(p[3]);
-  if (!std::strcmp(dtypes[4], "int32")) return AddLora(x, a, b, static_cast<const int32_t*>(p[4]), y, d);
-  if (!std::strcmp(dtypes[4], "int64")) return AddLora(x, a, b, static_cast<const int64_t*>(p[4]), y, d);
+  std::vector<float> v;
+  if (!std::strcmp(dtypes[4], "int32"))
+    return LoraTerm<int32_t>(static_cast<const int32_t*>(p[4]), &v).Add(x, a, b, y, d);
+  if (!std::strcmp(dtypes[4], "int64"))
+    return LoraTerm<int64_t>(static_cast<const int64_t*>(p[4]), &v).Add(x, a, b, y, d);
   return Fail("indices must be int32 or int64");
 }
 
