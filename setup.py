@@ -11,6 +11,9 @@ EXTRAS = {
     "test": ["pytest>=8", "httpx>=0.27", "openai>=1.30"],
 }
 EXTRAS["all"] = sorted({r for reqs in EXTRAS.values() for r in reqs})
+# The llama.cpp peer of `bench.py e2e --peer llamacpp`: compiled from its sdist (~10 min on 2
+# cores), so not in "all"; see the README for the build flags.
+EXTRAS["peers"] = ["llama-cpp-python==0.3.36"]
 
 setup(
     name="cold_ms",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from cold_ms import tasks
 from cold_ms.errors import InputError
 from cold_ms.pipeline.batching import Request
-from cold_ms.pipeline.chat import chat_prompt_ids
+from cold_ms.formats.chat import chat_prompt_ids
 from cold_ms.pipeline.jsonl import open_for_append, read_done
 
 MODES = ("base", "expert", "cold")

@@ -20,7 +20,7 @@ def main(argv=None):
     p.add_argument("--model", help="source model (default: the embedded SmolLM2-135M-Instruct)")
     p.add_argument("--out", required=True, help="output directory (created; must not hold a model)")
     args = p.parse_args(argv)
-    from cold_ms.pipeline.convert import convert
+    from cold_ms.formats.convert import convert
     try:
         out = convert(args.model, args.out)
     except ColdError as e:

@@ -17,6 +17,7 @@ os.environ.setdefault("GLOG_v", "3")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from cold_ms.errors import ColdError, InputError  # noqa: E402
+from cold_ms.pipeline.options import add_engine_arguments, engine_options, runs_on  # noqa: E402
 
 
 def floats(text):
@@ -40,7 +41,7 @@ def parse_args(argv=None):
     p.add_argument("--batch", type=int, default=8, help="slots decoded together")
     p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument("--chat-template", help="built-in template instead of the checkpoint's")
-    p.add_argument("--mode", choices=("graph", "pynative"), default="graph")
+    add_engine_arguments(p)
     p.add_argument("--out", required=True)
     return p.parse_args(argv)
 
@@ -49,10 +50,10 @@ def build(args):
     from cold_ms import tasks
     from cold_ms.config import ColdParams
     from cold_ms.evaluation import Evaluator, plan_runs
-    from cold_ms.pipeline.adapters import AdapterRegistry, load_peft_adapter
+    from cold_ms.formats.adapters import AdapterRegistry, load_peft_adapter
     from cold_ms.pipeline.engine import Engine
-    from cold_ms.pipeline.model import load_model
-    from cold_ms.pipeline.shipped import resolve_adapter
+    from cold_ms.formats.model import load_model
+    from cold_ms.formats.shipped import resolve_adapter
 
     runs = plan_runs([m for m in args.modes.split(",") if m], args.alpha, args.beta)
     for run in runs:
@@ -71,7 +72,9 @@ def build(args):
                   -(-(max(len(p) for p in ev.prompts.values()) + args.max_new_tokens) // 64) * 64)
     kinds = {"cold" if r.mode == "cold" else "greedy" for r in runs}
     ev.engines = {k: Engine(model, adapters, slots=args.batch, max_len=max_len, contrastive=k == "cold",
-                            mode=args.mode) for k in sorted(kinds)}
+                            **engine_options(args)) for k in sorted(kinds)}
+    print(f"cold_ms: {model.config.name} (stored {model.stored}); {runs_on(next(iter(ev.engines.values())))}",
+          file=sys.stderr, flush=True)
     return ev, runs
 
 

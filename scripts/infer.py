@@ -19,11 +19,11 @@ os.environ.setdefault("GLOG_v", "3")  # MindSpore's C++ and Python warnings stay
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from cold_ms.errors import ColdError, InputError  # noqa: E402
+from cold_ms.pipeline.options import add_engine_arguments, engine_options, runs_on  # noqa: E402
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--mode", choices=("graph", "pynative"), default="graph")
     p.add_argument("--model", help="HF directory, .gguf file, MindFormers .yaml or converted directory "
                                    "(default: the embedded SmolLM2-135M-Instruct)")
     p.add_argument("--adapter", action="append", default=[], metavar="NAME[=DIR]",
@@ -35,9 +35,7 @@ def parse_args(argv=None):
     p.add_argument("--alpha", type=float, default=0.1, help="plausibility threshold, in (0, 1]")
     p.add_argument("--beta", type=float, default=0.5, help="contrast strength, >= 0 (0 = greedy)")
     p.add_argument("--mask", choices=("logit", "prob"), default="logit")
-    p.add_argument("--lora-backend", choices=("custom", "gather"), default="custom",
-                   help="custom: the compiled kernels (BGMV LoRA term, decode projections, norm, "
-                        "rotary, attention); gather: plain MindSpore ops and the gather-BMM twin")
+    add_engine_arguments(p)
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--max-len", type=int, help="KV cache length (default: fits the request)")
     p.add_argument("--ignore-eos", action="store_true")
@@ -57,10 +55,10 @@ def parse_args(argv=None):
 def load(args):
     """Model, adapter registry and (expert, amateur) for the command line."""
     from cold_ms.config import ColdParams
-    from cold_ms.pipeline.adapters import AdapterRegistry, load_peft_adapter
-    from cold_ms.pipeline.model import load_model
+    from cold_ms.formats.adapters import AdapterRegistry, load_peft_adapter
+    from cold_ms.formats.model import load_model
     from cold_ms.pipeline.prompts import choose_roles
-    from cold_ms.pipeline.shipped import DEFAULT_EXPERT, resolve_adapter, shipped_adapters
+    from cold_ms.formats.shipped import DEFAULT_EXPERT, resolve_adapter, shipped_adapters
 
     ColdParams(args.alpha, args.beta, args.mask)
     if args.max_new_tokens < 1:
@@ -87,7 +85,7 @@ def build(args, log):
     from cold_ms.pipeline.batching import Request
     from cold_ms.pipeline.engine import Engine
     from cold_ms.pipeline.prompts import parse_ids, text_prompt_ids
-    from cold_ms.pipeline.shipped import EXAMPLE_PROBLEM, shipped_adapters
+    from cold_ms.formats.shipped import EXAMPLE_PROBLEM, shipped_adapters
 
     model, adapters, expert, amateur = load(args)
     embedded = args.model is None
@@ -104,8 +102,7 @@ def build(args, log):
                          f"of {model.config.max_position_embeddings}")
     max_len = args.max_len or min(model.config.max_position_embeddings, -(-need // 64) * 64)
     engine = Engine(model, adapters, slots=min(len(prompts), 8), max_len=max_len,
-                    contrastive=amateur is not None, mode=args.mode, mask=args.mask,
-                    lora_backend=args.lora_backend)
+                    contrastive=amateur is not None, mask=args.mask, **engine_options(args))
     compile_s = engine.warmup(max(len(p) for p in prompts))
     if expert is None and not args.no_adapter:
         shipped = ", ".join(shipped_adapters()) or "none"
@@ -113,10 +110,9 @@ def build(args, log):
             f"(for CoLD give --adapter NAME=DIR or a shipped expert: {shipped})")
     roles = (f"CoLD expert={expert} amateur={amateur} alpha={args.alpha} beta={args.beta}" if amateur
              else f"greedy on {expert or 'the base model'}")
-    log(f"cold_ms: {model.config.name} ({model.config.num_params / 1e6:.1f}M params, {model.dtype} -> "
-        f"float32) from {model.source}; adapters [{', '.join(adapters.names) or 'none'}]; {roles}; "
-        f"{args.mode} mode, {engine.lora_backend} kernels; loaded in {model.load_s:.1f}s, "
-        f"compiled in {compile_s:.1f}s")
+    log(f"cold_ms: {model.config.name} ({model.config.num_params / 1e6:.1f}M params, stored {model.stored}) "
+        f"from {model.source}; adapters [{', '.join(adapters.names) or 'none'}]; {roles}; {runs_on(engine)}; "
+        f"loaded in {model.load_s:.1f}s, compiled in {compile_s:.1f}s")
     requests = [Request(p, adapter=expert, amateur=amateur, alpha=args.alpha, beta=args.beta,
                         max_new_tokens=args.max_new_tokens, ignore_eos=args.ignore_eos) for p in prompts]
     return model, engine, requests
@@ -166,8 +162,9 @@ def batch_job(args, log):
         contrastive = contrastive or req.amateur is not None
     max_len = min(model.config.max_position_embeddings, -(-max(sizes) // 64) * 64 or 64)
     engine = Engine(model, adapters, slots=args.slots, max_len=max_len, contrastive=contrastive,
-                    mode=args.mode, mask=args.mask, lora_backend=args.lora_backend)
-    log(f"cold_ms: batch job {args.input_file}: {len(jobs)} lines, {len(done)} already in {args.output_file}")
+                    mask=args.mask, **engine_options(args))
+    log(f"cold_ms: batch job {args.input_file}: {len(jobs)} lines, {len(done)} already in {args.output_file}; "
+        f"{runs_on(engine)}")
     with tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="req", file=sys.stderr) as bar:
         completed, failed = run_batch(engine, model.tokenizer, todo, args.output_file, defaults,
                                       args.chat_template, bar)

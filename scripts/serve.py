@@ -13,6 +13,8 @@ import sys
 os.environ.setdefault("GLOG_v", "3")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from cold_ms.pipeline.options import add_engine_arguments  # noqa: E402
+
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -20,9 +22,7 @@ def parse_args(argv=None):
     p.add_argument("--adapters-dir", help="directory of PEFT adapters, one per sub-directory, served by "
                                           "their directory names (default: the shipped adapters)")
     p.add_argument("--slots", type=int, default=4, help="requests decoded together")
-    p.add_argument("--mode", choices=("graph", "pynative"), default="graph")
-    p.add_argument("--lora-backend", choices=("custom", "gather"), default="custom",
-                   help="custom: the compiled CPU kernels; gather: plain MindSpore ops")
+    add_engine_arguments(p)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--max-len", type=int, default=1024, help="KV cache length per slot (prompt + completion)")

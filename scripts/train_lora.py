@@ -60,7 +60,7 @@ def write_curve(out, losses):
 def main(argv=None):
     args = parse_args(argv)
     from cold_ms import tasks
-    from cold_ms.pipeline.model import load_model
+    from cold_ms.formats.model import load_model
     from cold_ms.training.trainer import TrainConfig, Trainer
     try:
         task = f"jsonl:{args.train_file}" if args.train_file else args.task

@@ -28,9 +28,11 @@ def quant_roundtrip(w, qtype):
     return gguf.quants.dequantize(gguf.quants.quantize(w, qtype), qtype).reshape(w.shape).astype(np.float32)
 
 
-def write_gguf(path, cfg, weights, vocab, arch="llama", quant=Q.Q8_0):
+def write_gguf(path, cfg, weights, vocab, arch="llama", quant=Q.Q8_0, types=None):
     """Write weights (HF names, HF layout) as llama.cpp would; returns the weights as stored
-    after quantisation, in HF layout. `vocab` is a dict of tokenizer.ggml.* fields."""
+    after quantisation, in HF layout. `vocab` is a dict of tokenizer.ggml.* fields. Matrices
+    whose rows are whole blocks of 32 are quantised to `quant` (ffn_up to Q4_1), or to
+    types[part] for the first GGUF name part (e.g. "ffn_down") found in `types`."""
     w = gguf.GGUFWriter(path, arch)
     heads, kv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
     w.add_block_count(cfg["num_hidden_layers"])
@@ -65,7 +67,8 @@ def write_gguf(path, cfg, weights, vocab, arch="llama", quant=Q.Q8_0):
         else:
             array_g = array
         if array.ndim == 2 and array.shape[1] % 32 == 0:
-            qtype = Q.Q4_1 if "ffn_up" in gguf_name(name) else quant
+            named = [q for part, q in (types or {}).items() if part in gguf_name(name)]
+            qtype = named[0] if named else Q.Q4_1 if "ffn_up" in gguf_name(name) else quant
             w.add_tensor(gguf_name(name), gguf.quants.quantize(array_g, qtype), raw_dtype=qtype)
             stored[name] = quant_roundtrip(array, qtype)
         else:

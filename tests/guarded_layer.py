@@ -9,12 +9,10 @@ import sys
 
 import numpy as np
 
+from cold_ms.ops import operands
 from cold_ms.ops._library import cpu_library
 
 PAGE = mmap.PAGESIZE
-OPERANDS = ("h ln1 eps1 wq wk wv aq bq ak bk av bv cos sin kc vc pos crow len wo ao bo ln2 eps2 "
-            "wg ag bg wu au bu wd ad bd idx out").split()
-INTS = {"pos", "crow", "len", "idx"}
 
 
 def guarded(array, keep):
@@ -33,19 +31,19 @@ def guarded(array, keep):
 
 def layer_step(ops):
     lib = ctypes.CDLL(cpu_library())
-    arrays = [np.ascontiguousarray(ops[name]) for name in OPERANDS]
+    arrays = [np.ascontiguousarray(ops[name]) for name in operands.NAMES]
     n = len(arrays)
     ptrs = (ctypes.c_void_p * n)(*[a.ctypes.data for a in arrays])
     ndims = (ctypes.c_int * n)(*[a.ndim for a in arrays])
     shapes = [(ctypes.c_int64 * max(a.ndim, 1))(*a.shape) for a in arrays]
     shape_ptrs = (ctypes.POINTER(ctypes.c_int64) * n)(*[ctypes.cast(s, ctypes.POINTER(ctypes.c_int64)) for s in shapes])
-    dtypes = (ctypes.c_char_p * n)(*[b"int32" if name in INTS else b"float32" for name in OPERANDS])
+    dtypes = (ctypes.c_char_p * n)(*[b"int32" if kind == "int" else b"float32" for _, kind in operands.LAYER])
     if lib.LayerStep(n, ptrs, ndims, shape_ptrs, dtypes, None, None) != 0:
         raise RuntimeError("LayerStep failed")
     return ops["out"].copy()
 
 
-def operands(head_dim, position):
+def layer_operands(head_dim, position):
     """One row, one token at `position` of a one-row cache of position + 1 positions."""
     rng = np.random.default_rng(3)
     f = lambda *shape: (rng.standard_normal(shape) * 0.1).astype(np.float32)  # noqa: E731
@@ -53,19 +51,20 @@ def operands(head_dim, position):
     none = np.zeros((1, 1, 1), np.float32)  # a module without LoRA slots
     ops = {"h": f(1, 1, dim), "ln1": f(dim) + 1, "eps1": np.array([1e-5], np.float32), "wq": f(dim, dim),
            "wk": f(head_dim, dim), "wv": f(head_dim, dim), "cos": f(1, 1, head_dim), "sin": f(1, 1, head_dim),
-           "kc": f(length, head_dim), "vc": f(length, head_dim), "pos": np.array([[position]], np.int32),
+           "k_cache": f(length, head_dim), "v_cache": f(length, head_dim), "pos": np.array([[position]], np.int32),
            "crow": np.array([0], np.int32), "len": np.array([length], np.int32), "wo": f(dim, dim),
            "ln2": f(dim) + 1, "eps2": np.array([1e-5], np.float32), "wg": f(ffn, dim), "wu": f(ffn, dim),
-           "wd": f(dim, ffn), "idx": np.array([-1], np.int32), "out": np.zeros((1, 1, dim), np.float32)}
-    ops.update({name: none for name in OPERANDS if name[0] in "ab" and name not in ops})
+           "wd": f(dim, ffn), "idx": np.array([-1], np.int32), "out": np.zeros((1, 1, dim), np.float32),
+           "wtypes": np.zeros((7, 2), np.int32)}  # every projection float32 rows
+    ops.update({name: none for name, kind in operands.LAYER if kind == "lora"})
     return ops
 
 
 def main(head_dim, position):
-    plain = operands(head_dim, position)
-    want = layer_step(dict(plain, kc=plain["kc"].copy(), vc=plain["vc"].copy()))
+    plain = layer_operands(head_dim, position)
+    want = layer_step(dict(plain, k_cache=plain["k_cache"].copy(), v_cache=plain["v_cache"].copy()))
     keep = []
-    fenced = dict(plain, kc=guarded(plain["kc"], keep), vc=guarded(plain["vc"], keep))
+    fenced = dict(plain, k_cache=guarded(plain["k_cache"], keep), v_cache=guarded(plain["v_cache"], keep))
     print("identical" if np.array_equal(layer_step(fenced), want) else "different")
 
 

@@ -2,9 +2,9 @@
 import numpy as np
 from mindspore import Tensor
 
-from cold_ms.pipeline.adapters import AdapterRegistry, load_peft_adapter
+from cold_ms.formats.adapters import AdapterRegistry, load_peft_adapter
 from cold_ms.pipeline.engine import Engine
-from cold_ms.pipeline.model import load_model
+from cold_ms.formats.model import load_model
 
 
 def engine_for(tiny, names=(), **kw):

@@ -5,8 +5,8 @@ import mindspore as ms
 from mindspore import Tensor, nn
 
 from cold_ms.errors import InputError
-from cold_ms.ops import bgmv
-from cold_ms.pipeline.runtime import configure
+from cold_ms.ops import bgmv, registry
+from cold_ms.runtime import configure
 
 DTYPES = {"float32": ms.float32, "float16": ms.float16, "bfloat16": ms.bfloat16}
 # relative tolerance of a result stored in each dtype (float32 sums, rounded once at the end)
@@ -16,7 +16,7 @@ RTOL = {"float32": 2e-5, "float16": 2e-3, "bfloat16": 1.6e-2}
 class Op(nn.Cell):
     def __init__(self, fn, backend):
         super().__init__()
-        self.fn, self.backend = fn, bgmv.select_backend(backend)
+        self.fn, self.backend = fn, registry.select_backend(backend)
 
     def construct(self, *args):
         return self.fn(*args, backend=self.backend)
@@ -109,14 +109,14 @@ def test_index_beyond_the_slot_count(tiny):
     bad = Tensor(np.array([0, 2, -1], np.int32))
     with pytest.raises(RuntimeError) as info:
         Op(bgmv.add_lora, "custom")(*(Tensor(v.astype(np.float32)) for v in (y, x, a, b)), bad)
-    explained = bgmv.explain_kernel_error(info.value)
+    explained = registry.explain_kernel_error(info.value)
     assert isinstance(explained, InputError)
     assert "adapter index is >= the number of slots" in str(explained)
 
 
 def test_unknown_backend():
     with pytest.raises(ValueError, match="unknown LoRA backend 'cuda'"):
-        bgmv.select_backend("cuda")
+        registry.select_backend("cuda")
 
 
 def test_without_a_compiler_the_twin_runs_with_one_warning(tmp_path):
@@ -125,11 +125,11 @@ def test_without_a_compiler_the_twin_runs_with_one_warning(tmp_path):
     import subprocess
     import sys
     code = ("import warnings; warnings.simplefilter('always')\n"
-            "from cold_ms.ops import bgmv\n"
-            "print(bgmv.select_backend('custom'), bgmv.select_backend('custom'))\n")
+            "from cold_ms.ops import registry\n"
+            "print(registry.select_backend('custom'), registry.select_backend('custom'))\n")
     env = dict(os.environ, CXX=str(tmp_path / "no-such-compiler"), COLD_MS_CACHE=str(tmp_path))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["gather", "gather"]
-    assert out.stderr.count("custom BGMV kernel unavailable (no C++ compiler found") == 1
+    assert out.stderr.count("custom kernels unavailable (no C++ compiler found") == 1

@@ -11,8 +11,8 @@ import pytest
 import mindspore as ms
 from mindspore import Tensor, nn
 
-from cold_ms.ops import bgmv
-from cold_ms.pipeline.runtime import configure
+from cold_ms.ops import bgmv, registry
+from cold_ms.runtime import configure
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("COLD_MS_DEVICE") != "Ascend",
@@ -34,7 +34,7 @@ class Op(nn.Cell):
 
     def __init__(self, fn):
         super().__init__()
-        self.fn, self.backend = fn, bgmv.select_backend("custom")
+        self.fn, self.backend = fn, registry.select_backend("custom")
 
     def construct(self, *args):
         return self.fn(*args, backend=self.backend)

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from mindspore import Tensor, nn, ops
 
-from cold_ms.ops import bgmv, decode
+from cold_ms.ops import decode, registry
 from cold_ms.ops.contrastive import cold_scores, cold_select, first_argmax
-from cold_ms.pipeline.runtime import configure
+from cold_ms.runtime import configure
 
 
 def _t(x, dtype=np.float32):
@@ -22,7 +22,7 @@ def mode(request):
 @pytest.fixture(params=["ops", "kernel"])
 def impl(request):
     if request.param == "kernel":
-        assert bgmv.select_backend("custom") == "custom" and decode.fused_scoring("custom")
+        assert registry.select_backend("custom") == "custom" and registry.cpu_kernels("custom")
     return request.param
 
 

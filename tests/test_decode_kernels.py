@@ -6,15 +6,18 @@ import pytest
 from mindspore import Tensor, nn
 
 from cold_ms.errors import InputError
-from cold_ms.ops import bgmv, decode, linear, panels
-from cold_ms.pipeline.runtime import configure
+from cold_ms.ops import decode, linear, panels, registry
+from cold_ms.runtime import configure
+
+
+F32 = Tensor(np.zeros(2, np.int32))  # the kind of a float32 weight: type code 0, no integer activations
 
 
 class Project(nn.Cell):
-    """linear.project with the custom backend; LoRA stacks when given."""
+    """linear.project with the custom kernels; LoRA stacks when given."""
 
     def construct(self, x, w, a=None, b=None, idx=None):
-        return linear.project(x, w, None, a, b, idx, "custom")
+        return linear.project(x, w, F32, None, a, b, idx, "custom", True)
 
 
 class Fn(nn.Cell):
@@ -29,7 +32,7 @@ class Fn(nn.Cell):
 @pytest.fixture(autouse=True, params=["graph", "pynative"])
 def _ready(request):
     configure(request.param)
-    assert bgmv.select_backend("custom") == "custom" and decode.available()
+    assert registry.select_backend("custom") == "custom" and registry.cpu_kernels("custom")
 
 
 def _t(a, dtype=np.float32):

@@ -8,9 +8,9 @@ import pytest
 
 import fixtures
 from cold_ms.errors import AdapterError, CheckpointError, ColdError, ConfigError, InputError
-from cold_ms.pipeline.adapters import load_peft_adapter
+from cold_ms.formats.adapters import load_peft_adapter
 from cold_ms.pipeline.batching import Request
-from cold_ms.pipeline.model import load_model
+from cold_ms.formats.model import load_model
 from helpers import engine_for
 
 INFER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "infer.py")

@@ -8,8 +8,8 @@ import fixtures
 import gguf_fixtures
 import numpy_llama as ref
 from cold_ms.errors import CheckpointError, ConfigError
-from cold_ms.pipeline.model import load_model
-from cold_ms.pipeline.tokenizer import SentencePieceTokenizer
+from cold_ms.formats.model import load_model
+from cold_ms.formats.tokenizer import SentencePieceTokenizer
 from helpers import all_logits, engine_for
 
 CFG = dict(fixtures.TINY, vocab_size=300, max_position_embeddings=64)
@@ -27,7 +27,7 @@ def gguf_model(tmp_path_factory):
 
 
 def test_quantised_gguf_matches_its_hf_twin(gguf_model):
-    from_gguf = engine_for({}, model_dir=gguf_model["gguf"])
+    from_gguf = engine_for({}, model_dir=gguf_model["gguf"], activations="float32")
     from_hf = engine_for({}, model_dir=gguf_model["hf"])
     assert from_gguf.model.config == from_hf.model.config.__class__(**{
         **from_hf.model.config.__dict__, "name": from_gguf.model.config.name})
@@ -37,21 +37,27 @@ def test_quantised_gguf_matches_its_hf_twin(gguf_model):
     assert np.abs(got - want).max() < 5e-5
 
 
-def test_weights_own_their_memory_and_slabs_dequantise_like_the_whole(gguf_model):
-    """A loaded model no longer maps the file (views of the map kept its touched pages
-    resident), and dequantising a few rows at a time equals the whole tensor at once."""
+def test_weights_are_the_stored_blocks_in_memory_of_their_own(gguf_model):
+    """A loaded model keeps each matrix's GGUF blocks (Q rows un-permuted, whole rows moved),
+    copied out of the file: views of the reader's map kept every touched page resident."""
     from gguf import quants
-    from cold_ms.pipeline import gguf_loader
+    from cold_ms import wtypes
+    from cold_ms.formats import gguf_loader
     model = load_model(gguf_model["gguf"])
     gc.collect()
     with open("/proc/self/maps") as f:
         assert gguf_model["gguf"] not in f.read()
     reader = gguf_loader.open_gguf(gguf_model["gguf"])
     for t in reader.tensors:
-        whole = quants.dequantize(t.data, t.tensor_type)
-        sliced = gguf_loader.dequantize_tensor(t, slab=7)
-        assert sliced.flags.owndata
-        np.testing.assert_array_equal(sliced.reshape(whole.shape), whole)
+        name = gguf_loader._our_name(t.name)
+        w = model.weights[name]
+        want = quants.dequantize(t.data, t.tensor_type).reshape(w.shape)
+        if name.endswith(("q_proj.weight", "k_proj.weight")):
+            heads = CFG["num_attention_heads"] if "q_proj" in name else CFG["num_key_value_heads"]
+            want = want[gguf_loader.unpermute(np.arange(w.shape[0]), heads)]
+        if isinstance(w, wtypes.Packed):
+            assert w.wtype.gguf == int(t.tensor_type) and not np.may_share_memory(w.data, t.data)
+        np.testing.assert_array_equal(wtypes.to_float(w), want)
     assert model.weights["model.embed_tokens.weight"].shape == (CFG["vocab_size"], CFG["hidden_size"])
 
 

@@ -10,7 +10,7 @@ import yaml
 import fixtures
 import numpy_llama as ref
 from cold_ms.errors import CheckpointError
-from cold_ms.pipeline.mindformers_ckpt import mindformers_config, to_mindformers_name
+from cold_ms.formats.mindformers_ckpt import mindformers_config, to_mindformers_name
 from helpers import all_logits, engine_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -90,7 +90,7 @@ def test_mindformers_tokenizer_and_directory_model(mf, tiny):
 
 def test_mindformers_config_object(mf):
     from mindformers import LlamaConfig
-    from cold_ms.pipeline.mindformers_ckpt import mindformers_config
+    from cold_ms.formats.mindformers_ckpt import mindformers_config
     obj = LlamaConfig(hidden_size=64, num_layers=2, num_heads=4, n_kv_heads=2, vocab_size=128,
                       intermediate_size=96, rms_norm_eps=1e-6, theta=500000.0)
     cfg = mindformers_config(obj)

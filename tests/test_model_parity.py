@@ -8,6 +8,7 @@ import pytest
 from mindspore import Tensor
 
 import fixtures
+from cold_ms import wtypes
 import numpy_llama as ref
 from helpers import all_logits, engine_for
 
@@ -61,7 +62,10 @@ def test_half_precision_and_sharded_checkpoints(tmp_path, dtype, shards):
     _, w = fixtures.write_model(str(tmp_path / "m"), cfg=cfg, seed=6, dtype=dtype, shards=shards)
     eng = engine_for({"adapter_dir": {}}, model_dir=str(tmp_path / "m"))
     assert eng.model.config.rope_theta == 500000.0
-    assert all(a.dtype == np.float32 for a in eng.model.weights.values())
+    half = {"bfloat16": "bf16", "float16": "f16"}[dtype]  # matrices stay as stored, vectors are float32
+    assert {wtypes.type_of(a).name for n, a in eng.model.weights.items() if a.ndim == 2} == {half}
+    assert all(a.dtype == np.float32 for a in eng.model.weights.values() if a.ndim == 1)
+    assert eng.weights.startswith(f"auto: {half} x")  # the engine reads them as stored
     _check(eng, dict(cfg, rope_theta=500000.0), w, None, -1)
 
 

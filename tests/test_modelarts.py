@@ -15,7 +15,7 @@ import pytest
 
 from cold_ms.bench.serve import free_port
 from cold_ms.pipeline.batching import Request
-from cold_ms.pipeline.chat import chat_prompt_ids
+from cold_ms.formats.chat import chat_prompt_ids
 from cold_ms.serving.schemas import ChatRequest, CompletionRequest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -5,8 +5,8 @@ import pytest
 
 import fixtures
 from cold_ms.errors import ConfigError
-from cold_ms.pipeline.chat import BUILTIN, chat_prompt_ids, render_chat
-from cold_ms.pipeline.tokenizer import HFTokenizer, SentencePieceTokenizer, load_tokenizer
+from cold_ms.formats.chat import BUILTIN, chat_prompt_ids, render_chat
+from cold_ms.formats.tokenizer import HFTokenizer, SentencePieceTokenizer, load_tokenizer
 
 TEXTS = ["The quick brown fox.", "What is the capital of France? Paris.", "  two  spaces", "1234 5"]
 

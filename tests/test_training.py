@@ -12,7 +12,7 @@ from safetensors.numpy import load_file
 
 import numpy_llama as ref
 from cold_ms import tasks
-from cold_ms.pipeline.model import load_model
+from cold_ms.formats.model import load_model
 from cold_ms.training.trainer import TrainConfig, Trainer
 from helpers import all_logits, engine_for
 

@@ -36,7 +36,7 @@ def worker(spec):
     import mindspore as ms
     from mindspore import Tensor, nn
     from cold_ms.ops import bgmv
-    from cold_ms.pipeline.runtime import configure
+    from cold_ms.runtime import configure
 
     configure("graph")
     backend = bgmv.select_backend(spec["backend"])

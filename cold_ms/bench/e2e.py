@@ -20,7 +20,10 @@ import tempfile
 import numpy as np
 
 from cold_ms.bench.random_model import SIZES, write_random_checkpoint
-from cold_ms.pipeline.chat import chat_prompt_ids
+from cold_ms.formats.chat import chat_prompt_ids
+from cold_ms.wtypes import CHOICES as WEIGHT_CHOICES
+
+PEERS = ("hf", "llamacpp")
 
 PROMPT_TEXT = ("A baker makes 4 trays of 12 muffins and sells 29 of them. How many muffins are left? "
                "Solve step by step and end with '#### <number>'.")
@@ -57,7 +60,13 @@ def add_arguments(p):
                                                              "(this VM's bandwidth drifts within seconds)")
     p.add_argument("--mode", choices=("graph", "pynative"), default="graph")
     p.add_argument("--variants", default="greedy,cold,cold_two_pass,cold_two_models")
-    p.add_argument("--peer", choices=("hf",), help="also run Hugging Face transformers + PEFT")
+    p.add_argument("--weights", nargs="+", default=["auto"], choices=list(WEIGHT_CHOICES),
+                   help="weight formats to run every variant in (a benchmark dimension)")
+    p.add_argument("--activations", default="int16", choices=("int16", "int8", "float32"),
+                   help="of the quantised GEMVs (see cold_ms/ops/prepare.py)")
+    p.add_argument("--peer", choices=PEERS, action="append", default=[],
+                   help="also run a peer: hf (transformers + PEFT, CoLD) or llamacpp (llama-cpp-python "
+                        "greedy on the same GGUF, B=1 only); repeatable")
     p.add_argument("--json", help="write results here (plus .md and .png beside it)")
 
 
@@ -66,12 +75,13 @@ def _peak_rss_mb():
         return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
 
 
-def _worker(conn, variant, args):
+def _worker(conn, key, args):
     os.environ.setdefault("GLOG_v", "3")
-    from cold_ms.bench.e2e_variants import build
-    from cold_ms.pipeline.adapters import AdapterRegistry, load_peft_adapter
-    from cold_ms.pipeline.model import load_model
-    from cold_ms.pipeline.shipped import resolve_adapter
+    from cold_ms.bench.e2e_variants import build, weight_bytes
+    from cold_ms.formats.adapters import AdapterRegistry, load_peft_adapter
+    from cold_ms.formats.model import load_model
+    from cold_ms.formats.shipped import resolve_adapter
+    variant, weights = key
     model = load_model(args["model"])
     name, path = resolve_adapter(args["adapter"])
     adapters = AdapterRegistry([load_peft_adapter(path, name, model.config)])
@@ -82,12 +92,16 @@ def _worker(conn, variant, args):
     if variant == "hf":
         from cold_ms.bench.hf_peer import HFVariant
         v = HFVariant(model, path, name, batch)
+    elif variant == "llamacpp":
+        from cold_ms.bench.llamacpp_peer import LlamaCppVariant
+        v = LlamaCppVariant(model, max_len)
     else:
-        v = build(variant, model, adapters, name, batch, max_len, args["mode"])
+        v = build(variant, model, adapters, name, batch, max_len, args["mode"], weights, args["activations"])
     v.prefill(prompt)  # compiles
     for _ in range(2):
         v.step()
-    conn.send({"ready": True})
+    conn.send({"ready": True, "summary": v.summary,
+               "weight_bytes": weight_bytes(variant, v.base_bytes, adapters.adapters[0])})
     while True:
         if conn.recv() == "stop":
             conn.send({"peak_rss_mb": _peak_rss_mb()})
@@ -98,21 +112,22 @@ def _worker(conn, variant, args):
         conn.send({"ttft_s": ttft, "steps_s": [v.step() for _ in range(per_run - 2)]})
 
 
-def _start(variant, args):
+def _start(key, args):
     ctx = mp.get_context("spawn")  # a clean MindSpore per worker
     parent, child = ctx.Pipe()
-    proc = ctx.Process(target=_worker, args=(child, variant, args), daemon=True)
+    proc = ctx.Process(target=_worker, args=(child, key, args), daemon=True)
     proc.start()
     if not parent.poll(900):
-        raise RuntimeError(f"worker {variant} (batch {args['batch']}) did not start")
-    parent.recv()
-    return proc, parent
+        raise RuntimeError(f"worker {key} (batch {args['batch']}) did not start")
+    return proc, parent, parent.recv()
 
 
-def _row(variant, batch, mode, times, ttfts, rss, floor_fraction):
+def _row(key, batch, mode, times, ttfts, rss, floor_fraction, summary):
     ms = [t * 1e3 for t in times]
     med = statistics.median(ms)
-    return {"variant": variant, "batch": batch, "mode": mode, "ms_per_step_median": round(med, 2),
+    variant, weights = key
+    return {"variant": variant, "weights": weights, "reads": summary, "batch": batch, "mode": mode,
+            "ms_per_step_median": round(med, 2),
             "ms_per_step_p90": round(float(np.percentile(ms, 90)), 2), "steps": len(ms),
             "ttft_ms": round(1e3 * statistics.median(ttfts), 1), "tokens_per_s": round(batch * 1e3 / med, 1),
             "peak_rss_mb": round(rss, 0), "floor_fraction": round(floor_fraction, 3)}
@@ -129,54 +144,54 @@ def run(args):
         shutil.rmtree(root, ignore_errors=True)
 
 
+def _keys(args):
+    """(variant, weights) pairs: every variant in every weight format, then each peer once (on the
+    checkpoint's own weights). The llama.cpp peer decodes one sequence: B=1 only."""
+    keys = [(v, w) for w in args.weights for v in args.variants.split(",") if v]
+    return keys + [(peer, "checkpoint") for peer in args.peer]
+
+
 def _run(args):
-    from cold_ms.bench.e2e_variants import weight_bytes
     from cold_ms.bench.report import write_e2e
-    from cold_ms.ops._library import read_bandwidth_gbps
-    from cold_ms.pipeline.adapters import load_peft_adapter
-    from cold_ms.pipeline.model import load_model
-    from cold_ms.pipeline.shipped import resolve_adapter
+    from cold_ms.ops._library import cpu_model, kernel_paths, read_bandwidth_gbps
     bandwidth = []
-    variants = [v for v in args.variants.split(",") if v] + (["hf"] if args.peer else [])
     spec = {"model": args.model, "adapter": args.adapter, "steps": args.steps, "rounds": args.rounds,
-            "mode": args.mode}
-    model = load_model(args.model)
-    name, path = resolve_adapter(args.adapter)
-    adapter = load_peft_adapter(path, name, model.config)
-    step_bytes = {v: weight_bytes(v, model, adapter) for v in variants}
-    print(f"a fused step reads {weight_bytes('cold', model, adapter) / 1e6:.0f} MB of weights", file=sys.stderr)
-    del model
-    mode = lambda v: "torch" if v == "hf" else args.mode  # noqa: E731
+            "mode": args.mode, "activations": args.activations}
+    machine = f"{cpu_model()}, {os.cpu_count()} cores, kernel paths: {kernel_paths()}"
+    print(f"cpu: {machine}", file=sys.stderr)
+    mode = lambda key: {"hf": "torch", "llamacpp": "llama.cpp"}.get(key[0], args.mode)  # noqa: E731
     rows = []
     for b in args.batches:
-        times, ttfts, rss = {v: [] for v in variants}, {v: [] for v in variants}, {}
-        fractions = {v: [] for v in variants}
+        keys = [k for k in _keys(args) if not (k[0] == "llamacpp" and b != 1)]
+        times, ttfts, rss = {k: [] for k in keys}, {k: [] for k in keys}, {}
+        fractions = {k: [] for k in keys}
         workers = {}
         try:
-            for v in variants:
-                workers[v] = _start(v, dict(spec, batch=b))
+            for k in keys:
+                workers[k] = _start(k, dict(spec, batch=b))
+                print(f"{k[0]} ({k[1]}) reads {workers[k][2]['summary']}", file=sys.stderr, flush=True)
             for r in range(args.rounds):
-                order = variants[r % len(variants):] + variants[:r % len(variants)]
-                for v in order:
-                    workers[v][1].send("run")
-                    out = workers[v][1].recv()
-                    times[v] += out["steps_s"]
-                    ttfts[v].append(out["ttft_s"])
+                order = keys[r % len(keys):] + keys[:r % len(keys)]
+                for k in order:
+                    workers[k][1].send("run")
+                    out = workers[k][1].recv()
+                    times[k] += out["steps_s"]
+                    ttfts[k].append(out["ttft_s"])
                     bandwidth.append(read_bandwidth_gbps(512, 3))  # right after the steps, every worker idle
-                    floor_s = step_bytes[v] / (bandwidth[-1] * 1e9)
-                    fractions[v].append(floor_s / statistics.median(out["steps_s"]))
-            for v, (proc, conn) in workers.items():
+                    floor_s = workers[k][2]["weight_bytes"] / (bandwidth[-1] * 1e9)
+                    fractions[k].append(floor_s / statistics.median(out["steps_s"]))
+            for k, (proc, conn, _) in workers.items():
                 conn.send("stop")
-                rss[v] = conn.recv()["peak_rss_mb"]
+                rss[k] = conn.recv()["peak_rss_mb"]
                 proc.join(30)
         finally:
-            for proc, _ in workers.values():
+            for proc, _, _ in workers.values():
                 if proc.is_alive():
                     proc.kill()
-        rows += [_row(v, b, mode(v), times[v], ttfts[v], rss[v], statistics.median(fractions[v]))
-                 for v in variants]
-        print(f"batch {b}: " + ", ".join(f"{v} {1e3 * statistics.median(times[v]):.1f} ms" for v in variants),
+        rows += [_row(k, b, mode(k), times[k], ttfts[k], rss[k], statistics.median(fractions[k]),
+                      workers[k][2]["summary"]) for k in keys]
+        print(f"batch {b}: " + ", ".join(f"{k[0]}/{k[1]} {1e3 * statistics.median(times[k]):.1f} ms" for k in keys),
               file=sys.stderr, flush=True)
         # after every batch size, so finished ones survive a later failure (e.g. out of memory)
-        write_e2e({"e2e": rows, "bandwidth_gbps": round(statistics.median(bandwidth), 2),
+        write_e2e({"machine": machine, "e2e": rows, "bandwidth_gbps": round(statistics.median(bandwidth), 2),
                    "bandwidth_samples_gbps": [round(x, 1) for x in bandwidth]}, args.json)

@@ -14,15 +14,16 @@ import time
 import numpy as np
 from mindspore import Tensor
 
+from cold_ms import wtypes
 from cold_ms.cells.cold_step import LogitsStep, ScoreStep, one_shape
-from cold_ms.cells.transformer import CausalLM
+from cold_ms.cells.transformer import CausalLM, assign, build_lm
 from cold_ms.config import LoraLayout
-from cold_ms.ops import panels
+from cold_ms.formats.names import module_path
+from cold_ms.ops.prepare import EMBED, HEAD, Prepared
 from cold_ms.pipeline import batching
 from cold_ms.pipeline.batching import Request
-from cold_ms.pipeline.checkpoint import module_path
-from cold_ms.pipeline.engine import DEFAULT_CHUNKS, Engine, assign
-from cold_ms.pipeline.runtime import configure
+from cold_ms.pipeline.engine import DEFAULT_CHUNKS, Engine
+from cold_ms.runtime import configure
 
 VARIANTS = ("greedy", "cold", "cold_two_pass", "cold_two_models")
 ALPHA, BETA = 0.1, 0.5
@@ -31,9 +32,11 @@ ALPHA, BETA = 0.1, 0.5
 class EngineVariant:
     """greedy and cold: the product path, through the Engine's own prefill/decode."""
 
-    def __init__(self, model, adapters, expert, batch, max_len, mode, contrastive):
-        self.engine = Engine(model, adapters, slots=batch, max_len=max_len, contrastive=contrastive, mode=mode)
+    def __init__(self, model, adapters, expert, batch, max_len, mode, contrastive, weights, activations):
+        self.engine = Engine(model, adapters, slots=batch, max_len=max_len, contrastive=contrastive, mode=mode,
+                             weights=weights, activations=activations)
         self.expert, self.contrastive, self.batch = expert, contrastive, batch
+        self.summary, self.base_bytes = self.engine.weights, step_bytes(self.engine.prepared)
 
     def prefill(self, prompt):
         amateur = "base" if self.contrastive else None
@@ -53,39 +56,28 @@ class EngineVariant:
         return time.perf_counter() - start
 
 
-def share_weights(dst, src):
-    """Point dst's weight Parameters at src's (one copy in memory); KV caches stay separate."""
-    for name, param in src.parameters_and_names():
-        if name.endswith(("k_cache", "v_cache")):
-            continue
-        owner = dst
-        *path, attr = name.split(".")
-        for part in path:
-            owner = owner[int(part)] if part.isdigit() else getattr(owner, part)
-        setattr(owner, attr, param)
-
-
 class SplitVariant:
     """cold_two_pass (shared weights, three graph calls) and cold_two_models (two copies)."""
 
-    def __init__(self, model, adapters, expert, batch, max_len, mode, two_models):
+    def __init__(self, model, adapters, expert, batch, max_len, mode, two_models, weights, activations):
         configure(mode)
         cfg, self.batch, self.max_len, self.mode = model.config, batch, max_len, mode
         self.two_models = two_models
+        kw = dict(choice=weights, activations=activations)
+        stacked = adapters.stacked(cfg)
         if two_models:  # the expert as its own model: adapter merged into a copy of the base
-            self.lm_e = CausalLM(cfg, LoraLayout(0, 0, ()), batch, max_len)
-            model.use_layout(self.lm_e.weight_layout)
-            assign(self.lm_e, merged_weights(model, adapters.adapters[adapters.slot(expert)]))
-            self.lm_a = CausalLM(cfg, LoraLayout(0, 0, ()), batch, max_len)
-            assign(self.lm_a, model.weights)
+            none = LoraLayout(0, 0, ())
+            self.lm_e, _ = build_lm(merged_weights(model, adapters.adapters[adapters.slot(expert)]), cfg, none,
+                                    batch, max_len, **kw)
+            self.lm_a, prepared = build_lm(model.weights, cfg, none, batch, max_len, **kw)
             self.idx_e = self.idx_a = np.full((batch,), -1, np.int32)
         else:
-            self.lm_e = CausalLM(cfg, adapters.layout(), batch, max_len)
-            model.use_layout(self.lm_e.weight_layout)
-            assign(self.lm_e, model.weights)
-            assign(self.lm_e, adapters.stacked(cfg))
-            self.lm_a = CausalLM(cfg, adapters.layout(), batch, max_len)
-            share_weights(self.lm_a, self.lm_e)
+            self.lm_e, prepared = build_lm(model.weights, cfg, adapters.layout(), batch, max_len, **kw)
+            self.lm_a = CausalLM(cfg, adapters.layout(), batch, max_len, self.lm_e.backend, prepared)
+            # the same arrays: both models' Parameters share their memory (one copy); KV caches their own
+            for lm in (self.lm_e, self.lm_a):
+                assign(lm, {name: getattr(p, "data", p) for name, p in prepared.items()})
+                assign(lm, stacked)
             self.idx_e = np.full((batch,), adapters.slot(expert), np.int32)
             self.idx_a = np.full((batch,), -1, np.int32)
         self.step_e, self.step_a, self.score = LogitsStep(self.lm_e), LogitsStep(self.lm_a), ScoreStep()
@@ -96,6 +88,7 @@ class SplitVariant:
         one_shape(self.score, mode)
         self.alpha = Tensor(np.full((batch,), ALPHA, np.float32))
         self.beta = Tensor(np.full((batch,), BETA, np.float32))
+        self.summary, self.base_bytes = self.lm_e.weights_summary, step_bytes(prepared)
 
     def _choose(self, tokens, positions, last):
         configure(self.mode)
@@ -129,28 +122,39 @@ class SplitVariant:
 
 def merged_weights(model, adapter):
     """The expert as a model of its own: a copy of every base weight (a second model shares
-    no memory with the first, embeddings included), the adapter merged in: W + scaling * B @ A,
-    in the layout the model's weights are in."""
-    weights = {name: w.copy() for name, w in model.weights.items()}
+    no memory with the first, embeddings included), the adapter merged in (W + scaling * B @ A,
+    in float32) and stored again in the base's type (q8_0 where no kernel reads that type)."""
+    def copy(w):
+        return wtypes.Packed(w.wtype, w.shape, w.data.copy()) if isinstance(w, wtypes.Packed) else w.copy()
+
+    weights = {name: copy(w) for name, w in model.weights.items()}
     for (layer, module), (a, b) in adapter.tensors.items():
         name = module_path(layer, module) + ".weight"
-        merged = (panels.to_rows(weights[name]) + adapter.scaling * (b @ a)).astype(np.float32)
-        weights[name] = panels.to_panels(merged) if weights[name].ndim == 3 else merged
+        stored = wtypes.type_of(weights[name])
+        merged = (wtypes.to_float(weights[name]) + adapter.scaling * (b @ a)).astype(np.float32)
+        keep = stored if stored.from_float and stored.code >= 0 else wtypes.TYPES["q8_0"]
+        weights[name] = wtypes.convert(merged, keep if wtypes.fits(keep, merged.shape) else wtypes.F32)
     return weights
 
 
-def build(variant, model, adapters, expert, batch, max_len, mode):
+def build(variant, model, adapters, expert, batch, max_len, mode, weights="auto", activations="int16"):
     if variant in ("greedy", "cold"):
-        return EngineVariant(model, adapters, expert, batch, max_len, mode, variant == "cold")
-    return SplitVariant(model, adapters, expert, batch, max_len, mode, variant == "cold_two_models")
+        return EngineVariant(model, adapters, expert, batch, max_len, mode, variant == "cold", weights, activations)
+    return SplitVariant(model, adapters, expert, batch, max_len, mode, variant == "cold_two_models", weights,
+                        activations)
 
 
-def weight_bytes(variant, model, adapter):
+def step_bytes(prepared):
+    """Bytes of prepared base weights one decode step reads: all but an untied input embedding
+    (a step gathers one row of it per token)."""
+    untied = HEAD in prepared
+    return sum((p.data if isinstance(p, Prepared) else p).nbytes for n, p in prepared.items()
+               if not (untied and n == EMBED))
+
+
+def weight_bytes(variant, base_bytes, adapter):
     """Bytes of weights one decode step must read: the base once (twice for the two-pass
-    and two-model variants) plus the expert's LoRA matrices (merged away in two_models).
-    An untied input embedding does not count: a step gathers one row of it per token."""
-    cfg = model.config
-    base = (cfg.num_params - (0 if cfg.tie_word_embeddings else cfg.vocab_size * cfg.hidden_size)) * 4
+    and two-model variants) plus the expert's LoRA matrices (float32; merged away in two_models)."""
     lora = sum((a.size + b.size) * 4 for a, b in adapter.tensors.values())
-    return {"greedy": base + lora, "cold": base + lora, "cold_two_pass": 2 * base + lora,
-            "cold_two_models": 2 * base, "hf": base + lora}[variant]
+    return {"greedy": base_bytes + lora, "cold": base_bytes + lora, "cold_two_pass": 2 * base_bytes + lora,
+            "cold_two_models": 2 * base_bytes, "hf": base_bytes + lora}[variant]

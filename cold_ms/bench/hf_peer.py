@@ -16,8 +16,7 @@ ALPHA, BETA = 0.1, 0.5
 def export_hf(model, directory):
     """The loaded (dequantised, float32) weights as a HF LLaMA directory."""
     from safetensors.numpy import save_file
-    model.use_layout("rows")
-    weights = {n: np.ascontiguousarray(a) for n, a in model.weights.items()}
+    weights = model.float_weights()
     save_file(weights, os.path.join(directory, "model.safetensors"))
     with open(os.path.join(directory, "config.json"), "w") as f:
         json.dump(model.config.to_hf(), f)
@@ -36,6 +35,10 @@ class HFVariant:
         self.model = PeftModel.from_pretrained(base, adapter_dir, adapter_name=expert).eval()
         self.model.to(torch.float32)
         self.names = [expert] * batch + ["__base__"] * batch
+        untied = not model.config.tie_word_embeddings  # a step gathers one row of an untied embedding
+        self.summary = "float32 (torch)"
+        self.base_bytes = sum(w.nbytes for n, w in model.float_weights().items()
+                              if not (untied and n == "model.embed_tokens.weight"))
 
     def _scores(self, logits):
         torch = self.torch

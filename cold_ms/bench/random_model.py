@@ -5,7 +5,7 @@ import os
 import numpy as np
 from safetensors.numpy import save_file
 
-from cold_ms.pipeline.checkpoint import expected_shapes, module_dims, module_path
+from cold_ms.formats.names import expected_shapes, module_dims, module_path
 from cold_ms.config import ModelConfig
 
 SIZES = {

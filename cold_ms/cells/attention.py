@@ -9,16 +9,16 @@ from cold_ms.cells.rope import apply_rotary
 
 
 class Attention(nn.Cell):
-    def __init__(self, cfg, layout, rows, length, backend):
+    def __init__(self, cfg, spec, rows, length):
         super().__init__()
         d, hd = cfg.hidden_size, cfg.head_dim
         self.heads, self.kv_heads, self.head_dim = cfg.num_heads, cfg.num_kv_heads, hd
         self.group = cfg.num_heads // cfg.num_kv_heads
         self.scale = 1.0 / math.sqrt(hd)
-        self.q_proj = target_linear("q_proj", d, self.heads * hd, layout, backend)
-        self.k_proj = target_linear("k_proj", d, self.kv_heads * hd, layout, backend)
-        self.v_proj = target_linear("v_proj", d, self.kv_heads * hd, layout, backend)
-        self.o_proj = target_linear("o_proj", self.heads * hd, d, layout, backend)
+        self.q_proj = target_linear("q_proj", d, self.heads * hd, spec)
+        self.k_proj = target_linear("k_proj", d, self.kv_heads * hd, spec)
+        self.v_proj = target_linear("v_proj", d, self.kv_heads * hd, spec)
+        self.o_proj = target_linear("o_proj", self.heads * hd, d, spec)
         self.cache = KVCache(rows, self.kv_heads, length, hd)
 
     def construct(self, x, cos, sin, flat_idx, bias, cache_rows, lora_idx):

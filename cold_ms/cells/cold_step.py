@@ -4,6 +4,7 @@ from mindspore import nn, ops
 
 from cold_ms.ops import decode
 from cold_ms.ops.contrastive import MASKS, cold_select, first_argmax
+from cold_ms.ops.registry import cpu_kernels
 
 
 def one_shape(cell, mode):
@@ -32,7 +33,7 @@ class ColdStep(nn.Cell):
         if mask not in MASKS:
             raise ValueError(f"mask must be one of {MASKS}, got {mask!r}")
         self.lm, self.mask = lm, mask
-        self.kernel = decode.fused_scoring(lm.backend)
+        self.kernel = cpu_kernels(lm.backend)
 
     def construct(self, tokens, positions, cache_rows, last, lora_idx, alpha, beta):
         logits = self.lm(tokens, positions, cache_rows, last, lora_idx)
@@ -51,7 +52,7 @@ class GreedyStep(nn.Cell):
     def __init__(self, lm):
         super().__init__()
         self.lm = lm
-        self.kernel = decode.fused_scoring(lm.backend)
+        self.kernel = cpu_kernels(lm.backend)
 
     def construct(self, tokens, positions, cache_rows, last, lora_idx):
         logits = self.lm(tokens, positions, cache_rows, last, lora_idx)

@@ -1,29 +1,42 @@
 """A base linear layer plus LoRA adapters stacked in slots, chosen per row."""
+import numpy as np
 import mindspore as ms
-from mindspore import nn, ops, Parameter
+from mindspore import nn, ops, Parameter, Tensor
 from mindspore.common.initializer import initializer
 
-from cold_ms.ops import decode, panels
-from cold_ms.ops.bgmv import select_backend
 from cold_ms.ops.decode import NO_LORA
 from cold_ms.ops.linear import project
+from cold_ms.ops.registry import cpu_kernels, select_backend
+
+
+def weight_parameter(prepared, shape, compute_dtype):
+    """(Parameter, kind) for a prepared weight (ops/prepare.py: its (type code, activation bits)),
+    or for a float matrix of `shape` in the compute dtype when there is none; the values are
+    assigned by the caller (cells/transformer.py: assign)."""
+    if prepared is None:
+        return Parameter(initializer("zeros", shape, compute_dtype), name="weight", requires_grad=False), (0, 0)
+    dtype = ms.uint8 if prepared.data.dtype == np.uint8 else compute_dtype
+    return Parameter(initializer("zeros", prepared.data.shape, dtype), name="weight", requires_grad=False), \
+        prepared.kind
 
 
 class MultiLoraLinear(nn.Cell):
     """y = x W^T + BGMV(x, A, B, idx).
 
-    weight (out, in) as in the HF checkpoint, or in panels (ops/panels.py) where the whole-layer
-    CPU kernels run the projection; lora_a (slots, r, in) as PEFT stores lora_A;
-    lora_b (slots, r, out) = scaling * lora_B^T; smaller ranks zero-padded to r. A row whose
-    idx is -1 gets the base layer alone. Without slots the layer is a plain linear.
+    weight: the prepared weight (ops/prepare.py) where the CPU kernels run the projection,
+    else (out, in) in the compute dtype, as in the HF checkpoint; lora_a (slots, r, in) as
+    PEFT stores lora_A; lora_b (slots, r, out) = scaling * lora_B^T; smaller ranks zero-padded
+    to r. A row whose idx is -1 gets the base layer alone. Without slots a plain linear.
     """
 
-    def __init__(self, in_dim, out_dim, num_slots=0, rank=0, backend="custom"):
+    def __init__(self, in_dim, out_dim, num_slots=0, rank=0, backend="custom", prepared=None,
+                 compute_dtype=ms.float32):
         super().__init__()
         self.in_dim, self.out_dim = in_dim, out_dim
         self.backend = select_backend(backend)
-        stored = panels.shape(out_dim, in_dim, decode.fused_layers(self.backend))
-        self.weight = Parameter(initializer("zeros", stored, ms.float32), name="weight", requires_grad=False)
+        self.kernels = cpu_kernels(self.backend)
+        self.weight, self.kind = weight_parameter(prepared, (out_dim, in_dim), compute_dtype)
+        self.wtype = Tensor(np.array(self.kind, np.int32))
         self.matmul = ops.MatMul(transpose_b=True)
         self.has_lora = num_slots > 0 and rank > 0
         if self.has_lora:
@@ -39,13 +52,16 @@ class MultiLoraLinear(nn.Cell):
         return NO_LORA, NO_LORA
 
     def construct(self, x, lora_idx):
-        """x (R, T, in) -> (R, T, out)."""
+        """x (R, T, in) -> (R, T, out) float32."""
         if self.has_lora:
-            return project(x, self.weight, self.matmul, self.lora_a, self.lora_b, lora_idx, self.backend)
-        return project(x, self.weight, self.matmul, None, None, None, self.backend)
+            return project(x, self.weight, self.wtype, self.matmul, self.lora_a, self.lora_b, lora_idx,
+                           self.backend, self.kernels)
+        return project(x, self.weight, self.wtype, self.matmul, None, None, None, self.backend, self.kernels)
 
 
-def target_linear(name, in_dim, out_dim, layout, backend):
-    """A MultiLoraLinear with slots only if some loaded adapter targets module `name`."""
-    slots = layout.num_slots if name in layout.targets else 0
-    return MultiLoraLinear(in_dim, out_dim, slots, layout.rank, backend)
+def target_linear(name, in_dim, out_dim, spec):
+    """A MultiLoraLinear for projection `name`, with slots only if some loaded adapter targets it.
+    spec: the Cells' construction spec (cells/transformer.py: Spec)."""
+    slots = spec.lora.num_slots if name in spec.lora.targets else 0
+    return MultiLoraLinear(in_dim, out_dim, slots, spec.lora.rank, spec.backend, spec.weight(name),
+                           spec.compute_dtype)

@@ -5,12 +5,12 @@ from cold_ms.cells.lora_linear import target_linear
 
 
 class MLP(nn.Cell):
-    def __init__(self, cfg, layout, backend):
+    def __init__(self, cfg, spec):
         super().__init__()
         d, f = cfg.hidden_size, cfg.intermediate_size
-        self.gate_proj = target_linear("gate_proj", d, f, layout, backend)
-        self.up_proj = target_linear("up_proj", d, f, layout, backend)
-        self.down_proj = target_linear("down_proj", f, d, layout, backend)
+        self.gate_proj = target_linear("gate_proj", d, f, spec)
+        self.up_proj = target_linear("up_proj", d, f, spec)
+        self.down_proj = target_linear("down_proj", f, d, spec)
 
     def construct(self, x, lora_idx):
         hidden = ops.silu(self.gate_proj(x, lora_idx)) * self.up_proj(x, lora_idx)

@@ -5,13 +5,14 @@ from mindspore import nn, ops, Parameter, Tensor
 from mindspore.common.initializer import initializer
 
 from cold_ms.ops import decode
+from cold_ms.ops.registry import cpu_kernels
 
 
 class RMSNorm(nn.Cell):
     def __init__(self, dim, eps, backend="gather"):
         super().__init__()
         self.eps = eps
-        self.kernel = backend == "custom" and decode.available()
+        self.kernel = cpu_kernels(backend)
         self.eps_t = Tensor(np.array([eps], np.float32))
         self.weight = Parameter(initializer("ones", (dim,), ms.float32), name="weight",
                                 requires_grad=False)

@@ -1,54 +1,73 @@
 """LLaMA-family decoder over a static KV cache. Parameter names match HF checkpoints."""
+import numpy as np
 import mindspore as ms
-from mindspore import nn, ops, Parameter, Tensor
-from mindspore.common.initializer import initializer
+from mindspore import nn, ops, Tensor
 
 from cold_ms.cells.attention import Attention
+from cold_ms.cells.lora_linear import weight_parameter
 from cold_ms.cells.mlp import MLP
 from cold_ms.cells.norm import RMSNorm
 from cold_ms.cells.rope import rope_tables
+from cold_ms.cells.spec import Spec, compute_dtype
+from cold_ms.errors import ConfigError
 from cold_ms.ops import decode
-from cold_ms.ops.bgmv import select_backend
-from cold_ms.ops.linear import project
+from cold_ms.ops._library import integer_panels
+from cold_ms.ops.linear import embed_op, project
+from cold_ms.ops.prepare import layout_key, prepare
+from cold_ms.ops.registry import cpu_kernels, select_backend
+from cold_ms.runtime import device
 
 MASKED = -1e30  # additive attention bias for positions a query must not see
+# The projections of a layer in the order of the layer kernel's `wtypes` operand.
+_LAYER_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 class Embedding(nn.Cell):
-    def __init__(self, vocab, dim):
+    """Rows of a (vocab, dim) table: ops.gather on a float table, or the EmbedRows kernel on a
+    prepared one of any type (tokens (R, T) -> (R, T, dim) float32)."""
+
+    def __init__(self, vocab, dim, prepared, kernels, dtype):
         super().__init__()
-        self.weight = Parameter(initializer("zeros", (vocab, dim), ms.float32), name="weight",
-                                requires_grad=False)
+        self.weight, kind = weight_parameter(prepared, (vocab, dim), dtype)
+        self.wtype = Tensor(np.array(kind, np.int32))
+        self.rows = embed_op(dim) if kernels else None
 
     def construct(self, tokens):
-        return ops.gather(self.weight, tokens, 0)
+        if self.rows is not None:
+            return self.rows(self.weight, self.wtype, tokens.astype(ms.int32))
+        return ops.gather(self.weight, tokens, 0).astype(ms.float32)
 
 
 class DecoderLayer(nn.Cell):
-    def __init__(self, cfg, layout, rows, length, backend):
+    def __init__(self, cfg, spec, rows, length):
         super().__init__()
-        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, backend)
-        self.self_attn = Attention(cfg, layout, rows, length, backend)
-        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, backend)
-        self.mlp = MLP(cfg, layout, backend)
-        self.kernels = decode.fused_layers(backend)
+        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, spec.backend)
+        self.self_attn = Attention(cfg, spec, rows, length)
+        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, spec.backend)
+        self.mlp = MLP(cfg, spec)
+        self.kernels = cpu_kernels(spec.backend)
+        kinds = [getattr(self.self_attn if m.endswith(("q_proj", "k_proj", "v_proj", "o_proj")) else self.mlp, m).kind
+                 for m in _LAYER_PROJECTIONS]
+        self.state = decode.layer_state(self.input_layernorm, self.self_attn, self.post_attention_layernorm,
+                                        self.mlp, Tensor(np.array(kinds, np.int32))) if self.kernels else ()
 
     def construct(self, h, cos, sin, flat_idx, bias, cache_rows, lora_idx, positions):
         if self.kernels and cache_rows is not None:  # inference: one kernel, cache writes included
             shape = (h.shape[0], h.shape[1], self.self_attn.head_dim)
             return decode.layer(h, cos.reshape(shape), sin.reshape(shape), positions, cache_rows, lora_idx,
-                                self.input_layernorm, self.self_attn, self.post_attention_layernorm, self.mlp)
+                                self.state)
         h = h + self.self_attn(self.input_layernorm(h), cos, sin, flat_idx, bias, cache_rows, lora_idx)
         return h + self.mlp(self.post_attention_layernorm(h), lora_idx)
 
 
 class LlamaModel(nn.Cell):
-    def __init__(self, cfg, layout, rows, length, backend):
+    def __init__(self, cfg, spec, rows, length):
         super().__init__()
-        self.embed_tokens = Embedding(cfg.vocab_size, cfg.hidden_size)
-        self.layers = nn.CellList([DecoderLayer(cfg, layout, rows, length, backend)
-                                   for _ in range(cfg.num_layers)])
-        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, backend)
+        self.embed_tokens = Embedding(cfg.vocab_size, cfg.hidden_size, spec.weights.get("embed_tokens.weight"),
+                                      cpu_kernels(spec.backend), spec.compute_dtype)
+        self.layers = nn.CellList([DecoderLayer(cfg, spec.under(f"layers.{i}."), rows, length)
+                                   for i in range(cfg.num_layers)])
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, spec.backend)
 
 
 class CausalLM(nn.Cell):
@@ -58,17 +77,27 @@ class CausalLM(nn.Cell):
     scratch slot where padding tokens write, never visible to a real token.
     """
 
-    def __init__(self, cfg, layout, rows, max_len, backend="custom"):
+    def __init__(self, cfg, layout, rows, max_len, backend="custom", weights=None, dtype="float32"):
+        """layout: the LoRA slots (LoraLayout); weights: {name: Prepared} (ops/prepare.py) the
+        Parameters take their types and shapes from (assigned by the caller), or None for
+        float (out, in) matrices; dtype: the compute dtype of the MindSpore projections."""
         super().__init__()
         self.cfg, self.layout, self.rows, self.max_len = cfg, layout, rows, max_len
         self.backend = backend = select_backend(backend)
-        self.layer_kernels = decode.fused_layers(backend)
-        self.weight_layout = "panels" if self.layer_kernels else "rows"  # of the projections
+        self.layer_kernels = cpu_kernels(backend)
+        if dtype != "float32" and self.layer_kernels:
+            raise ConfigError(f"compute dtype {dtype} is for the MindSpore Cells (--lora-backend gather, "
+                              f"training, Ascend); the CPU kernels accumulate in float32 over any weight type")
+        if dtype == "bfloat16" and device() == "CPU":
+            raise ConfigError("compute dtype bfloat16 needs an Ascend NPU: MindSpore 2.9's CPU MatMul has no "
+                              "bfloat16 kernel (float16 runs on the CPU, 6-10x slower than float32)")
+        spec = Spec(layout, backend, compute_dtype(dtype), weights or {})
         self.length = max_len + 1
-        self.model = LlamaModel(cfg, layout, rows, self.length, backend)
+        self.model = LlamaModel(cfg, spec.under("model."), rows, self.length)
         self.tied = cfg.tie_word_embeddings
         if not self.tied:
-            self.lm_head = Embedding(cfg.vocab_size, cfg.hidden_size)
+            self.lm_head = Embedding(cfg.vocab_size, cfg.hidden_size, spec.weights.get("lm_head.weight"), False,
+                                     spec.compute_dtype)
         cos, sin = rope_tables(cfg.head_dim, self.length, cfg.rope_theta)
         self.cos, self.sin = Tensor(cos), Tensor(sin)
         self.matmul = ops.MatMul(transpose_b=True)
@@ -89,9 +118,10 @@ class CausalLM(nn.Cell):
 
     def logits(self, h):
         """Next-token logits (N, V) of hidden states (N, d)."""
-        head = self.model.embed_tokens.weight if self.tied else self.lm_head.weight
+        head = self.model.embed_tokens if self.tied else self.lm_head
         rows = h.shape[0]
-        out = project(self.model.norm(h).reshape(rows, 1, -1), head, self.matmul, None, None, None, self.backend)
+        out = project(self.model.norm(h).reshape(rows, 1, -1), head.weight, head.wtype, self.matmul, None, None,
+                      None, self.backend, self.layer_kernels)
         return out.reshape(rows, -1)
 
     def construct(self, tokens, positions, cache_rows, last, lora_idx):
@@ -118,3 +148,35 @@ def additive_mask(visible):
     """0 where a query may see a key, MASKED elsewhere."""
     return ops.select(visible, ops.zeros_like(visible, dtype=ms.float32),
                       ops.full_like(visible, MASKED, dtype=ms.float32))
+
+
+def assign(cell, arrays):
+    """Put {parameter name: ndarray} into the cell's Parameters, sharing the arrays' memory where
+    the dtypes agree (a float32 array for a float16/bfloat16 Parameter is converted). Shapes
+    against the config are the loaders' check; a Parameter would take any shape, so the
+    prepared layout is checked here."""
+    params = dict(cell.parameters_and_names())
+    for name, array in arrays.items():
+        param = params[name]
+        if tuple(param.shape) != array.shape:
+            raise ConfigError(f"{name}: array {array.shape} does not fit Parameter {tuple(param.shape)}")
+        if param.dtype == ms.uint8:
+            param.set_data(Tensor.from_numpy(np.ascontiguousarray(array, np.uint8)))
+        elif param.dtype == ms.float32:
+            param.set_data(Tensor.from_numpy(np.ascontiguousarray(array, np.float32)))
+        else:
+            param.set_data(Tensor(np.ascontiguousarray(array, np.float32)).astype(param.dtype))
+
+
+def build_lm(weights, cfg, layout, rows, max_len, backend="custom", choice="auto", activations="int16",
+             dtype="float32"):
+    """A CausalLM holding its own prepared weights (ops/prepare.py) of the loaded `weights`
+    ({name: weight as stored}, never changed): (lm, prepared). lm.weights_summary says what
+    it reads, lm.weights_key what of that shapes its compiled graphs."""
+    backend = select_backend(backend)
+    kernels = cpu_kernels(backend)
+    prepared, summary = prepare(weights, kernels, choice, activations, kernels and integer_panels())
+    lm = CausalLM(cfg, layout, rows, max_len, backend, prepared, dtype)
+    assign(lm, {name: getattr(p, "data", p) for name, p in prepared.items()})
+    lm.weights_summary, lm.weights_key = summary, layout_key(prepared)
+    return lm, prepared

@@ -12,28 +12,23 @@ scaling * lora_B^T (r, out). Each of the r rows is then one contiguous run of `i
 
 Backends: "custom" (default) runs the compiled kernels - the CPU AOT library here, the
 AscendC package on an NPU - which read each adapter once per call; "gather" is the
-plain-MindSpore twin in `reference.py`. Call `select_backend` outside the graph (Cells do
-it in __init__); the functions below are then usable in GRAPH and PYNATIVE mode.
+plain-MindSpore twin in `reference.py`. ops/registry.py registers the kernels (Cells call
+its select_backend in __init__); the functions below are then usable in GRAPH and PYNATIVE mode.
 """
-import warnings
-
 import mindspore as ms
 from mindspore import ops
 
-from cold_ms.errors import ConfigError, InputError
+from cold_ms.errors import InputError
 from cold_ms.ops import reference
-from cold_ms.ops._library import KernelBuildError, cpu_library, last_kernel_error
-from cold_ms.pipeline.runtime import device
+from cold_ms.ops.infer import elem
 
-BACKENDS = ("custom", "gather")
 DATA_TYPES = (ms.float32, ms.float16, ms.bfloat16)
 INDEX_TYPES = (ms.int32, ms.int64)
 
-# Custom primitives, created by select_backend before any graph that uses them compiles.
+# Custom primitives, created by ops/registry.py before any graph that uses them compiles.
 _SHRINK = None
 _EXPAND = None
 _ADD_LORA = None
-_warned = []
 
 
 def _dims(x, a, idx, what, axis):
@@ -48,13 +43,8 @@ def _dims(x, a, idx, what, axis):
         raise InputError(f"bgmv {what}: {idx[0]} indices for {x[0]} rows (one index per row)")
 
 
-def _elem(t):
-    """Infer functions receive tensor types (tensor[float32]); compare their element types."""
-    return t.element_type() if hasattr(t, "element_type") else t
-
-
 def _types(data, index, what):
-    data, index = tuple(_elem(t) for t in data), _elem(index)
+    data, index = tuple(elem(t) for t in data), elem(index)
     if any(t not in DATA_TYPES for t in data) or len(set(data)) != 1:
         raise InputError(f"bgmv {what}: data must share one dtype of float32/float16/bfloat16, got {data}")
     if index not in INDEX_TYPES:
@@ -80,7 +70,7 @@ def _expand_shape(y, v, b, idx):
 
 def _expand_type(y, v, b, idx):
     _types((y, b), idx, "expand")
-    if _elem(v) != ms.float32:
+    if elem(v) != ms.float32:
         raise InputError(f"bgmv expand: v must be float32, got {v}")
     return y
 
@@ -98,42 +88,18 @@ def _add_type(y, x, a, b, idx):
     return y
 
 
-def _register_cpu():
+def register_cpu(library):
     global _SHRINK, _EXPAND, _ADD_LORA
-    lib = cpu_library()
-    _SHRINK = ops.Custom(f"{lib}:BgmvShrink", _shrink_shape, _shrink_type, func_type="aot")
-    _EXPAND = ops.Custom(f"{lib}:BgmvExpand", _expand_shape, _expand_type, func_type="aot")
-    _ADD_LORA = ops.Custom(f"{lib}:BgmvAddLora", _add_shape, _add_type, func_type="aot")
-    from cold_ms.ops import decode, linear  # the other decode kernels live in the same library
-    linear.register_cpu(lib)
-    decode.register_cpu(lib)
+    _SHRINK = ops.Custom(f"{library}:BgmvShrink", _shrink_shape, _shrink_type, func_type="aot")
+    _EXPAND = ops.Custom(f"{library}:BgmvExpand", _expand_shape, _expand_type, func_type="aot")
+    _ADD_LORA = ops.Custom(f"{library}:BgmvAddLora", _add_shape, _add_type, func_type="aot")
 
 
-def _register_ascend():
+def register_ascend():
     global _SHRINK, _EXPAND, _ADD_LORA
     from cold_ms.ops import ascend  # CANN custom-op package; only importable on an NPU host
     _SHRINK, _EXPAND = ascend.shrink_op(_shrink_shape, _shrink_type), ascend.expand_op(_expand_shape, _expand_type)
     _ADD_LORA = None  # the NPU runs shrink then expand (two kernels, one pipeline each)
-
-
-def select_backend(backend="custom"):
-    """Validate a backend name and make its kernels ready; returns the backend that will run.
-
-    "custom" falls back to "gather" with one warning when the kernel cannot be built here.
-    """
-    if backend not in BACKENDS:
-        raise ConfigError(f"unknown LoRA backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if backend == "gather" or _SHRINK is not None:
-        return backend
-    try:
-        _register_ascend() if device() == "Ascend" else _register_cpu()
-    except KernelBuildError as e:
-        if not _warned:
-            warnings.warn(f"cold_ms: custom BGMV kernel unavailable ({e}); using the gather backend",
-                          RuntimeWarning, stacklevel=2)
-            _warned.append(True)
-        return "gather"
-    return backend
 
 
 def bgmv_shrink(x, lora_a, idx, backend="custom"):
@@ -155,11 +121,3 @@ def add_lora(y, x, lora_a, lora_b, idx, backend="custom"):
     if backend == "custom" and _ADD_LORA is not None:
         return _ADD_LORA(y, x, lora_a, lora_b, idx)
     return bgmv_expand(y, bgmv_shrink(x, lora_a, idx, backend), lora_b, idx, backend)
-
-
-def explain_kernel_error(error):
-    """An InputError carrying the kernel's own message for a RuntimeError it caused, else None."""
-    message = last_kernel_error()
-    if message and "AOT kernel" in str(error):
-        return InputError(message)
-    return None

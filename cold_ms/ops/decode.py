@@ -10,6 +10,8 @@ import numpy as np
 import mindspore as ms
 from mindspore import ops, Tensor
 
+from cold_ms.ops import operands
+
 # The LoRA operand of a module without adapter slots; the kernels recognise its shape.
 NO_LORA = Tensor(np.zeros((1, 1, 1), np.float32))
 
@@ -40,20 +42,6 @@ def register_cpu(library):
         _SELECT[mask] = ops.Custom(f"{library}:{entry}", _ids_shape, _ids_type, func_type="aot")
 
 
-def available():
-    return _RMS_NORM is not None
-
-
-def fused_layers(backend):
-    """Whether inference calls (decode steps and prompt chunks) run the whole-layer kernels."""
-    return backend == "custom" and available()
-
-
-def fused_scoring(backend):
-    """Whether the next-token choice runs as one kernel (else contrastive.py's MindSpore ops)."""
-    return backend == "custom" and available()
-
-
 def first_argmax(scores):
     """Lowest index of each row's maximum: (N, V) -> (N,) int32; contrastive.first_argmax's twin."""
     return _ARGMAX(scores)
@@ -72,17 +60,31 @@ def rms_norm(x, weight, eps):
     return _RMS_NORM(x, weight, eps)
 
 
-def layer(h, cos, sin, positions, cache_rows, lora_idx, input_norm, attn, post_norm, mlp):
+def layer_state(input_norm, attn, post_norm, mlp, wtypes):
+    """The layer's own operands of the layer kernel (operands.STATIC), gathered once per Cell;
+    wtypes (7, 2): the kinds of the projections q, k, v, o, gate, up, down."""
+    a, m = attn, mlp
+    aq, bq = a.q_proj.lora_pair()
+    ak, bk = a.k_proj.lora_pair()
+    av, bv = a.v_proj.lora_pair()
+    ao, bo = a.o_proj.lora_pair()
+    ag, bg = m.gate_proj.lora_pair()
+    au, bu = m.up_proj.lora_pair()
+    ad, bd = m.down_proj.lora_pair()
+    return operands.static(
+        ln1=input_norm.weight, eps1=input_norm.eps_t, wq=a.q_proj.weight, wk=a.k_proj.weight, wv=a.v_proj.weight,
+        aq=aq, bq=bq, ak=ak, bk=bk, av=av, bv=bv, k_cache=a.cache.k_cache, v_cache=a.cache.v_cache,
+        len=a.cache.length_t, wo=a.o_proj.weight, ao=ao, bo=bo, ln2=post_norm.weight, eps2=post_norm.eps_t,
+        wg=m.gate_proj.weight, ag=ag, bg=bg, wu=m.up_proj.weight, au=au, bu=bu, wd=m.down_proj.weight, ad=ad,
+        bd=bd, wtypes=wtypes)
+
+
+def layer(h, cos, sin, positions, cache_rows, lora_idx, state):
     """h + attention + SwiGLU MLP of one layer for h (R, T, d); cos, sin (R, T, D); positions
-    (R, T); cache_rows (R,) the cache row of each row.
+    (R, T); cache_rows (R,) the cache row of each row; state: layer_state(...) (the operands in
+    operands.DYNAMIC come first, in that order).
 
     Writes the tokens' k, v into the layer's KVCache Parameters in place, at their positions,
     before attending over them (token t of a row sees the keys at positions <= its own).
     """
-    return _LAYER(h, input_norm.weight, input_norm.eps_t, attn.q_proj.weight, attn.k_proj.weight,
-                  attn.v_proj.weight, *attn.q_proj.lora_pair(), *attn.k_proj.lora_pair(), *attn.v_proj.lora_pair(),
-                  cos, sin, attn.cache.k_cache, attn.cache.v_cache, positions.astype(ms.int32),
-                  cache_rows.astype(ms.int32), attn.cache.length_t, attn.o_proj.weight,
-                  *attn.o_proj.lora_pair(), post_norm.weight, post_norm.eps_t, mlp.gate_proj.weight,
-                  *mlp.gate_proj.lora_pair(), mlp.up_proj.weight, *mlp.up_proj.lora_pair(), mlp.down_proj.weight,
-                  *mlp.down_proj.lora_pair(), lora_idx)
+    return _LAYER(h, cos, sin, positions.astype(ms.int32), cache_rows.astype(ms.int32), lora_idx, *state)

@@ -10,7 +10,7 @@ import json
 
 from cold_ms.errors import ColdError, InputError
 from cold_ms.pipeline.batching import Request
-from cold_ms.pipeline.chat import chat_prompt_ids
+from cold_ms.formats.chat import chat_prompt_ids
 from cold_ms.pipeline.jsonl import open_for_append, read_done
 
 

@@ -13,13 +13,13 @@ import numpy as np
 from mindspore import Tensor
 
 from cold_ms.cells.cold_step import ColdStep, GreedyStep, one_shape
-from cold_ms.cells.transformer import CausalLM
+from cold_ms.cells.transformer import assign, build_lm
 from cold_ms.config import ColdParams
 from cold_ms.errors import ConfigError, InputError
-from cold_ms.ops.bgmv import explain_kernel_error, select_backend
+from cold_ms.ops.registry import explain_kernel_error
 from cold_ms.pipeline import batching
-from cold_ms.pipeline.adapters import AdapterRegistry
-from cold_ms.pipeline.runtime import configure, stop_compile_cache, use_compile_cache
+from cold_ms.formats.adapters import AdapterRegistry
+from cold_ms.runtime import configure, stop_compile_cache, use_compile_cache
 
 DEFAULT_CHUNKS = (16, 64, 256)
 # Token rows one all-slot prefill call may hold. Written with MindSpore ops (the gather
@@ -43,21 +43,16 @@ class Event:
     finish_reason: str  # None while the request continues
 
 
-def assign(cell, arrays):
-    """Put {parameter name: ndarray} into the cell's Parameters, sharing the arrays' memory
-    (shapes against the model's config are checked by the loaders; a Parameter would take
-    any shape, so the stored layout is checked here)."""
-    params = dict(cell.parameters_and_names())
-    for name, array in arrays.items():
-        if tuple(params[name].shape) != array.shape:
-            raise ConfigError(f"{name}: array {array.shape} does not fit Parameter {tuple(params[name].shape)}")
-        params[name].set_data(Tensor.from_numpy(np.ascontiguousarray(array, np.float32)))
-
-
 class Engine:
+    """weights: the type the engine reads the checkpoint's matrices in (auto, native, float32,
+    bfloat16, float16, q8_0) and activations: int8 or float32 for its quantised GEMVs (see
+    cold_ms/ops/prepare.py); dtype: the compute dtype of the MindSpore Cells path. The engine
+    prepares its own weights; the loaded model is never changed."""
+
     def __init__(self, model, adapters=None, *, slots=1, max_len=None, contrastive=True,
                  mode="graph", lora_backend="custom", mask="logit",
-                 chunk_sizes=DEFAULT_CHUNKS, compile_cache=True):
+                 chunk_sizes=DEFAULT_CHUNKS, compile_cache=True, weights="auto", activations="int16",
+                 dtype="float32"):
         configure(mode)
         cfg = model.config
         self.model, self.mode, self.slots = model, mode, int(slots)
@@ -74,14 +69,13 @@ class Engine:
         self.eos_ids = set(cfg.eos_token_ids) | set(getattr(model.tokenizer, "eos_ids", ()) or ())
         self.rows = rows = 2 * self.slots if self.contrastive else self.slots
         layout = self.adapters.layout()
-        self.lora_backend = select_backend(lora_backend)
+        self.lm, self.prepared = build_lm(model.weights, cfg, layout, rows, self.max_len, lora_backend, weights,
+                                          activations, dtype)
+        self.lora_backend, self.weights = self.lm.backend, self.lm.weights_summary
+        assign(self.lm, self.adapters.stacked(cfg))
         # warmup() compiles through the compile cache, under this key plus its graph list
         self.cache_key = compile_cache and (cfg, layout, rows, self.max_len, mode, self.lora_backend, mask,
-                                             self.contrastive)
-        self.lm = CausalLM(cfg, layout, rows, self.max_len, self.lora_backend)
-        model.use_layout(self.lm.weight_layout)
-        assign(self.lm, model.weights)
-        assign(self.lm, self.adapters.stacked(cfg))
+                                             self.contrastive, dtype, self.lm.weights_key)
         make_step = (lambda: ColdStep(self.lm, mask)) if self.contrastive else (lambda: GreedyStep(self.lm))
         self.step = make_step()
         # Decode steps have one shape for the engine's life: their own step Cell (same lm,

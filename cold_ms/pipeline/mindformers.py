@@ -13,10 +13,10 @@ route of mindformers.pipeline is served: objects and files through its task tabl
 import os
 
 from cold_ms.errors import ConfigError, InputError
-from cold_ms.pipeline.adapters import AdapterRegistry, load_peft_adapter
+from cold_ms.formats.adapters import AdapterRegistry, load_peft_adapter
 from cold_ms.pipeline.batching import Request
-from cold_ms.pipeline.model import LoadedModel, load_model
-from cold_ms.pipeline.shipped import resolve_adapter, shipped_adapters
+from cold_ms.formats.model import LoadedModel, load_model
+from cold_ms.formats.shipped import resolve_adapter, shipped_adapters
 
 TASK = "cold_text_generation"
 PIPELINE_YAML = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cold_text_generation.yaml")
@@ -101,7 +101,7 @@ class ColdTextGenerationPipeline:
     """MindFormers-style text generation with CoLD: greedy (do_sample=False) or contrastive."""
 
     def __init__(self, model, tokenizer=None, adapter=None, amateur="base", alpha=0.1, beta=0.5,
-                 mode="graph", lora_backend="custom", chat=False, **kwargs):
+                 mode="graph", lora_backend="custom", chat=False, weights="auto", activations="int16", **kwargs):
         for key in ("image_processor", "audio_processor", "feature_extractor", "task", "framework"):
             kwargs.pop(key, None)  # what mindformers.pipeline passes to every task
         self.model = as_cold_model(model)
@@ -109,7 +109,8 @@ class ColdTextGenerationPipeline:
         if tok is None:
             raise ConfigError(f"{TASK}: the model has no tokenizer; pass tokenizer=")
         self.tokenizer = tok if hasattr(tok, "eos_ids") else _MindFormersTokenizer(tok)
-        self.mode, self.lora_backend, self.chat = mode, lora_backend, chat
+        self.chat = chat
+        self.options = dict(mode=mode, lora_backend=lora_backend, weights=weights, activations=activations)
         self.defaults = self._check(dict(adapter=adapter, amateur=amateur, alpha=alpha, beta=beta, **kwargs))
         self._engines = {}
 
@@ -133,7 +134,7 @@ class ColdTextGenerationPipeline:
         key = (slots, contrastive, max_len)
         if key not in self._engines:
             self._engines[key] = Engine(self.model.loaded, self.model.adapters, slots=slots, max_len=max_len,
-                                        contrastive=contrastive, mode=self.mode, lora_backend=self.lora_backend)
+                                        contrastive=contrastive, **self.options)
         return self._engines[key]
 
     def generate_ids(self, prompts, **kwargs):
@@ -179,7 +180,7 @@ class _AnyModelName(dict):
             return PIPELINE_YAML
         import hashlib
         import yaml
-        from cold_ms.pipeline.runtime import cache_dir
+        from cold_ms.runtime import cache_dir
         path = os.path.abspath(name)
         target = os.path.join(cache_dir("mindformers"), hashlib.sha256(path.encode()).hexdigest()[:16] + ".yaml")
         with open(target, "w", encoding="utf-8") as f:

@@ -1,6 +1,6 @@
 """Turning user input into prompt ids, and choosing the expert/amateur roles."""
 from cold_ms.errors import InputError
-from cold_ms.pipeline.chat import chat_prompt_ids
+from cold_ms.formats.chat import chat_prompt_ids
 
 
 def text_prompt_ids(tokenizer, text, chat=False, system=None, template=None):

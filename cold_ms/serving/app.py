@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from cold_ms.config import ColdParams
 from cold_ms.errors import AdapterError, ColdError, InputError
 from cold_ms.pipeline.batching import Request as GenRequest
-from cold_ms.pipeline.chat import chat_prompt_ids
+from cold_ms.formats.chat import chat_prompt_ids
 from cold_ms.serving.batcher import Batcher, QueueFull
 from cold_ms.serving.limits import BodyLimit
 from cold_ms.serving.metrics import Metrics

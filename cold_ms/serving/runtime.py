@@ -3,10 +3,11 @@ import logging
 import os
 
 from cold_ms.errors import ConfigError
-from cold_ms.pipeline.adapters import AdapterRegistry, load_peft_adapter
+from cold_ms.formats.adapters import AdapterRegistry, load_peft_adapter
 from cold_ms.pipeline.engine import Engine
-from cold_ms.pipeline.model import load_model
-from cold_ms.pipeline.shipped import SHIPPED_DIR
+from cold_ms.pipeline.options import engine_options, runs_on
+from cold_ms.formats.model import load_model
+from cold_ms.formats.shipped import SHIPPED_DIR
 
 log = logging.getLogger("cold_ms.serve")
 
@@ -30,9 +31,9 @@ def build_engine(args):
         raise ConfigError(f"--max-len {args.max_len} exceeds the model's context "
                           f"{model.config.max_position_embeddings}")
     engine = Engine(model, adapters, slots=args.slots, max_len=args.max_len, contrastive=True,
-                    mode=args.mode, lora_backend=args.lora_backend)
+                    **engine_options(args))
     seconds = engine.warmup(per_slot=True)
-    log.info("ready: %s (%.1fM params), adapters [%s], %d slots, max_len %d, compiled in %.1fs",
-             model.config.name, model.config.num_params / 1e6, ", ".join(adapters.names),
-             args.slots, args.max_len, seconds)
+    log.info("ready: %s (%.1fM params, stored %s), adapters [%s], %d slots, max_len %d; %s; compiled in %.1fs",
+             model.config.name, model.config.num_params / 1e6, model.stored, ", ".join(adapters.names),
+             args.slots, args.max_len, runs_on(engine), seconds)
     return model, engine

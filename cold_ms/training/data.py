@@ -3,7 +3,7 @@ import random
 
 import numpy as np
 
-from cold_ms.pipeline.chat import chat_prompt_ids
+from cold_ms.formats.chat import chat_prompt_ids
 
 SEQ_BUCKET, ANSWER_BUCKET = 64, 32  # sequence and answer lengths round up to these
 

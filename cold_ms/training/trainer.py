@@ -15,12 +15,11 @@ import numpy as np
 import mindspore as ms
 from mindspore import Tensor, nn
 
-from cold_ms.cells.transformer import CausalLM
+from cold_ms.cells.transformer import CausalLM, assign
 from cold_ms.config import LORA_TARGETS, LoraLayout
 from cold_ms.errors import ConfigError
-from cold_ms.pipeline.checkpoint import module_path
-from cold_ms.pipeline.engine import assign
-from cold_ms.pipeline.runtime import configure, use_compile_cache
+from cold_ms.formats.names import module_path
+from cold_ms.runtime import configure, use_compile_cache
 from cold_ms.training.data import batch_shape, encode_example, epoch_batches, make_batch
 from cold_ms.training.loss import AnswerLoss, LossAndGrads
 
@@ -108,8 +107,7 @@ class Trainer:
             self.plan = self.plan[:cfg.max_steps]
         self.lm = CausalLM(model.config, LoraLayout(1, cfg.rank, tuple(cfg.targets)), rows=1,
                            max_len=-(-cfg.max_len // 64) * 64, backend="gather")
-        model.use_layout(self.lm.weight_layout)
-        assign(self.lm, model.weights)
+        assign(self.lm, model.float_weights())
         init_lora(self.lm, cfg, cfg.seed)
         params = self.lm.trainable_params()
         updates = -(-len(self.plan) // cfg.accumulate)

@@ -29,3 +29,32 @@ extern "C" int RmsNorm(int nparam, void** p, int* ndims, int64_t** shapes, const
               static_cast<float*>(p[3]), n, d);
   return 0;
 }
+
+// The vector paths this build of the library takes (chosen by the compiler flags at build
+// time, from this CPU's): for the benchmarks' report and for cold_ms/ops/prepare.py, which
+// lays weights out as integer panels only where they are built.
+extern "C" const char* ColdKernelPaths() {
+  return
+#if defined(__AVX512F__)
+      "avx512"
+#elif defined(__AVX2__)
+      "avx2"
+#else
+      "generic"
+#endif
+#if defined(__AVX512VNNI__)
+      " vnni"
+#endif
+#if defined(__AVX512BF16__)
+      " bf16"
+#endif
+#if defined(__AVX512FP16__)
+      " fp16"
+#endif
+#if defined(__AMX_TILE__)
+      " amx"
+#endif
+      ;
+}
+
+extern "C" int ColdIntegerPanels() { return kIntegerPanels; }

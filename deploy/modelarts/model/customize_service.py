@@ -23,7 +23,7 @@ from types import SimpleNamespace
 
 from cold_ms.errors import ColdError, InputError
 from cold_ms.pipeline.batching import Request
-from cold_ms.pipeline.chat import chat_prompt_ids
+from cold_ms.formats.chat import chat_prompt_ids
 from cold_ms.serving.runtime import build_engine
 
 try:

@@ -10,6 +10,7 @@ import os
 
 import numpy as np
 
+from cold_ms import wtypes
 from cold_ms.errors import CheckpointError
 
 _DTYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64, "BF16": np.uint16,
@@ -42,8 +43,9 @@ def read_header(path):
     return header, meta, 8 + n
 
 
-def load_safetensors(path, names=None):
+def load_safetensors(path, names=None, keep_stored=False):
     """{name: float32 ndarray} for every tensor (or those in `names`); ints stay ints.
+    keep_stored: bf16/f16 matrices stay as stored (cold_ms.wtypes.Packed); vectors are float32.
 
     Each tensor is read straight into its own array: a memory map would add the file's
     pages to the process's resident set beside the converted copy (measured: a 3.4 GB
@@ -68,7 +70,10 @@ def load_safetensors(path, names=None):
             f.seek(start + begin)
             if f.readinto(memoryview(raw.reshape(-1)).cast("B")) != raw.nbytes:
                 raise CheckpointError(f"{path}: tensor {name} is cut short (truncated checkpoint)")
-            if info["dtype"] == "BF16":
+            half = wtypes.TYPES.get({"BF16": "bf16", "F16": "f16"}.get(info["dtype"], ""))
+            if keep_stored and half is not None and raw.ndim == 2:
+                out[name] = wtypes.Packed(half, raw.shape, raw.view(np.uint8))
+            elif info["dtype"] == "BF16":
                 out[name] = bf16_to_f32(raw)
             elif np.issubdtype(dtype, np.floating):
                 out[name] = raw.astype(np.float32, copy=False)

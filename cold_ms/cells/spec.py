@@ -1,0 +1,38 @@
+"""What the Cells of a CausalLM are built from, passed whole down the tree."""
+from dataclasses import dataclass, field, replace
+
+import mindspore as ms
+
+from cold_ms.config import LoraLayout
+from cold_ms.errors import ConfigError
+
+COMPUTE_DTYPES = {"float32": ms.float32, "float16": ms.float16, "bfloat16": ms.bfloat16}
+
+
+@dataclass(frozen=True)
+class Spec:
+    """lora: how adapters are stacked; backend: the LoRA backend; compute_dtype: of the MindSpore
+    projections (the Cells' path; norms, softmax and the residual stream stay float32);
+    weights: {parameter name: Prepared} (ops/prepare.py), names relative to the Cell being built."""
+    lora: LoraLayout
+    backend: str
+    compute_dtype: object = ms.float32
+    weights: dict = field(default_factory=dict, repr=False)
+
+    def under(self, prefix):
+        """The spec of a sub-Cell: weights below `prefix` ("model.layers.3."), renamed relative to it."""
+        return replace(self, weights={n[len(prefix):]: p for n, p in self.weights.items() if n.startswith(prefix)})
+
+    def weight(self, module):
+        """The Prepared weight of projection `module` of this layer, if any."""
+        for parent in ("self_attn", "mlp"):
+            found = self.weights.get(f"{parent}.{module}.weight")
+            if found is not None:
+                return found
+        return None
+
+
+def compute_dtype(name):
+    if name not in COMPUTE_DTYPES:
+        raise ConfigError(f"compute dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {name!r}")
+    return COMPUTE_DTYPES[name]

@@ -1,0 +1,66 @@
+"""HF LLaMA checkpoints (config.json + safetensors, single or sharded) -> ModelConfig + weights.
+
+Weights come back as {our parameter name: weight}, matrices in their stored type (float32
+arrays; bf16/f16 as cold_ms.wtypes.Packed), vectors float32; our names are the HF names, so
+loading is a shape check, not a renaming maze. Pickled `.bin` files are never loaded.
+"""
+import json
+import os
+
+from cold_ms.config import ModelConfig
+from cold_ms.errors import CheckpointError
+from cold_ms.formats.names import check_weights
+from cold_ms.formats.safetensors_io import load_safetensors
+
+def _read_json(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise CheckpointError(f"file not found: {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+
+
+def _weight_files(model_dir):
+    single = os.path.join(model_dir, "model.safetensors")
+    index = os.path.join(model_dir, "model.safetensors.index.json")
+    if os.path.isfile(index):
+        weight_map = _read_json(index).get("weight_map")
+        if not isinstance(weight_map, dict):
+            raise CheckpointError(f"{index}: no 'weight_map'")
+        return sorted({os.path.join(model_dir, f) for f in weight_map.values()})
+    if os.path.isfile(single):
+        return [single]
+    hint = " (pickled .bin checkpoints are not loaded: convert them to safetensors)" \
+        if any(f.endswith(".bin") for f in os.listdir(model_dir)) else ""
+    raise CheckpointError(f"{model_dir}: no model.safetensors or model.safetensors.index.json{hint}")
+
+
+def load_converted(model_dir):
+    """(ModelConfig, weights) of a directory written by scripts/convert.py (config.json + model.ckpt)."""
+    from cold_ms.formats.mindformers_ckpt import read_checkpoint
+    cfg = ModelConfig.from_hf(_read_json(os.path.join(model_dir, "config.json")),
+                              name=os.path.basename(os.path.normpath(model_dir)))
+    weights = read_checkpoint(os.path.join(model_dir, "model.ckpt"))
+    check_weights(cfg, weights, model_dir)
+    return cfg, weights
+
+
+def load_hf_checkpoint(model_dir):
+    """(ModelConfig, {name: weight as stored}) from a HF LLaMA model directory."""
+    if not os.path.isdir(model_dir):
+        raise CheckpointError(f"model directory not found: {model_dir}")
+    cfg = ModelConfig.from_hf(_read_json(os.path.join(model_dir, "config.json")),
+                              name=os.path.basename(os.path.normpath(model_dir)))
+    weights = {}
+    for path in _weight_files(model_dir):
+        for name, array in load_safetensors(path, keep_stored=True).items():
+            if "rotary_emb.inv_freq" in name:
+                continue  # a cache some exporters save; recomputed from rope_theta
+            key = name if name.startswith(("model.", "lm_head.")) else "model." + name
+            weights[key] = array
+    if cfg.tie_word_embeddings:
+        weights.pop("lm_head.weight", None)
+    check_weights(cfg, weights, model_dir)
+    return cfg, weights

@@ -1,0 +1,51 @@
+"""The base model's tensor names and shapes (HF LLaMA names), and the check that a loaded
+checkpoint holds exactly them: shared by every loader and the adapter stacks."""
+from cold_ms.errors import CheckpointError
+
+ATTN = ("q_proj", "k_proj", "v_proj", "o_proj")
+MLP = ("gate_proj", "up_proj", "down_proj")
+
+
+def module_dims(cfg, module):
+    """(in, out) of a projection, as in x @ W^T with W (out, in)."""
+    d, f = cfg.hidden_size, cfg.intermediate_size
+    q, kv = cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim
+    return {"q_proj": (d, q), "k_proj": (d, kv), "v_proj": (d, kv), "o_proj": (q, d),
+            "gate_proj": (d, f), "up_proj": (d, f), "down_proj": (f, d)}[module]
+
+
+def module_path(layer, module):
+    parent = "self_attn" if module in ATTN else "mlp"
+    return f"model.layers.{layer}.{parent}.{module}"
+
+
+def expected_shapes(cfg):
+    """{HF parameter name: shape} of the base model."""
+    d = cfg.hidden_size
+    shapes = {"model.embed_tokens.weight": (cfg.vocab_size, d), "model.norm.weight": (d,)}
+    if not cfg.tie_word_embeddings:
+        shapes["lm_head.weight"] = (cfg.vocab_size, d)
+    for i in range(cfg.num_layers):
+        shapes[f"model.layers.{i}.input_layernorm.weight"] = (d,)
+        shapes[f"model.layers.{i}.post_attention_layernorm.weight"] = (d,)
+        for m in ATTN + MLP:
+            n_in, n_out = module_dims(cfg, m)
+            shapes[module_path(i, m) + ".weight"] = (n_out, n_in)
+    return shapes
+
+
+def check_weights(cfg, weights, source):
+    """Raise CheckpointError unless `weights` holds exactly the base model's tensors."""
+    shapes = expected_shapes(cfg)
+    missing = sorted(set(shapes) - set(weights))
+    if missing:
+        more = f" (and {len(missing) - 3} more)" if len(missing) > 3 else ""
+        raise CheckpointError(f"{source}: missing tensors {missing[:3]}{more}")
+    unexpected = sorted(set(weights) - set(shapes))
+    if unexpected:
+        raise CheckpointError(f"{source}: unexpected tensors {unexpected[:3]} "
+                              f"(checkpoint and config do not match)")
+    for name, shape in shapes.items():
+        if tuple(weights[name].shape) != shape:
+            raise CheckpointError(f"{source}: tensor {name} has shape {tuple(weights[name].shape)}, "
+                                  f"the config implies {shape} (checkpoint and config do not match)")

@@ -1,0 +1,38 @@
+"""The engine options every entry point offers (infer.py, serve.py, eval.py, bench.py), declared
+once, and the one-line summary each prints of what it runs."""
+from cold_ms.ops.prepare import ACTIVATIONS
+from cold_ms.runtime import device
+from cold_ms.wtypes import CHOICES
+
+
+DEFAULTS = {"mode": "graph", "weights": "auto", "activations": "int16", "lora_backend": "custom", "dtype": "float32"}
+
+
+def add_engine_arguments(p, modes=True):
+    """--weights, --activations, --lora-backend, --dtype (and --mode)."""
+    if modes:
+        p.add_argument("--mode", choices=("graph", "pynative"), default=DEFAULTS["mode"],
+                       help="graph: compiled (the product); pynative: op by op, for debugging")
+    p.add_argument("--weights", choices=list(CHOICES), default=DEFAULTS["weights"],
+                   help="what the engine reads the checkpoint's matrices as: auto keeps the stored type "
+                        "where a kernel reads it (a GGUF stays quantised), native insists on it, the others "
+                        "convert (q8_0 requantises)")
+    p.add_argument("--activations", choices=list(ACTIVATIONS), default=DEFAULTS["activations"],
+                   help="of the CPU kernels' q8_0/q4_0/q4_1 matrices: int16 (default: VNNI dot products, "
+                        "logits within ~0.005), int8 (faster at many rows, llama.cpp's choice, logits move "
+                        "up to ~1.6), float32 (the stored rows dequantised: exact)")
+    p.add_argument("--lora-backend", choices=("custom", "gather"), default=DEFAULTS["lora_backend"],
+                   help="custom: the compiled kernels; gather: plain MindSpore ops with the gather-BMM twin")
+    p.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default=DEFAULTS["dtype"],
+                   help="compute dtype of the MindSpore Cells path (gather backend, Ascend); "
+                        "the CPU kernels always accumulate in float32")
+
+
+def engine_options(args):
+    """The Engine keyword arguments of parsed engine options (defaults for those `args` lacks)."""
+    return {key: getattr(args, key, default) for key, default in DEFAULTS.items()}
+
+
+def runs_on(engine):
+    """'CPU, custom kernels, weights native: q4_1 x210, q8_0 x1 (int16 activations), graph mode'."""
+    return (f"{device()}, {engine.lora_backend} kernels, weights {engine.weights}, {engine.mode} mode")
