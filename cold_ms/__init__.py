@@ -1,4 +1,5 @@
 """cold_ms: Contrastive LoRA Decoding on MindSpore."""
+import contextlib
 import importlib.abc
 import importlib.util
 import os
@@ -37,7 +38,10 @@ class _AfterImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return self._loader.create_module(spec)
 
     def exec_module(self, module):
-        self._loader.exec_module(module)
+        # MindFormers binds its log handler to sys.stdout while importing: stderr keeps its
+        # import-time warnings off the program's output
+        with contextlib.redirect_stdout(sys.stderr):
+            self._loader.exec_module(module)
         from cold_ms.pipeline.mindformers import register
         register()
 

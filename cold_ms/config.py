@@ -1,8 +1,10 @@
 """Frozen configuration objects, passed whole to the Cells and the engine."""
+import math
 from dataclasses import dataclass, field
 from typing import Optional, Tuple
 
 from cold_ms.errors import ConfigError
+from cold_ms.formats.fields import Fields
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 SUPPORTED_MODEL_TYPES = ("llama", "mistral")
@@ -64,38 +66,32 @@ class ModelConfig:
                 "eos_token_id": list(self.eos_token_ids), "torch_dtype": "float32"}
 
     @classmethod
-    def from_hf(cls, cfg: dict, name: str = "llama") -> "ModelConfig":
-        """Build from a HF `config.json` dict (transformers 4 and 5 spellings)."""
-        model_type = cfg.get("model_type", "llama")
+    def from_hf(cls, cfg: dict, name: str = "llama", where: str = "config.json") -> "ModelConfig":
+        """Build from a HF `config.json` dict (transformers 4 and 5 spellings) read from `where`;
+        every field it uses is type- and range-checked here (ConfigError naming the field)."""
+        f = Fields(cfg, where)
+        model_type = f.text("model_type", "llama")
         if model_type not in SUPPORTED_MODEL_TYPES:
-            raise ConfigError(f"model_type '{model_type}' is not supported "
-                              f"(supported: {', '.join(SUPPORTED_MODEL_TYPES)})")
-        if cfg.get("sliding_window") not in (None, 0):
-            raise ConfigError("sliding-window attention is not supported")
-        rope_params = cfg.get("rope_parameters") or {}
-        scaling = cfg.get("rope_scaling") or {}
-        kind = scaling.get("rope_type", scaling.get("type", rope_params.get("rope_type", "default")))
-        if kind not in (None, "default"):
-            raise ConfigError(f"rope scaling '{kind}' is not supported")
-        if cfg.get("attention_bias") or cfg.get("mlp_bias"):
-            raise ConfigError("attention/MLP biases are not supported (LLaMA has none)")
-        missing = [k for k in ("vocab_size", "hidden_size", "intermediate_size",
-                               "num_hidden_layers", "num_attention_heads") if k not in cfg]
-        if missing:
-            raise ConfigError(f"config.json is missing {', '.join(missing)}")
-        eos = cfg.get("eos_token_id")
-        eos = () if eos is None else (tuple(eos) if isinstance(eos, list) else (eos,))
-        heads = cfg["num_attention_heads"]
-        return cls(
-            vocab_size=cfg["vocab_size"], hidden_size=cfg["hidden_size"],
-            intermediate_size=cfg["intermediate_size"], num_layers=cfg["num_hidden_layers"],
-            num_heads=heads, num_kv_heads=cfg.get("num_key_value_heads") or heads,
-            rms_norm_eps=float(cfg.get("rms_norm_eps", 1e-6)),
-            rope_theta=float(rope_params.get("rope_theta", cfg.get("rope_theta", 10000.0))),
-            max_position_embeddings=cfg.get("max_position_embeddings", 2048),
-            tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
-            bos_token_id=cfg.get("bos_token_id"), eos_token_ids=eos,
-            head_dim=cfg.get("head_dim") or 0, name=name)
+            f.refuse(f"model_type '{model_type}' is not supported (supported: {', '.join(SUPPORTED_MODEL_TYPES)})")
+        if f.int("sliding_window", 0, minimum=0):
+            f.refuse("sliding-window attention is not supported")
+        rope_params, scaling = f.section("rope_parameters"), f.section("rope_scaling")
+        kind = scaling.text("rope_type", scaling.text("type", rope_params.text("rope_type", "default")))
+        if kind != "default":
+            f.refuse(f"rope scaling '{kind}' is not supported")
+        if f.flag("attention_bias") or f.flag("mlp_bias"):
+            f.refuse("attention/MLP biases are not supported (LLaMA has none)")
+        heads = f.int("num_attention_heads")
+        return f.build(
+            cls, vocab_size=f.int("vocab_size"), hidden_size=f.int("hidden_size"),
+            intermediate_size=f.int("intermediate_size"), num_layers=f.int("num_hidden_layers"),
+            num_heads=heads, num_kv_heads=f.int("num_key_value_heads", heads),
+            rms_norm_eps=f.number("rms_norm_eps", 1e-6),
+            rope_theta=rope_params.number("rope_theta", f.number("rope_theta", 10000.0)),
+            max_position_embeddings=f.int("max_position_embeddings", 2048),
+            tie_word_embeddings=f.flag("tie_word_embeddings"),
+            bos_token_id=f.int("bos_token_id", None, minimum=0), eos_token_ids=f.token_ids("eos_token_id"),
+            head_dim=f.int("head_dim", 0), name=name)
 
 
 @dataclass(frozen=True)
@@ -122,12 +118,45 @@ class ColdParams:
     mask: str = "logit"  # "logit": s_e >= log(alpha) + max s_e; "prob": p_e >= alpha * max p_e
 
     def __post_init__(self):
-        if not (0.0 < float(self.alpha) <= 1.0):
+        # `not (...)` also refuses NaN, which fails every comparison
+        if not (0.0 < self._number("alpha", self.alpha) <= 1.0):
             raise ConfigError(f"alpha must be in (0, 1], got {self.alpha}")
-        if not float(self.beta) >= 0.0:
-            raise ConfigError(f"beta must be >= 0, got {self.beta}")
+        if not (0.0 <= self._number("beta", self.beta) < math.inf):
+            raise ConfigError(f"beta must be >= 0 and finite, got {self.beta}")
         if self.mask not in ("logit", "prob"):
             raise ConfigError(f"mask must be 'logit' or 'prob', got {self.mask!r}")
+
+    @staticmethod
+    def _number(name, value):
+        """float(value); a ConfigError naming the knob for a non-number (text, None, a bool)."""
+        if isinstance(value, bool) or isinstance(value, (str, bytes)) or not hasattr(value, "__float__"):
+            raise ConfigError(f"{name} must be a number, got {value!r}")
+        return float(value)
+
+
+BETA_SCHEDULES = ("fixed", "entropy")  # see cold_ms/ops/contrastive.py: EXTRA
+
+
+@dataclass(frozen=True)
+class ChoiceParams:
+    """How one request picks its next token beyond alpha and beta: the schedule of beta
+    ('fixed', or 'entropy': beta * H(p_a) / (H(p_e) + H(p_a)) at every step), temperature
+    (0: argmax; > 0: a draw over the plausible set), the top_p nucleus of that draw, and
+    the seed that makes the draws repeatable (the same seed, the same tokens)."""
+    schedule: str = "fixed"
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.schedule not in BETA_SCHEDULES:
+            raise ConfigError(f"beta schedule must be one of {', '.join(BETA_SCHEDULES)}, got {self.schedule!r}")
+        if not (0.0 <= ColdParams._number("temperature", self.temperature) < math.inf):
+            raise ConfigError(f"temperature must be >= 0 and finite, got {self.temperature}")
+        if not (0.0 < ColdParams._number("top_p", self.top_p) <= 1.0):
+            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2 ** 63:
+            raise ConfigError(f"seed must be an integer in [0, 2^63), got {self.seed!r}")
 
 
 @dataclass(frozen=True)

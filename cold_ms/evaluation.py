@@ -1,21 +1,21 @@
-"""Accuracy of base greedy, expert greedy and CoLD sweeps on a task, resumable.
+"""Accuracy of base greedy, expert greedy and CoLD runs on one split of a task, resumable.
 
 Each run (mode, alpha, beta) appends one JSON line per example to OUT/<run>.jsonl as the
 example finishes; a rerun skips the ids already there, so an interrupted evaluation
-continues where it stopped. summary.json, summary.md and summary.png are rebuilt from
-the JSONL files at the end.
+continues where it stopped. Summaries are rebuilt from the JSONL files.
 """
 import json
-import math
 import os
 import time
 from dataclasses import dataclass
+from functools import cached_property
 
 from cold_ms import tasks
 from cold_ms.errors import InputError
-from cold_ms.pipeline.batching import Request
 from cold_ms.formats.chat import chat_prompt_ids
+from cold_ms.pipeline.batching import Request
 from cold_ms.pipeline.jsonl import open_for_append, read_done
+from cold_ms.stats import wilson
 
 MODES = ("base", "expert", "cold")
 
@@ -41,14 +41,10 @@ def plan_runs(modes, alphas, betas):
     return runs
 
 
-def wilson(correct, n, z=1.96):
-    """95% Wilson score interval of a proportion."""
-    if n == 0:
-        return [0.0, 0.0]
-    p = correct / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return [round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4)]
+def rate(rows, key):
+    """(rate, 95% Wilson interval) of a boolean score over result rows; None for no rows."""
+    hits = sum(bool(r[key]) for r in rows)
+    return (round(hits / len(rows), 4) if rows else None), wilson(hits, len(rows))
 
 
 class Evaluator:
@@ -59,10 +55,13 @@ class Evaluator:
                  max_new_tokens=256, chat_template=None):
         self.engines, self.tok, self.task = engines, tokenizer, task
         self.examples, self.out, self.adapter, self.amateur = examples, out_dir, adapter, amateur
-        self.max_new = max_new_tokens
-        self.prompts = {e.id: chat_prompt_ids(tokenizer, [{"role": "user", "content": e.question}], chat_template)
-                        for e in examples}
+        self.max_new, self.chat_template = max_new_tokens, chat_template
         os.makedirs(out_dir, exist_ok=True)
+
+    @cached_property
+    def prompts(self):
+        return {e.id: chat_prompt_ids(self.tok, [{"role": "user", "content": e.question}], self.chat_template)
+                for e in self.examples}
 
     def _request(self, run, ex):
         expert = None if run.mode == "base" else self.adapter
@@ -70,24 +69,33 @@ class Evaluator:
         return Request(self.prompts[ex.id], adapter=expert, amateur=amateur, alpha=run.alpha or 0.1,
                        beta=run.beta, max_new_tokens=self.max_new)
 
+    def path(self, run):
+        return os.path.join(self.out, run.name + ".jsonl")
+
+    def rows(self, run):
+        """{id: result row} of this evaluation's examples that `run` has finished."""
+        ids = {e.id for e in self.examples}
+        return {i: r for i, r in read_done(self.path(run)).items() if i in ids}
+
     def missing(self, run):
         """Examples of `run` without a result in its JSONL file yet."""
-        done = read_done(os.path.join(self.out, run.name + ".jsonl"))
+        done = self.rows(run)
         return [e for e in self.examples if e.id not in done]
 
     def run(self, run, progress=None):
         """Evaluate the missing examples of one run; returns (new tokens, seconds)."""
-        path = os.path.join(self.out, run.name + ".jsonl")
         todo = self.missing(run)
         if not todo:
             return 0, 0.0
         engine = self.engines["cold" if run.mode == "cold" else "greedy"]
         tokens, start = 0, time.perf_counter()
-        with open_for_append(path) as f:
+        with open_for_append(self.path(run)) as f:
             for res, ex in zip(_generate(engine, [self._request(run, e) for e in todo]), todo):
                 text = self.tok.decode(res.token_ids)
-                row = {"id": ex.id, "gold": ex.gold, "prediction": text,
-                       "correct": tasks.is_correct(self.task, text, ex.gold), "tokens": len(res.token_ids)}
+                # knowledge tasks keep the real value and the question's template, for breakdowns
+                extra = {k: getattr(ex, k) for k in ("original", "template") if getattr(ex, k)}
+                row = {"id": ex.id, "gold": ex.gold, **extra, "prediction": text, **tasks.score(self.task, text, ex),
+                       "tokens": len(res.token_ids)}
                 f.write(json.dumps(row) + "\n")
                 f.flush()
                 tokens += len(res.token_ids)
@@ -97,32 +105,37 @@ class Evaluator:
         self._add_timing(run, tokens, seconds)
         return tokens, seconds
 
-    def _timing_path(self):
-        return os.path.join(self.out, "timing.json")
+    def _timing(self):
+        path = os.path.join(self.out, "timing.json")
+        if not os.path.isfile(path):
+            return {}
+        with open(path) as f:
+            return json.load(f)
 
     def _add_timing(self, run, tokens, seconds):
-        timing = json.load(open(self._timing_path())) if os.path.isfile(self._timing_path()) else {}
+        timing = self._timing()
         t = timing.setdefault(run.name, {"tokens": 0, "seconds": 0.0})
         t["tokens"] += tokens
         t["seconds"] += seconds
-        with open(self._timing_path(), "w") as f:
+        with open(os.path.join(self.out, "timing.json"), "w") as f:
             json.dump(timing, f)
 
+    def result(self, run):
+        """Accuracy (and, for counterfacts, the base-value rate) of one run, with 95% intervals."""
+        rows = list(self.rows(run).values())
+        t = self._timing().get(run.name, {})
+        out = {"mode": run.mode, "alpha": run.alpha if run.mode == "cold" else None,
+               "beta": run.beta if run.mode == "cold" else None, "n": len(rows),
+               "correct": sum(bool(r["correct"]) for r in rows)}
+        out["accuracy"], out["ci95"] = rate(rows, "correct")
+        if any("base_value" in r for r in rows):
+            out["base_value_rate"], out["base_value_ci95"] = rate(rows, "base_value")
+        out["tokens_per_s"] = round(t["tokens"] / t["seconds"], 2) if t.get("seconds") else None
+        return out
+
     def summary(self, runs):
-        timing = json.load(open(self._timing_path())) if os.path.isfile(self._timing_path()) else {}
-        ids = {e.id for e in self.examples}
-        results = []
-        for run in runs:
-            rows = [r for i, r in read_done(os.path.join(self.out, run.name + ".jsonl")).items() if i in ids]
-            correct = sum(r["correct"] for r in rows)
-            t = timing.get(run.name, {})
-            results.append({"mode": run.mode, "alpha": run.alpha if run.mode == "cold" else None,
-                            "beta": run.beta if run.mode == "cold" else None, "n": len(rows),
-                            "accuracy": round(correct / len(rows), 4) if rows else None,
-                            "ci95": wilson(correct, len(rows)),
-                            "tokens_per_s": round(t["tokens"] / t["seconds"], 2) if t.get("seconds") else None})
         return {"task": self.task, "n": len(self.examples), "adapter": self.adapter, "amateur": self.amateur,
-                "results": results}
+                "results": [self.result(run) for run in runs]}
 
 
 def _generate(engine, requests):

@@ -196,19 +196,29 @@ def describe(weights):
 
 
 class Packed:
-    """A (rows, cols) matrix in a block type: `data` (rows, row_bytes) uint8, blocks as stored."""
-
-    def __init__(self, wtype, shape, data):
-        rows, cols = shape
-        if cols % wtype.block or data.shape != (rows, wtype.row_bytes(cols)) or data.dtype != np.uint8:
-            raise CheckpointError(f"{wtype.name} data {data.dtype}{data.shape} does not hold a {shape} matrix")
-        self.wtype, self.shape, self.data = wtype, tuple(shape), data
+    """A (rows, cols) matrix in a block type, blocks as stored: `stored` (n, row_bytes) uint8,
+    row i of the matrix being stored row order[i] (order None: the same row). Loaders keep
+    `stored` as a view of the file where they can; a row order (llama.cpp's Q/K permutation
+    undone) is applied only when the rows are read (`data`), so loading copies nothing."""
 
     ndim = 2
 
+    def __init__(self, wtype, shape, stored, order=None):
+        rows, cols = shape
+        n = rows if order is None else len(stored)
+        if cols % wtype.block or stored.shape != (n, wtype.row_bytes(cols)) or stored.dtype != np.uint8 \
+                or (order is not None and len(order) != rows):
+            raise CheckpointError(f"{wtype.name} data {stored.dtype}{stored.shape} does not hold a {shape} matrix")
+        self.wtype, self.shape, self.stored, self.order = wtype, tuple(shape), stored, order
+
+    @property
+    def data(self):
+        """The rows' bytes (rows, row_bytes) in the matrix's order (a new array if reordered)."""
+        return self.stored if self.order is None else self.stored[self.order]
+
     @property
     def nbytes(self):
-        return self.data.nbytes
+        return self.stored.nbytes
 
     def to_float(self):
         rows, cols = self.shape
@@ -216,8 +226,10 @@ class Packed:
         return self.wtype.to_float(blocks).reshape(rows, cols)
 
     def take_rows(self, order):
-        """The matrix with its rows in `order` (whole rows: blocks never span two)."""
-        return Packed(self.wtype, (len(order), self.shape[1]), np.ascontiguousarray(self.data[order]))
+        """The matrix with its rows in `order` (whole rows: blocks never span two); no copy."""
+        order = np.asarray(order)
+        return Packed(self.wtype, (len(order), self.shape[1]), self.stored,
+                      order if self.order is None else self.order[order])
 
     def __repr__(self):
         return f"Packed({self.wtype.name}, {self.shape})"

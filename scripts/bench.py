@@ -11,6 +11,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 COMMANDS = {"e2e": "greedy, fused CoLD and unfused baselines on a real model: latency, TTFT, RSS",
             "decode": "greedy vs fused CoLD decode step on a random LLaMA",
             "bgmv": "custom BGMV kernel vs the gather-BMM twin, time and peak memory",
+            "kernels": "C++ harness: one decode step's projections per weight layout and token-row count",
             "serve": "HTTP server load test: throughput and latency at several slot counts"}
 
 

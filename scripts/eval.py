@@ -3,11 +3,19 @@
 
   python scripts/eval.py --task gsm_symbolic --n 500 --adapter math \
       --alpha 0.1 --beta 0.1,0.25,0.5,1.0 --out results/math
+  python scripts/eval.py --task facts --tune --val-n 200 --n 400 --adapter facts=adapters/facts_e12 \
+      --max-new-tokens 16 --out results/facts
 
-Tasks: gsm_symbolic, arith, csqa, asdiv, jsonl:PATH (GSM8K-format question/answer lines).
---adapter takes a shipped adapter name or NAME=DIR. Results go to OUT: one JSONL per run
-(resumable: rerun the same command after an interruption), summary.json, summary.md and
-summary.png (accuracy against beta, greedy lines for reference).
+Tasks: gsm_symbolic, arith, csqa, asdiv, facts, counterfacts, jsonl:PATH (GSM8K-format
+question/answer lines). --adapter takes a shipped adapter name or NAME=DIR. Results go to
+OUT: one JSONL per run (resumable: rerun the same command after an interruption),
+summary.json, summary.md and summary.png.
+
+--tune: alpha/beta are chosen on the validation split (the grid --alpha x --beta; highest
+accuracy, ties to the smaller beta, then the larger alpha), recorded in OUT/choice.json,
+and only then are expert greedy and the chosen setting evaluated on the test split, once,
+with 95% intervals and an exact McNemar test of the paired answers. The runs' files go to
+OUT/validation and OUT/test.
 """
 import argparse
 import os
@@ -18,6 +26,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from cold_ms.errors import ColdError, InputError  # noqa: E402
 from cold_ms.pipeline.options import add_engine_arguments, engine_options, runs_on  # noqa: E402
+from cold_ms.tuning import ALPHAS, BETAS  # noqa: E402
 
 
 def floats(text):
@@ -30,14 +39,21 @@ def floats(text):
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", required=True)
-    p.add_argument("--n", type=int, default=100, help="number of evaluation examples")
-    p.add_argument("--seed", type=int, help="evaluation seed for generated tasks (default 1000)")
+    p.add_argument("--split", choices=("validation", "test", "eval"),
+                   help="split to evaluate (default eval: the held-out set as before validation existed); "
+                        "not with --tune")
+    p.add_argument("--tune", action="store_true", help="choose alpha/beta on validation, then evaluate on test")
+    p.add_argument("--n", type=int, default=100, help="number of evaluation (with --tune: test) examples")
+    p.add_argument("--val-n", type=int, help="with --tune: number of validation examples (default: --n)")
+    p.add_argument("--seed", type=int, help="seed of a generated task's split, or of a whole knowledge task")
     p.add_argument("--model", help="base model (default: the embedded SmolLM2-135M-Instruct)")
     p.add_argument("--adapter", required=True, help="expert: shipped adapter name or NAME=DIR")
     p.add_argument("--amateur", default="base", help="'base' or another adapter (NAME or NAME=DIR)")
-    p.add_argument("--alpha", type=floats, default=[0.1], help="comma-separated list")
-    p.add_argument("--beta", type=floats, default=[0.5], help="comma-separated list")
-    p.add_argument("--modes", default="base,expert,cold")
+    p.add_argument("--alpha", type=floats, help="comma-separated list (default 0.1; with --tune the grid "
+                                                f"{','.join(map(str, ALPHAS))})")
+    p.add_argument("--beta", type=floats, help="comma-separated list (default 0.5; with --tune the grid "
+                                               f"{','.join(map(str, BETAS))})")
+    p.add_argument("--modes", help="default base,expert,cold (--tune runs expert and cold)")
     p.add_argument("--batch", type=int, default=8, help="slots decoded together")
     p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument("--chat-template", help="built-in template instead of the checkpoint's")
@@ -46,54 +62,87 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def plan(args):
+    """({split: (n, directory)}, runs of a plain evaluation or None, alphas, betas)."""
+    from cold_ms.evaluation import plan_runs
+    alphas = args.alpha or (list(ALPHAS) if args.tune else [0.1])
+    betas = args.beta or (list(BETAS) if args.tune else [0.5])
+    if not args.tune:
+        if args.val_n is not None:
+            raise InputError("--val-n is for --tune (give --n and --split)")
+        runs = plan_runs([m for m in (args.modes or "base,expert,cold").split(",") if m], alphas, betas)
+        return {args.split or "eval": (args.n, args.out)}, runs, alphas, betas
+    if args.split or args.modes:
+        raise InputError("--tune evaluates expert greedy and CoLD on validation, then on test: drop --split/--modes")
+    splits = {"validation": (args.val_n or args.n, os.path.join(args.out, "validation")),
+              "test": (args.n, os.path.join(args.out, "test"))}
+    return splits, None, alphas, betas
+
+
 def build(args):
+    """({split: Evaluator}, runs or None, alphas, betas), engines built for the longest prompt."""
     from cold_ms import tasks
     from cold_ms.config import ColdParams
-    from cold_ms.evaluation import Evaluator, plan_runs
+    from cold_ms.evaluation import Evaluator
     from cold_ms.formats.adapters import AdapterRegistry, load_peft_adapter
-    from cold_ms.pipeline.engine import Engine
     from cold_ms.formats.model import load_model
     from cold_ms.formats.shipped import resolve_adapter
+    from cold_ms.pipeline.engine import Engine
 
-    runs = plan_runs([m for m in args.modes.split(",") if m], args.alpha, args.beta)
-    for run in runs:
-        if run.mode == "cold":
-            ColdParams(run.alpha, run.beta)
-    examples = tasks.examples(args.task, "eval", args.n, args.seed)
-    if not examples:
-        raise InputError(f"task {args.task} has no evaluation examples")
+    splits, runs, alphas, betas = plan(args)
+    for a in alphas:
+        for b in betas:
+            ColdParams(a, b)
+    examples = {s: tasks.examples(args.task, s, n, args.seed) for s, (n, _) in splits.items()}
+    for s, rows in examples.items():
+        if not rows:
+            raise InputError(f"task {args.task} has no {s} examples")
     model = load_model(args.model)
     specs = [resolve_adapter(args.adapter)] + ([resolve_adapter(args.amateur)] if args.amateur != "base" else [])
     adapters = AdapterRegistry([load_peft_adapter(path, name, model.config) for name, path in specs])
     expert, amateur = specs[0][0], "base" if args.amateur == "base" else specs[1][0]
-    ev = Evaluator({}, model.tokenizer, args.task, examples, args.out, expert, amateur,
-                   args.max_new_tokens, args.chat_template)
-    max_len = min(model.config.max_position_embeddings,
-                  -(-(max(len(p) for p in ev.prompts.values()) + args.max_new_tokens) // 64) * 64)
-    kinds = {"cold" if r.mode == "cold" else "greedy" for r in runs}
-    ev.engines = {k: Engine(model, adapters, slots=args.batch, max_len=max_len, contrastive=k == "cold",
-                            **engine_options(args)) for k in sorted(kinds)}
-    print(f"cold_ms: {model.config.name} (stored {model.stored}); {runs_on(next(iter(ev.engines.values())))}",
+    evs = {s: Evaluator({}, model.tokenizer, args.task, examples[s], out, expert, amateur, args.max_new_tokens,
+                        args.chat_template) for s, (_, out) in splits.items()}
+    longest = max(len(p) for ev in evs.values() for p in ev.prompts.values())
+    max_len = min(model.config.max_position_embeddings, -(-(longest + args.max_new_tokens) // 64) * 64)
+    kinds = {"cold" if r.mode == "cold" else "greedy" for r in runs} if runs else {"cold", "greedy"}
+    engines = {k: Engine(model, adapters, slots=args.batch, max_len=max_len, contrastive=k == "cold",
+                         **engine_options(args)) for k in sorted(kinds)}
+    for ev in evs.values():
+        ev.engines = engines
+    print(f"cold_ms: {model.config.name} (stored {model.stored}); {runs_on(next(iter(engines.values())))}",
           file=sys.stderr, flush=True)
-    return ev, runs
+    return evs, runs, alphas, betas
+
+
+def run_with_bar(ev, run):
+    from tqdm import tqdm
+    with tqdm(total=len(ev.examples), desc=f"{os.path.basename(ev.out)}/{run.name}", unit="ex") as bar:
+        bar.update(len(ev.examples) - len(ev.missing(run)))
+        ev.run(run, bar)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    from tqdm import tqdm
-    from cold_ms.report import markdown, write_summary
+    from cold_ms.report import markdown, tune_markdown, write_summary, write_tune_summary
+    from cold_ms.tuning import Tuner
     try:
-        ev, runs = build(args)
-        for run in runs:
-            with tqdm(total=len(ev.examples), desc=run.name, unit="ex") as bar:
-                bar.update(len(ev.examples) - len(ev.missing(run)))
-                ev.run(run, bar)
-        summary = ev.summary(runs)
+        evs, runs, alphas, betas = build(args)
+        if args.tune:
+            tuner = Tuner(evs["validation"], evs["test"], alphas, betas, args.out, run_with_bar)
+            tuner.validate()
+            tuner.test()
+            summary, write, text = tuner.summary(), write_tune_summary, tune_markdown
+        else:
+            ev = next(iter(evs.values()))
+            for run in runs:
+                run_with_bar(ev, run)
+            summary, write, text = ev.summary(runs), write_summary, markdown
     except ColdError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    write_summary(summary, args.out)
-    print(markdown(summary))
+    write(summary, args.out)
+    print(text(summary))
     return 0
 
 

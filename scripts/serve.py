@@ -37,18 +37,52 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def check(args):
+    """Refuse bad settings before anything loads (ColdError)."""
+    from cold_ms.config import ColdParams
+    from cold_ms.errors import ConfigError
+    try:
+        ColdParams(args.default_alpha, args.default_beta)
+    except ConfigError as e:
+        raise ConfigError(f"--default-alpha/--default-beta: {e}") from None
+    for flag in ("slots", "max_len", "max_tokens_limit", "max_queue", "max_body_bytes"):
+        if getattr(args, flag) < 1:
+            raise ConfigError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+
+
+def one_line(error):
+    """An exception as one line: ours carry a message for the user; others are named too."""
+    from cold_ms.errors import ColdError
+    first = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+    return first if isinstance(error, ColdError) else f"{type(error).__name__}: {first}"
+
+
 def main(argv=None):
     args = parse_args(argv)
+    from cold_ms.errors import ColdError
+    try:
+        check(args)
+    except ColdError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     import uvicorn
     from cold_ms.serving.app import ServerConfig, create_app
     from cold_ms.serving.runtime import build_engine
     cfg = ServerConfig(max_body_bytes=args.max_body_bytes, max_tokens_limit=args.max_tokens_limit,
-                       max_prompt_tokens=args.max_len - 1, max_queue=args.max_queue,
-                       default_alpha=args.default_alpha, default_beta=args.default_beta,
+                       max_queue=args.max_queue, default_alpha=args.default_alpha, default_beta=args.default_beta,
                        api_key=args.api_key, chat_template=args.chat_template)
-    app = create_app(lambda: build_engine(args), cfg)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    failed = []
+
+    def stop(error):  # the model did not load: an orchestrator should see the process end
+        failed.append(error)
+        server.should_exit = True
+    server = uvicorn.Server(uvicorn.Config(create_app(lambda: build_engine(args), cfg, on_failure=stop),
+                                           host=args.host, port=args.port, log_level="warning"))
+    server.run()
+    if failed:
+        print(f"error: {one_line(failed[0])}", file=sys.stderr)
+        return 2 if isinstance(failed[0], ColdError) else 1
     return 0
 
 

@@ -17,10 +17,17 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from cold_ms.errors import ColdError  # noqa: E402
 
 
+def steps(text):
+    try:
+        return {int(x) for x in text.split(",") if x.strip()}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated step numbers, got {text!r}") from None
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", help="base model (default: the embedded SmolLM2-135M-Instruct)")
-    p.add_argument("--task", help="gsm_symbolic, arith, csqa or jsonl:PATH (training split)")
+    p.add_argument("--task", help="gsm_symbolic, arith, csqa, facts, counterfacts or jsonl:PATH (its training split)")
     p.add_argument("--train-file", help="JSON lines with question/answer (same as --task jsonl:PATH)")
     p.add_argument("--n", type=int, help="number of training examples (default: all)")
     p.add_argument("--data-seed", type=int, help="dataset seed (default: the task's training seed)")
@@ -38,6 +45,8 @@ def parse_args(argv=None):
     p.add_argument("--save-every", type=int, default=50, help="optimizer steps between checkpoints")
     p.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0: all epochs)")
     p.add_argument("--chat-template", help="built-in template (chatml, llama2) instead of the checkpoint's")
+    p.add_argument("--snapshots", type=steps, default=(), help="comma-separated optimizer steps after which the adapter is "
+                                                   "also written to OUT/step-N (e.g. an early checkpoint as amateur)")
     p.add_argument("--save-dtype", choices=("float32", "float16"), default="float32",
                    help="dtype of the written adapter (float16 halves its size)")
     return p.parse_args(argv)
@@ -59,6 +68,8 @@ def write_curve(out, losses):
 
 def main(argv=None):
     args = parse_args(argv)
+    from cold_ms.distributed import finish, world
+    world()  # under msrun: join the workers first (the scheduler process stays in here)
     from cold_ms import tasks
     from cold_ms.formats.model import load_model
     from cold_ms.training.trainer import TrainConfig, Trainer
@@ -75,11 +86,13 @@ def main(argv=None):
         print(f"training on {len(examples)} {task} examples", file=sys.stderr)
         trainer = Trainer(model, examples, cfg, args.out, log=lambda m: print(m, file=sys.stderr),
                           chat_template=args.chat_template)
-        losses, seconds = trainer.run(save_dtype=args.save_dtype)
+        losses, seconds = trainer.run(save_dtype=args.save_dtype, snapshots=args.snapshots)
     except ColdError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    write_curve(args.out, losses)
+    finish()
+    if world().rank == 0:  # every rank holds the same losses; one writes them
+        write_curve(args.out, losses)
     print(f"wrote {args.out}: {len(losses)} steps, last loss {losses[-1]:.3f}, {seconds:.0f}s this run",
           file=sys.stderr)
     return 0

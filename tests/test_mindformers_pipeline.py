@@ -109,3 +109,46 @@ def test_bad_task_arguments(mf, tiny, kwargs, error, match):
     pipe = mf.pipeline(task="cold_text_generation", model=_cold_model(tiny), adapter="qv")
     with pytest.raises(InputError, match="inputs must be a string"):
         pipe(123)
+
+
+def test_mindformers_logs_stay_off_stdout(tiny):
+    """MindFormers' warnings (~10 for one pipeline) went to stdout; now its terminal log is stderr,
+    errors only."""
+    code = ("import json, cold_ms, mindformers\nprint('imported', flush=True)\n"
+            f"pipe = mindformers.pipeline(task='cold_text_generation', model={tiny['model_dir']!r}, beta=0.0)\n"
+            f"print(json.dumps(pipe({TEXT!r}, max_new_tokens=2)))\n"
+            "from mindformers.tools.logger import logger\nlogger.error('an error stays visible')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300,
+                         env=dict(os.environ, GLOG_v="3"))
+    assert out.returncode == 0, out.stderr
+    after_import = out.stdout.split("imported\n", 1)[1].splitlines()
+    assert len(after_import) == 1 and json.loads(after_import[0])[0]["text_generation_text"], out.stdout
+    assert "an error stays visible" in out.stderr
+
+
+def test_adapters_named_with_a_model_directory(mf, tiny):
+    """model="DIR" with adapter/amateur as NAME=DIR or loaded through adapters=[...] gives what a
+    ColdModel holding the same adapters gives."""
+    specs = [f"qv={tiny['adapter_dir']['qv']}", f"all={tiny['adapter_dir']['all']}"]
+    want = mf.pipeline(task="cold_text_generation", model=_cold_model(tiny), adapter="all", amateur="qv",
+                       alpha=0.2, beta=1.0)(TEXT, max_new_tokens=4)
+    by_dir = mf.pipeline(task="cold_text_generation", model=tiny["model_dir"], adapter=specs[1], amateur=specs[0],
+                         alpha=0.2, beta=1.0)
+    assert by_dir(TEXT, max_new_tokens=4) == want
+    listed = mf.pipeline(task="cold_text_generation", model=tiny["model_dir"], adapters=specs, adapter="all",
+                         amateur="qv", alpha=0.2, beta=1.0)
+    assert listed(TEXT, max_new_tokens=4) == want
+    assert listed(TEXT, max_new_tokens=4, adapter="qv", amateur="base") == \
+        by_dir(TEXT, max_new_tokens=4, adapter="qv", amateur="base")
+
+
+@pytest.mark.parametrize("kwargs,error,match", [
+    ({"adapter": "nope"}, AdapterError, r"unknown adapter 'nope' \(loaded: none; shipped: arith, csqa, math; or give "
+                                        r"NAME=DIR\)"),
+    ({"adapter": "math"}, AdapterError, "trained for a different base model"),  # a shipped one, for SmolLM2
+    ({"adapters": "qv"}, InputError, "adapters must be a list of NAME or NAME=DIR strings"),
+    ({"adapter": 3}, InputError, r"an adapter is named by a string \(NAME or NAME=DIR\), got 3"),
+])
+def test_adapter_arguments_refused_clearly(mf, tiny, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        mf.pipeline(task="cold_text_generation", model=tiny["model_dir"], **kwargs)

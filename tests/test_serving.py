@@ -1,7 +1,6 @@
 """The HTTP server, started for real on loopback with the tiny model and two adapters."""
 import json
 import threading
-import time
 
 import httpx
 import pytest
@@ -24,8 +23,10 @@ def server(tiny, tmp_path_factory):
     stop_server(proc)
 
 
-def post(url, path, body, **kw):
-    return httpx.post(url + path, json=body, headers=KEY, timeout=120, **kw)
+def post(url, path, body, headers=KEY, **kw):
+    """POST `body` as JSON, escaped to ASCII as any client may send it (lone surrogates included)."""
+    return httpx.post(url + path, content=json.dumps(body), headers={**headers, "Content-Type": "application/json"},
+                      timeout=120, **kw)
 
 
 def _text(tiny, ids):
@@ -61,15 +62,37 @@ def test_chat_stream_equals_non_stream(server):
     assert chunks[-1]["usage"] == whole["usage"]
 
 
-def test_models_health_metrics_and_auth(server):
+def test_models_health_and_metrics(server):
     ids = [m["id"] for m in httpx.get(server + "/v1/models", headers=KEY).json()["data"]]
     assert ids == ["model", "all", "qv"]
     assert httpx.get(server + "/health").json() == {"health": "true"}
-    assert httpx.get(server + "/v1/models").status_code == 401
-    metrics = httpx.get(server + "/metrics").text
+    metrics = httpx.get(server + "/metrics", headers=KEY).text
     for name in ("cold_requests_total", "cold_generated_tokens_total", "cold_queue_length", "cold_slots_busy",
                  "cold_decode_step_seconds_bucket"):
         assert name in metrics
+
+
+def openai_error(r, status):
+    """The OpenAI error body of `r`, checked for its status and shape; returns the message."""
+    assert r.status_code == status, (r.status_code, r.text)
+    error = r.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}, error
+    for internal in ("request 0", "max_new_tokens", "Traceback", "pydantic", "list[int]"):
+        assert internal not in error["message"], error
+    return error["message"]
+
+
+def test_the_key_is_checked_first_on_every_route_but_health(server):
+    assert httpx.get(server + "/health").status_code == 200
+    for method, path in (("GET", "/metrics"), ("GET", "/v1/models"), ("POST", "/v1/completions"),
+                         ("POST", "/v1/chat/completions"), ("GET", "/nowhere"), ("GET", "/docs")):
+        assert "API key" in openai_error(httpx.request(method, server + path), 401)
+    wrong = {"Authorization": "Bearer nope"}
+    openai_error(httpx.post(server + "/v1/completions", json={"model": "qv", "prompt": "hi"}, headers=wrong), 401)
+    # before the body is looked at: malformed, or over the size limit
+    r = httpx.post(server + "/v1/completions", content=b'{"model": ', headers={"Content-Type": "application/json"})
+    openai_error(r, 401)
+    openai_error(httpx.post(server + "/v1/completions", json={"prompt": "x" * 30000}), 401)
 
 
 def test_same_request_alone_and_in_a_busy_mixed_batch(server):
@@ -95,25 +118,108 @@ def test_same_request_alone_and_in_a_busy_mixed_batch(server):
     ({"model": "qv", "prompt": "hi", "amateur": "nope"}, 404, "unknown amateur"),
     ({"model": "qv", "prompt": [3] * 200, "max_tokens": 5}, 400, "at most 95"),
     ({"model": "qv", "prompt": [3] * 90, "max_tokens": 10}, 400, "exceeds the context of 96"),
+    ({"model": "qv", "prompt": [3, 96]}, 400, "token ids must be in [0, 96)"),
     ({"model": "qv", "prompt": "hi", "max_tokens": 41}, 400, "limit of 40"),
+    ({"model": "qv", "prompt": "hi", "max_tokens": 0}, 400, "max_tokens must be at least 1"),
     ({"model": "qv", "prompt": "   "}, 400, "empty prompt"),
-    ({"model": "qv", "prompt": "hi", "temperature": 0.7}, 400, "temperature must be 0"),
-    ({"model": "qv"}, 422, "prompt"),
+    ({"model": "qv", "prompt": ["a", "b"]}, 400, "one prompt per request"),
+    ({"model": "qv", "prompt": "hi", "temperature": -0.5}, 400, "temperature must be >= 0"),
+    ({"model": "qv", "prompt": "hi", "top_p": 0}, 400, "top_p must be in (0, 1]"),
+    ({"model": "qv", "prompt": "hi", "beta_schedule": "cosine"}, 400, "beta schedule must be one of"),
+    ({"model": "qv", "prompt": "hi", "n": 2}, 400, "n must be 1"),
+    ({"model": "qv", "prompt": "hi", "logit_bias": {"5": 3}}, 400, "logit_bias is not supported"),
+    ({"model": "qv", "prompt": "hi", "stop": ["a", "b", "c", "d", "e"]}, 400, "at most 4"),
+    ({"model": "qv", "prompt": "hi", "betta": 2}, 422, "unrecognized request argument 'betta'"),
+    ({"model": "qv", "prompt": {"text": "hi"}}, 422, "prompt must be text"),
+    ({"model": "qv", "prompt": "hi", "max_tokens": "many"}, 422, "max_tokens"),
+    ({"model": "qv"}, 422, "missing required argument 'prompt'"),
 ])
 def test_bad_requests_get_4xx_and_the_server_keeps_serving(server, body, status, message):
-    r = post(server, "/v1/completions", body)
-    assert r.status_code == status and message in r.json()["error"]["message"], r.text
+    assert message in openai_error(post(server, "/v1/completions", body), status)
     assert post(server, "/v1/completions", {"model": "qv", "prompt": "hi", "max_tokens": 2}).status_code == 200
 
 
-def test_malformed_json_and_oversize_body(server):
-    r = httpx.post(server + "/v1/completions", content=b'{"model": "qv", "prompt": ',
-                   headers={**KEY, "Content-Type": "application/json"})
-    assert r.status_code == 422 and "malformed JSON" in r.json()["error"]["message"]
-    r = httpx.post(server + "/v1/completions", content=b'model=qv', headers=KEY)
-    assert r.status_code == 422 and "must be a JSON object" in r.json()["error"]["message"]
+@pytest.mark.parametrize("raw", [b'"beta": 1e999', b'"beta": NaN', b'"alpha": Infinity'])
+def test_non_finite_alpha_and_beta_are_refused(server, raw):
+    body = b'{"model": "qv", "prompt": "hi", ' + raw + b"}"
+    r = httpx.post(server + "/v1/completions", content=body, headers={**KEY, "Content-Type": "application/json"})
+    assert "must be" in openai_error(r, 400)
+    assert r.json()["error"]["param"] == raw.split(b'"')[1].decode()
+
+
+def test_temperature_draws_repeat_with_the_seed(server):
+    """OpenAI clients' default temperature and top_p: a CoLD draw, the same tokens for the same
+    seed; omitted temperature stays greedy CoLD."""
+    body = {"model": "qv", "prompt": [5, 9, 14, 3], "max_tokens": 8, "temperature": 1.3, "top_p": 0.95,
+            "alpha": 0.01}
+    ids = lambda **kw: post(server, "/v1/completions", dict(body, **kw)).json()["choices"][0]["text"]  # noqa: E731
+    assert ids(seed=3) == ids(seed=3)
+    assert len({ids(seed=s) for s in range(6)}) > 1
+    greedy = dict(body, temperature=0)
+    assert post(server, "/v1/completions", greedy).json()["choices"][0]["text"] == \
+        post(server, "/v1/completions", {k: v for k, v in greedy.items() if k != "temperature"}).json()["choices"][0]["text"]
+
+
+def _chat(server, messages, **extra):
+    r = post(server, "/v1/chat/completions", {"model": "qv", "messages": messages, "max_tokens": 6, **extra})
+    assert r.status_code == 200, r.text
+    return r.json()["choices"][0]["message"]["content"]
+
+
+def test_openai_chat_shapes_are_read_as_openai_reads_them(server):
+    user = {"role": "user", "content": "fox"}
+    parts = [{"type": "text", "text": "The"}, {"type": "text", "text": "fox"}]
+    assert _chat(server, [{"role": "user", "content": parts}]) == _chat(server, [{"role": "user", "content": "The\nfox"}])
+    assert _chat(server, [{"role": "assistant", "content": None}, user]) == _chat(
+        server, [{"role": "assistant", "content": ""}, user])
+    assert _chat(server, [{"role": "developer", "content": "Be"}, user]) == _chat(
+        server, [{"role": "system", "content": "Be"}, user])
+    # fields that cannot change a greedy answer are accepted and ignored
+    assert _chat(server, [user]) == _chat(
+        server, [dict(user, name="ann")], n=1, user="u-1", seed=7, top_p=0.9, temperature=0, presence_penalty=0,
+        response_format={"type": "text"}, stream_options=None)
+
+
+@pytest.mark.parametrize("message,status,text", [
+    ({"role": "wizard", "content": "hi"}, 400, "unknown role 'wizard'"),
+    ({"role": "tool", "content": "42", "tool_call_id": "x"}, 400, "not supported"),
+    ({"role": "user", "content": None}, 400, "required for role 'user'"),
+    ({"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}, 400, "only text parts"),
+    ({"role": "user", "content": [{"type": "text"}]}, 422, "a text part is"),
+    ({"role": "user", "content": 5}, 422, "must be text or a list"),
+    ({"role": "user", "content": "\ud800"}, 400, "lone surrogate"),
+    ({"content": "hi"}, 422, "missing required argument 'messages[0].role'"),
+])
+def test_bad_chat_messages(server, message, status, text):
+    r = post(server, "/v1/chat/completions", {"model": "qv", "messages": [message]})
+    assert text in openai_error(r, status)
+
+
+def test_frameworks_own_errors_have_the_openai_shape(server):
+    as_json = {**KEY, "Content-Type": "application/json"}
+    r = httpx.post(server + "/v1/completions", content=b'{"model": "qv", "prompt": ', headers=as_json)
+    assert "malformed JSON" in openai_error(r, 422)
+    r = httpx.post(server + "/v1/completions", content=b"[1, 2]", headers=as_json)
+    assert "must be a JSON object" in openai_error(r, 422)
+    form = {**KEY, "Content-Type": "application/x-www-form-urlencoded"}
+    openai_error(httpx.post(server + "/v1/completions", content=b"x=1", headers=form), 422)
+    openai_error(httpx.get(server + "/nowhere", headers=KEY), 404)
+    openai_error(httpx.get(server + "/v1/completions", headers=KEY), 405)
+    deep = httpx.post(server + "/v1/completions", content=b"[" * 9000 + b"]" * 9000, headers=as_json)
+    assert deep.status_code in (400, 422) and openai_error(deep, deep.status_code)
+
+
+def test_oversize_bodies_get_413_however_they_arrive(server):
     r = post(server, "/v1/completions", {"model": "qv", "prompt": "x" * 30000})
-    assert r.status_code == 413
+    assert "over 20000 bytes" in openai_error(r, 413)
+
+    def chunked():  # no Content-Length: the size is only known by counting
+        for _ in range(32):
+            yield b"x" * (64 << 10)
+    r = httpx.post(server + "/v1/completions", content=chunked(), headers={**KEY, "Content-Type": "application/json"},
+                   timeout=60)
+    assert r.request.headers["transfer-encoding"] == "chunked"
+    assert "over 20000 bytes" in openai_error(r, 413)
     assert httpx.get(server + "/health").status_code == 200
 
 
@@ -131,24 +237,13 @@ def test_full_queue_gets_429_with_retry_after(server):
     codes = sorted(r.status_code for r in results)
     assert 200 in codes and 429 in codes, codes
     refused = next(r for r in results if r.status_code == 429)
-    assert refused.headers["retry-after"] == "2" and "retry" in refused.json()["error"]["message"]
+    assert refused.headers["retry-after"] == "2" and "retry" in openai_error(refused, 429)
 
 
-def _busy(server):
-    line = next(x for x in httpx.get(server + "/metrics").text.splitlines() if x.startswith("cold_slots_busy"))
+def _busy(server, headers=KEY):
+    line = next(x for x in httpx.get(server + "/metrics", headers=headers).text.splitlines()
+                if x.startswith("cold_slots_busy"))
     return float(line.split()[-1])
-
-
-def test_a_client_that_disconnects_frees_its_slot(server):
-    body = {"model": "qv", "prompt": [1, 2, 3], "max_tokens": 40, "stream": True}
-    for _ in range(2):  # both slots; each client reads one chunk and leaves
-        with httpx.stream("POST", server + "/v1/completions", json=body, headers=KEY, timeout=60) as r:
-            next(r.iter_lines())
-    deadline = time.time() + 20
-    while _busy(server) > 0 and time.time() < deadline:
-        time.sleep(0.2)
-    assert _busy(server) == 0
-    assert post(server, "/v1/completions", {"model": "qv", "prompt": "hi", "max_tokens": 3}).status_code == 200
 
 
 def test_bounded_load_every_answer_right_no_slot_leaked(tiny, tmp_path):
@@ -159,7 +254,7 @@ def test_bounded_load_every_answer_right_no_slot_leaked(tiny, tmp_path):
         figures, wrong = load_test(url, clients=16, total=200, max_tokens=8)
         print(figures)
         assert not wrong and figures["requests"] == 200
-        assert _busy(url) == 0 and httpx.get(url + "/health").status_code == 200
+        assert _busy(url, None) == 0 and httpx.get(url + "/health").status_code == 200
     finally:
         stop_server(proc)
 

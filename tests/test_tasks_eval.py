@@ -7,7 +7,8 @@ import sys
 import pytest
 
 from cold_ms import tasks
-from cold_ms.evaluation import wilson
+from cold_ms.errors import InputError
+from cold_ms.stats import wilson
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -15,9 +16,44 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.mark.parametrize("task", ["gsm_symbolic", "arith", "csqa"])
 def test_answer_extraction_on_real_targets(task):
     for ex in tasks.examples(task, "eval", 200):
-        assert tasks.is_correct(task, ex.target, ex.gold), ex
+        assert tasks.score(task, ex.target, ex) == {"correct": True}, ex
     train = {e.question for e in tasks.examples(task, "train", 300)}
     assert not train & {e.question for e in tasks.examples(task, "eval", 600)}
+
+
+def _questions(rows):
+    return {e.question for e in rows}
+
+
+@pytest.mark.parametrize("task,sizes", [("arith", None), ("csqa", (610, 200, 411)), ("asdiv", (None, 500, 1584))])
+def test_validation_is_apart_from_test_and_training(task, sizes):
+    val, test = tasks.examples(task, "validation"), tasks.examples(task, "test", 2000)
+    assert val and test and not _questions(val) & _questions(test)
+    assert not {e.id for e in val} & {e.id for e in test}
+    if task != "asdiv":  # 3,000 > the 2,000 kept apart by range: the rest is filtered by question
+        train = tasks.examples(task, "train", 3000)
+        assert not _questions(train) & (_questions(val) | _questions(test))
+    if sizes:
+        assert (len(val), len(test)) == sizes[1:]
+        assert tasks.examples(task, "eval") == val + test  # the untuned held-out set, as before
+
+
+def test_training_sets_of_the_shipped_adapters_are_unchanged():
+    """adapters/README.md: arith trained on 2,000 problems minus the 314 among the first
+    2,000 evaluation problems; validation may not take more."""
+    assert len(tasks.examples("arith", "train", 2000)) == 2000 - 314
+    assert len(tasks.examples("csqa", "train")) == 610
+
+
+def test_bad_splits_are_refused(tmp_path):
+    with pytest.raises(InputError, match="unknown split"):
+        tasks.examples("arith", "dev", 5)
+    with pytest.raises(InputError, match="no training split"):
+        tasks.examples("asdiv", "train")
+    with pytest.raises(InputError, match="without validation and test"):
+        tasks.examples(f"jsonl:{tmp_path / 'x.jsonl'}", "validation")
+    with pytest.raises(InputError, match="give the number"):
+        tasks.examples("gsm_symbolic", "test")
 
 
 def test_extraction_of_model_style_answers():
@@ -25,10 +61,10 @@ def test_extraction_of_model_style_answers():
     assert tasks.extract_number("The total is 1,250 dollars.") == "1250"
     assert tasks.extract_number("####  -7") == "-7"
     assert tasks.extract_number("no digits here") is None
-    assert tasks.is_correct("gsm_symbolic", "so 19.0 are left", "19")
+    assert tasks.score("gsm_symbolic", "so 19.0 are left", tasks.Example("g", "?", "19", "")) == {"correct": True}
     assert tasks.extract_letter("Answer: D. music room") == "D"
     assert tasks.extract_letter("I think the best option is B") == "B"
-    assert not tasks.is_correct("csqa", "Answer: none", "A")
+    assert tasks.score("csqa", "Answer: none", tasks.Example("c", "?", "A", "")) == {"correct": False}
 
 
 def test_asdiv_keeps_numeric_answers_only():
@@ -87,3 +123,39 @@ def test_eval_resumes_after_an_interruption(tiny_jsonl, tmp_path):
     assert path.read_text().splitlines()[:3] == lines[:3]  # finished examples were not redone
     new_tokens = json.loads((tmp_path / "timing.json").read_text())["expert"]["tokens"] - timing
     assert new_tokens == sum(r["tokens"] for r in rows[3:])
+
+
+def _tune(tiny, out, extra=()):
+    cmd = [sys.executable, os.path.join(ROOT, "scripts", "eval.py"), "--model", tiny["model_dir"], "--task", "facts",
+           "--tune", "--val-n", "3", "--n", "3", "--adapter", f"qv={tiny['adapter_dir']['qv']}", "--alpha", "0.1",
+           "--beta", "0.5,1", "--batch", "2", "--max-new-tokens", "4", "--chat-template", "chatml",
+           "--out", str(out), *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+
+
+def _ids(path):
+    return {json.loads(line)["id"] for line in path.read_text().splitlines()}
+
+
+def test_tune_end_to_end(tiny, tmp_path):
+    out = _tune(tiny, tmp_path)
+    assert out.returncode == 0, out.stderr
+    choice = json.loads((tmp_path / "choice.json").read_text())
+    chosen = f"cold_a0.1_b{choice['beta']:g}.jsonl"
+    assert sorted(os.listdir(tmp_path / "validation")) == ["cold_a0.1_b0.5.jsonl", "cold_a0.1_b1.jsonl",
+                                                           "expert.jsonl", "timing.json"]
+    assert sorted(os.listdir(tmp_path / "test")) == sorted([chosen, "expert.jsonl", "timing.json"])
+    val, test = _ids(tmp_path / "validation" / "expert.jsonl"), _ids(tmp_path / "test" / chosen)
+    assert len(val) == len(test) == 3 and not val & test
+    rows = [json.loads(line) for line in (tmp_path / "test" / chosen).read_text().splitlines()]
+    assert all(":ask" in r["template"] and isinstance(r["correct"], bool) for r in rows)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["chosen"] == {"alpha": 0.1, "beta": choice["beta"]}
+    assert [r["beta"] for r in summary["validation"]["curve"]] == [0.5, 1.0]
+    assert [r["n"] for r in summary["test"]["results"]] == [3, 3] and summary["test"]["paired"]["correct"]["n"] == 3
+    assert "Chosen on validation (n=3): alpha 0.1" in out.stdout and (tmp_path / "summary.png").stat().st_size > 0
+
+
+def test_tune_refuses_a_split(tiny, tmp_path):
+    out = _tune(tiny, tmp_path, ["--split", "test"])
+    assert out.returncode == 2 and "drop --split" in out.stderr and not os.listdir(tmp_path)

@@ -64,3 +64,12 @@ def test_chat_prompt_ids_use_the_template_bos_once(tiny):
         chat_prompt_ids(tok, [{"role": "user", "content": "x"}])
     with pytest.raises(ConfigError, match="unknown chat template 'vicuna'"):
         chat_prompt_ids(tok, [{"role": "user", "content": "x"}], "vicuna")
+
+
+def test_a_tokenizer_config_that_is_not_an_object_is_refused(tmp_path):
+    import pytest
+    from cold_ms.errors import CheckpointError
+    from cold_ms.formats.tokenizer import load_tokenizer
+    (tmp_path / "tokenizer_config.json").write_text("[1, 2]")
+    with pytest.raises(CheckpointError, match="tokenizer_config.json: expected a JSON object"):
+        load_tokenizer(str(tmp_path))

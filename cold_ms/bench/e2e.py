@@ -59,7 +59,9 @@ def add_arguments(p):
     p.add_argument("--rounds", type=int, default=4, help="the steps are split over this many alternations "
                                                              "(this VM's bandwidth drifts within seconds)")
     p.add_argument("--mode", choices=("graph", "pynative"), default="graph")
-    p.add_argument("--variants", default="greedy,cold,cold_two_pass,cold_two_models")
+    p.add_argument("--variants", default="greedy,cold,cold_two_pass,cold_two_models",
+                   help="of greedy, cold, cold_two_pass, cold_two_models, cold_model (needs --amateur-model)")
+    p.add_argument("--amateur-model", help="a separate amateur model for the cold_model variant (same tokenizer)")
     p.add_argument("--weights", nargs="+", default=["auto"], choices=list(WEIGHT_CHOICES),
                    help="weight formats to run every variant in (a benchmark dimension)")
     p.add_argument("--activations", default="int16", choices=("int16", "int8", "float32"),
@@ -96,7 +98,8 @@ def _worker(conn, key, args):
         from cold_ms.bench.llamacpp_peer import LlamaCppVariant
         v = LlamaCppVariant(model, max_len)
     else:
-        v = build(variant, model, adapters, name, batch, max_len, args["mode"], weights, args["activations"])
+        amateur = load_model(args["amateur_model"]) if variant == "cold_model" else None
+        v = build(variant, model, adapters, name, batch, max_len, args["mode"], weights, args["activations"], amateur)
     v.prefill(prompt)  # compiles
     for _ in range(2):
         v.step()
@@ -117,9 +120,12 @@ def _start(key, args):
     parent, child = ctx.Pipe()
     proc = ctx.Process(target=_worker, args=(child, key, args), daemon=True)
     proc.start()
-    if not parent.poll(900):
-        raise RuntimeError(f"worker {key} (batch {args['batch']}) did not start")
-    return proc, parent, parent.recv()
+    for _ in range(900):  # up to 15 minutes, but no longer than the worker lives
+        if parent.poll(1):
+            return proc, parent, parent.recv()
+        if not proc.is_alive():
+            break
+    raise RuntimeError(f"worker {key} (batch {args['batch']}) did not start (see its traceback above)")
 
 
 def _row(key, batch, mode, times, ttfts, rss, floor_fraction, summary):
@@ -152,11 +158,11 @@ def _keys(args):
 
 
 def _run(args):
-    from cold_ms.bench.report import write_e2e
+    from cold_ms.report import write_e2e
     from cold_ms.ops._library import cpu_model, kernel_paths, read_bandwidth_gbps
     bandwidth = []
     spec = {"model": args.model, "adapter": args.adapter, "steps": args.steps, "rounds": args.rounds,
-            "mode": args.mode, "activations": args.activations}
+            "mode": args.mode, "activations": args.activations, "amateur_model": args.amateur_model}
     machine = f"{cpu_model()}, {os.cpu_count()} cores, kernel paths: {kernel_paths()}"
     print(f"cpu: {machine}", file=sys.stderr)
     mode = lambda key: {"hf": "torch", "llamacpp": "llama.cpp"}.get(key[0], args.mode)  # noqa: E731

@@ -8,6 +8,8 @@ prefill(batch) -> seconds to the first token, and step() -> seconds of one decod
 - cold_two_models: two model copies sharing no weight (the adapter merged into the first)
                    and contrastive scoring in numpy on the host: the naive CD a user
                    writes first.
+- cold_model:      the fused step against a separate amateur model (e2e --amateur-model):
+                   the expert's and the amateur's models side by side in one graph.
 """
 import time
 
@@ -22,25 +24,28 @@ from cold_ms.formats.names import module_path
 from cold_ms.ops.prepare import EMBED, HEAD, Prepared
 from cold_ms.pipeline import batching
 from cold_ms.pipeline.batching import Request
-from cold_ms.pipeline.engine import DEFAULT_CHUNKS, Engine
+from cold_ms.pipeline.engine import AMATEUR_MODEL, DEFAULT_CHUNKS, Engine
 from cold_ms.runtime import configure
 
-VARIANTS = ("greedy", "cold", "cold_two_pass", "cold_two_models")
+VARIANTS = ("greedy", "cold", "cold_two_pass", "cold_two_models", "cold_model")
 ALPHA, BETA = 0.1, 0.5
 
 
 class EngineVariant:
     """greedy and cold: the product path, through the Engine's own prefill/decode."""
 
-    def __init__(self, model, adapters, expert, batch, max_len, mode, contrastive, weights, activations):
+    def __init__(self, model, adapters, expert, batch, max_len, mode, contrastive, weights, activations,
+                 amateur_model=None):
         self.engine = Engine(model, adapters, slots=batch, max_len=max_len, contrastive=contrastive, mode=mode,
-                             weights=weights, activations=activations)
+                             weights=weights, activations=activations, amateur_model=amateur_model)
         self.expert, self.contrastive, self.batch = expert, contrastive, batch
+        self.amateur = AMATEUR_MODEL if amateur_model is not None else "base" if contrastive else None
         self.summary, self.base_bytes = self.engine.weights, step_bytes(self.engine.prepared)
+        if amateur_model is not None:  # the amateur model's weights are read every step too
+            self.base_bytes += step_bytes(self.engine.amateur_prepared)
 
     def prefill(self, prompt):
-        amateur = "base" if self.contrastive else None
-        reqs = [Request(prompt, adapter=self.expert, amateur=amateur, alpha=ALPHA, beta=BETA,
+        reqs = [Request(prompt, adapter=self.expert, amateur=self.amateur, alpha=ALPHA, beta=BETA,
                         max_new_tokens=self.engine.max_len - len(prompt), ignore_eos=True)
                 for _ in range(self.batch)]
         self.slots = [self.engine.new_state(i, r) for i, r in enumerate(reqs)]
@@ -125,7 +130,7 @@ def merged_weights(model, adapter):
     no memory with the first, embeddings included), the adapter merged in (W + scaling * B @ A,
     in float32) and stored again in the base's type (q8_0 where no kernel reads that type)."""
     def copy(w):
-        return wtypes.Packed(w.wtype, w.shape, w.data.copy()) if isinstance(w, wtypes.Packed) else w.copy()
+        return wtypes.Packed(w.wtype, w.shape, np.array(w.data)) if isinstance(w, wtypes.Packed) else w.copy()
 
     weights = {name: copy(w) for name, w in model.weights.items()}
     for (layer, module), (a, b) in adapter.tensors.items():
@@ -137,9 +142,13 @@ def merged_weights(model, adapter):
     return weights
 
 
-def build(variant, model, adapters, expert, batch, max_len, mode, weights="auto", activations="int16"):
-    if variant in ("greedy", "cold"):
-        return EngineVariant(model, adapters, expert, batch, max_len, mode, variant == "cold", weights, activations)
+def build(variant, model, adapters, expert, batch, max_len, mode, weights="auto", activations="int16",
+          amateur_model=None):
+    if variant in ("greedy", "cold", "cold_model"):
+        if variant == "cold_model" and amateur_model is None:
+            raise SystemExit("variant cold_model needs --amateur-model")
+        return EngineVariant(model, adapters, expert, batch, max_len, mode, variant != "greedy", weights, activations,
+                             amateur_model if variant == "cold_model" else None)
     return SplitVariant(model, adapters, expert, batch, max_len, mode, variant == "cold_two_models", weights,
                         activations)
 
@@ -154,7 +163,9 @@ def step_bytes(prepared):
 
 def weight_bytes(variant, base_bytes, adapter):
     """Bytes of weights one decode step must read: the base once (twice for the two-pass
-    and two-model variants) plus the expert's LoRA matrices (float32; merged away in two_models)."""
+    and two-model variants) plus the expert's LoRA matrices (float32; merged away in two_models;
+    none for the llama.cpp peer, which runs the base model greedily)."""
     lora = sum((a.size + b.size) * 4 for a, b in adapter.tensors.values())
     return {"greedy": base_bytes + lora, "cold": base_bytes + lora, "cold_two_pass": 2 * base_bytes + lora,
-            "cold_two_models": 2 * base_bytes, "hf": base_bytes + lora}[variant]
+            "cold_two_models": 2 * base_bytes, "hf": base_bytes + lora, "llamacpp": base_bytes,
+            "cold_model": base_bytes + lora}[variant]

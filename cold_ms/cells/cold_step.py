@@ -3,7 +3,8 @@ import mindspore as ms
 from mindspore import nn, ops
 
 from cold_ms.ops import decode
-from cold_ms.ops.contrastive import MASKS, cold_select, first_argmax
+from cold_ms.ops import contrastive
+from cold_ms.ops.contrastive import MASKS, cold_select
 from cold_ms.ops.registry import cpu_kernels
 
 
@@ -21,11 +22,13 @@ def one_shape(cell, mode):
 
 
 class ColdStep(nn.Cell):
-    """rows = [expert rows of the slots | amateur rows of the same slots] -> next ids (S,).
+    """rows = [expert rows of the slots | amateur rows of the same slots] -> next ids (S,);
+    rows of the experts alone (S, no amateur: greedy, or a draw) -> the expert's choice.
 
     Compiled once per input shape: decode is (2S, 1) over every cache row in order
     (cache_rows None); prefill is (R, T) chunks written into the listed cache rows.
-    alpha, beta (S,) float32 Tensors so new values never recompile.
+    alpha, beta (S,) and extra (S, 4) (ops/contrastive.py: EXTRA: the beta schedule,
+    temperature, top_p and the draw's u) are float32 Tensors, so new values never recompile.
     """
 
     def __init__(self, lm, mask="logit"):
@@ -35,28 +38,49 @@ class ColdStep(nn.Cell):
         self.lm, self.mask = lm, mask
         self.kernel = cpu_kernels(lm.backend)
 
-    def construct(self, tokens, positions, cache_rows, last, lora_idx, alpha, beta):
-        logits = self.lm(tokens, positions, cache_rows, last, lora_idx)
-        if self.kernel:
-            return decode.cold_select(logits, alpha, beta, self.mask)
-        slots = logits.shape[0] // 2
-        # Gather, not slicing: the CPU StridedSlice took ~0.9 ms per (rows, 49152) slice here
-        expert = ops.gather(logits, ops.arange(0, slots, dtype=ms.int32), 0)
-        amateur = ops.gather(logits, ops.arange(slots, 2 * slots, dtype=ms.int32), 0)
-        return cold_select(expert, amateur, alpha, beta, self.mask)
+    def construct(self, tokens, positions, cache_rows, last, lora_idx, alpha, beta, extra):
+        return choose(self.lm(tokens, positions, cache_rows, last, lora_idx), alpha, beta, extra, self.mask,
+                      self.kernel)
 
 
-class GreedyStep(nn.Cell):
-    """rows = one row per slot (no amateur) -> argmax ids (S,), lowest index on ties."""
+class TwoModelStep(nn.Cell):
+    """ColdStep with a separate amateur model (the paper's §5.1: another model as amateur):
+    rows [experts | amateurs] as ColdStep's, the first half through the expert's model, the
+    second through the amateur's (its cache rows numbered from 0 again), scored together,
+    in one graph. The two models share the tokenizer; the amateur runs no adapter."""
 
-    def __init__(self, lm):
+    def __init__(self, lm, amateur, slots, mask="logit"):
         super().__init__()
-        self.lm = lm
+        if mask not in MASKS:
+            raise ValueError(f"mask must be one of {MASKS}, got {mask!r}")
+        self.lm, self.amateur, self.slots, self.mask = lm, amateur, slots, mask
         self.kernel = cpu_kernels(lm.backend)
 
-    def construct(self, tokens, positions, cache_rows, last, lora_idx):
-        logits = self.lm(tokens, positions, cache_rows, last, lora_idx)
-        return decode.first_argmax(logits) if self.kernel else first_argmax(logits)
+    def construct(self, tokens, positions, cache_rows, last, lora_idx, alpha, beta, extra):
+        rows = tokens.shape[0]
+        first = ops.arange(0, rows // 2, dtype=ms.int32)
+        second = ops.arange(rows // 2, rows, dtype=ms.int32)
+        e_rows, a_rows = None, None
+        if cache_rows is not None:
+            e_rows, a_rows = ops.gather(cache_rows, first, 0), ops.gather(cache_rows, second, 0) - self.slots
+        expert = self.lm(ops.gather(tokens, first, 0), ops.gather(positions, first, 0), e_rows,
+                         ops.gather(last, first, 0), ops.gather(lora_idx, first, 0))
+        amateur = self.amateur(ops.gather(tokens, second, 0), ops.gather(positions, second, 0), a_rows,
+                               ops.gather(last, second, 0), ops.full((rows // 2,), -1, dtype=ms.int32))
+        return choose(ops.concat((expert, amateur), 0), alpha, beta, extra, self.mask, self.kernel)
+
+
+def choose(logits, alpha, beta, extra, mask, kernel):
+    """Next ids (S,) of [experts | amateurs] logits (2S, V), or experts alone (S, V)."""
+    if kernel:
+        return decode.cold_select(logits, alpha, beta, mask, extra)
+    slots = alpha.shape[0]
+    if logits.shape[0] == slots:
+        return contrastive.choose(logits, logits, alpha, beta, extra, mask)
+    # Gather, not slicing: the CPU StridedSlice took ~0.9 ms per (rows, 49152) slice here
+    expert = ops.gather(logits, ops.arange(0, slots, dtype=ms.int32), 0)
+    amateur = ops.gather(logits, ops.arange(slots, 2 * slots, dtype=ms.int32), 0)
+    return contrastive.choose(expert, amateur, alpha, beta, extra, mask)
 
 
 class LogitsStep(nn.Cell):

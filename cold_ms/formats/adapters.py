@@ -16,7 +16,9 @@ import numpy as np
 
 from cold_ms.config import LORA_TARGETS, LoraLayout
 from cold_ms.errors import AdapterError, CheckpointError
+from cold_ms.formats.fields import Fields
 from cold_ms.formats.names import module_dims, module_path
+from cold_ms.formats.mapped import release_mapped
 from cold_ms.formats.safetensors_io import load_safetensors
 
 BASE = "base"
@@ -36,27 +38,33 @@ class Adapter:
         return tuple(sorted({m for _, m in self.tensors}, key=LORA_TARGETS.index))
 
 
-def _adapter_config(path):
+def adapter_config(path):
+    """(rank, scaling) of a PEFT LoRA adapter directory: every field of its adapter_config.json
+    that loading depends on is checked here, and what cold_ms cannot serve is refused."""
+    if not os.path.isdir(path):
+        what = "is a file, not" if os.path.exists(path) else "does not exist: expected"
+        raise AdapterError(f"{path} {what} a PEFT LoRA adapter directory "
+                           f"(adapter_config.json + adapter_model.safetensors)")
     cfg_path = os.path.join(path, "adapter_config.json")
     try:
         with open(cfg_path, encoding="utf-8") as f:
-            cfg = json.load(f)
+            cfg = Fields(json.load(f), cfg_path)
     except FileNotFoundError:
         raise AdapterError(f"{path}: no adapter_config.json (expected a PEFT LoRA adapter directory)") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise AdapterError(f"{cfg_path}: not valid JSON ({e})") from None
-    if cfg.get("peft_type", "LORA") != "LORA":
-        raise AdapterError(f"{path}: peft_type {cfg.get('peft_type')} is not LoRA")
+    if cfg.text("peft_type", "LORA") != "LORA":
+        cfg.refuse(f"peft_type {cfg.doc['peft_type']} is not LoRA")
     for flag, why in (("use_dora", "DoRA"), ("fan_in_fan_out", "fan_in_fan_out (Conv1D) weights")):
-        if cfg.get(flag):
-            raise AdapterError(f"{path}: {why} adapters are not supported")
-    if cfg.get("bias", "none") != "none" or cfg.get("modules_to_save"):
-        raise AdapterError(f"{path}: adapters with trained biases or modules_to_save are not supported")
-    if cfg.get("rank_pattern") or cfg.get("alpha_pattern"):
-        raise AdapterError(f"{path}: per-module rank_pattern/alpha_pattern is not supported")
-    if not isinstance(cfg.get("r"), int) or cfg["r"] <= 0:
-        raise AdapterError(f"{cfg_path}: 'r' must be a positive integer")
-    return cfg
+        if cfg.flag(flag):
+            cfg.refuse(f"{why} adapters are not supported")
+    if cfg.text("bias", "none") != "none" or not cfg.empty("modules_to_save"):
+        cfg.refuse("adapters with trained biases or modules_to_save are not supported")
+    if not (cfg.empty("rank_pattern") and cfg.empty("alpha_pattern")):
+        cfg.refuse("per-module rank_pattern/alpha_pattern is not supported")
+    rank = cfg.int("r")
+    alpha = cfg.number("lora_alpha", float(rank))
+    return rank, alpha / math.sqrt(rank) if cfg.flag("use_rslora") else alpha / rank
 
 
 def adapter_from_halves(raw, name, rank, model_cfg):
@@ -90,12 +98,9 @@ def adapter_from_halves(raw, name, rank, model_cfg):
 
 def load_peft_adapter(path, name, model_cfg):
     """Read a PEFT adapter directory and check it against the base model's shapes."""
-    cfg = _adapter_config(path)
-    rank = cfg["r"]
-    alpha = float(cfg.get("lora_alpha", rank))
-    scaling = alpha / math.sqrt(rank) if cfg.get("use_rslora") else alpha / rank
+    rank, scaling = adapter_config(path)
     try:
-        raw = load_safetensors(os.path.join(path, "adapter_model.safetensors"))
+        raw = load_safetensors(os.path.join(path, "adapter_model.safetensors"), mapped=True)
     except CheckpointError as e:
         raise AdapterError(f"adapter '{name}': {e}") from None
     return Adapter(name=name, rank=rank, scaling=scaling,
@@ -131,6 +136,10 @@ class AdapterRegistry:
         targets = {m for a in self.adapters for m in a.targets}
         return LoraLayout(len(self.adapters), max(a.rank for a in self.adapters),
                           tuple(m for m in LORA_TARGETS if m in targets))
+
+    def release_pages(self):
+        """Drop the adapters' pages mapped from their files (engines hold stacked copies)."""
+        release_mapped(m for a in self.adapters for pair in a.tensors.values() for m in pair)
 
     def stacked(self, model_cfg):
         """{parameter name: array} of lora_a (S, r, in) and lora_b (S, r, out) per targeted module."""

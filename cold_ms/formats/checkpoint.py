@@ -9,8 +9,10 @@ import os
 
 from cold_ms.config import ModelConfig
 from cold_ms.errors import CheckpointError
+from cold_ms.formats.fields import Fields
 from cold_ms.formats.names import check_weights
 from cold_ms.formats.safetensors_io import load_safetensors
+
 
 def _read_json(path):
     try:
@@ -26,10 +28,10 @@ def _weight_files(model_dir):
     single = os.path.join(model_dir, "model.safetensors")
     index = os.path.join(model_dir, "model.safetensors.index.json")
     if os.path.isfile(index):
-        weight_map = _read_json(index).get("weight_map")
-        if not isinstance(weight_map, dict):
-            raise CheckpointError(f"{index}: no 'weight_map'")
-        return sorted({os.path.join(model_dir, f) for f in weight_map.values()})
+        weight_map = Fields(_read_json(index), index).section("weight_map")
+        if not weight_map.doc:
+            weight_map.refuse("no weights listed")
+        return sorted({os.path.join(model_dir, weight_map.text(name)) for name in weight_map.doc})
     if os.path.isfile(single):
         return [single]
     hint = " (pickled .bin checkpoints are not loaded: convert them to safetensors)" \
@@ -37,11 +39,16 @@ def _weight_files(model_dir):
     raise CheckpointError(f"{model_dir}: no model.safetensors or model.safetensors.index.json{hint}")
 
 
+def read_config(model_dir):
+    """The ModelConfig of a model directory's config.json."""
+    path = os.path.join(model_dir, "config.json")
+    return ModelConfig.from_hf(_read_json(path), name=os.path.basename(os.path.normpath(model_dir)), where=path)
+
+
 def load_converted(model_dir):
     """(ModelConfig, weights) of a directory written by scripts/convert.py (config.json + model.ckpt)."""
     from cold_ms.formats.mindformers_ckpt import read_checkpoint
-    cfg = ModelConfig.from_hf(_read_json(os.path.join(model_dir, "config.json")),
-                              name=os.path.basename(os.path.normpath(model_dir)))
+    cfg = read_config(model_dir)
     weights = read_checkpoint(os.path.join(model_dir, "model.ckpt"))
     check_weights(cfg, weights, model_dir)
     return cfg, weights
@@ -51,8 +58,7 @@ def load_hf_checkpoint(model_dir):
     """(ModelConfig, {name: weight as stored}) from a HF LLaMA model directory."""
     if not os.path.isdir(model_dir):
         raise CheckpointError(f"model directory not found: {model_dir}")
-    cfg = ModelConfig.from_hf(_read_json(os.path.join(model_dir, "config.json")),
-                              name=os.path.basename(os.path.normpath(model_dir)))
+    cfg = read_config(model_dir)
     weights = {}
     for path in _weight_files(model_dir):
         for name, array in load_safetensors(path, keep_stored=True).items():

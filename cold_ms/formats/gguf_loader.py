@@ -9,7 +9,8 @@ import numpy as np
 
 from cold_ms import wtypes
 from cold_ms.config import ModelConfig
-from cold_ms.errors import CheckpointError, ConfigError
+from cold_ms.errors import CheckpointError
+from cold_ms.formats.fields import REQUIRED, Fields
 
 SUPPORTED_ARCHS = ("llama",)
 _NAMES = {"token_embd.weight": "model.embed_tokens.weight", "output_norm.weight": "model.norm.weight",
@@ -30,11 +31,6 @@ def open_gguf(path):
         raise CheckpointError(f"{path}: not a readable GGUF file, truncated or corrupt ({e})") from None
 
 
-def field(reader, key, default=None):
-    f = reader.fields.get(key)
-    return default if f is None else f.contents()
-
-
 def _f32_value(x):
     """A float32 metadata value as the decimal it was written from (1e-05, not 9.9999997e-06)."""
     return float(str(np.float32(x)))
@@ -46,31 +42,35 @@ def unpermute(w, heads):
 
 
 def gguf_config(reader, path):
-    arch = field(reader, "general.architecture")
-    if arch not in SUPPORTED_ARCHS:
-        raise ConfigError(f"{path}: GGUF architecture '{arch}' is not supported yet "
-                          f"(supported: {', '.join(SUPPORTED_ARCHS)})")
-    get = lambda key, default=None: field(reader, f"{arch}.{key}", default)  # noqa: E731
-    heads, dim = get("attention.head_count"), get("embedding_length")
-    if get("rope.scaling.type", "none") not in ("none",):
-        raise ConfigError(f"{path}: rope scaling '{get('rope.scaling.type')}' is not supported")
-    if get("rope.dimension_count", dim // heads) != dim // heads:
-        raise ConfigError(f"{path}: partial rotary embeddings are not supported")
-    eos = field(reader, "tokenizer.ggml.eos_token_id")
-    tokens = reader.fields.get("tokenizer.ggml.tokens")
+    """The ModelConfig of a GGUF file's metadata, every key it uses checked here."""
     names = {t.name for t in reader.tensors}
-    return ModelConfig(
-        vocab_size=get("vocab_size") or (len(tokens.data) if tokens else 0),
-        hidden_size=dim, intermediate_size=get("feed_forward_length"),
-        num_layers=get("block_count"), num_heads=heads,
-        num_kv_heads=get("attention.head_count_kv", heads),
-        rms_norm_eps=_f32_value(get("attention.layer_norm_rms_epsilon", 1e-5)),
-        rope_theta=_f32_value(get("rope.freq_base", 10000.0)),
-        max_position_embeddings=get("context_length", 2048),
+    tokens = reader.fields.get("tokenizer.ggml.tokens")
+    # scalars only: the tokenizer's arrays are large and read by gguf_vocab
+    meta = Fields({k: f.contents() for k, f in reader.fields.items() if not k.startswith("tokenizer.ggml.")
+                   or k in ("tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id")}, path, "metadata")
+    arch = meta.text("general.architecture")
+    if arch not in SUPPORTED_ARCHS:
+        meta.refuse(f"GGUF architecture '{arch}' is not supported yet (supported: {', '.join(SUPPORTED_ARCHS)})")
+    key = lambda k: f"{arch}.{k}"  # noqa: E731
+    heads, dim = meta.int(key("attention.head_count")), meta.int(key("embedding_length"))
+    scaling = meta.text(key("rope.scaling.type"), "none")
+    if scaling != "none":
+        meta.refuse(f"rope scaling '{scaling}' is not supported")
+    if meta.int(key("rope.dimension_count"), dim // heads) != dim // heads:
+        meta.refuse("partial rotary embeddings are not supported")
+    eos = meta.int("tokenizer.ggml.eos_token_id", None, minimum=0)
+    return meta.build(
+        ModelConfig, vocab_size=meta.int(key("vocab_size"), len(tokens.data) if tokens else REQUIRED),
+        hidden_size=dim, intermediate_size=meta.int(key("feed_forward_length")),
+        num_layers=meta.int(key("block_count")), num_heads=heads,
+        num_kv_heads=meta.int(key("attention.head_count_kv"), heads),
+        rms_norm_eps=_f32_value(meta.number(key("attention.layer_norm_rms_epsilon"), 1e-5)),
+        rope_theta=_f32_value(meta.number(key("rope.freq_base"), 10000.0)),
+        max_position_embeddings=meta.int(key("context_length"), 2048),
         tie_word_embeddings="output.weight" not in names,
-        bos_token_id=field(reader, "tokenizer.ggml.bos_token_id"),
+        bos_token_id=meta.int("tokenizer.ggml.bos_token_id", None, minimum=0),
         eos_token_ids=() if eos is None else (eos,),
-        name=field(reader, "general.name") or "gguf")
+        name=meta.text("general.name", "gguf"))
 
 
 def _our_name(name):
@@ -92,17 +92,16 @@ def _foreign(tensor_type):
 
 
 def stored_tensor(t, path):
-    """A tensor as the file stores it, in memory of its own: a float32 array (F32 tensors and
-    every vector), else a Packed matrix of its GGUF type.
-
-    Owning: the reader hands out views of its memory map, and a view kept in the weights
-    would keep every file page the loading touched resident for the life of the process.
+    """A tensor as the file stores it: a float32 array (F32 tensors and every vector), else a
+    Packed matrix of its GGUF type. Matrices are read-only views of the reader's memory map of
+    the file, not copies: an engine that lays them out anew lets the kernel drop their pages
+    from memory (LoadedModel.release_pages), and one that reads them as stored shares them.
     """
     shape = [int(n) for n in reversed(t.shape)]
     wtype = wtypes.BY_GGUF.get(int(t.tensor_type)) or _foreign(t.tensor_type)
     if wtype is wtypes.F32:
-        return np.array(t.data, np.float32).reshape(shape)
-    raw = np.array(t.data).view(np.uint8).reshape(shape[0] if len(shape) == 2 else 1, -1)
+        return np.array(t.data, np.float32).reshape(shape) if len(shape) == 1 else t.data.reshape(shape)
+    raw = t.data.view(np.uint8).reshape(shape[0] if len(shape) == 2 else 1, -1)
     packed = wtypes.Packed(wtype, shape if len(shape) == 2 else (1, shape[0]), raw)
     if len(shape) == 1:  # norms and other vectors are float32 everywhere
         return packed.to_float().reshape(shape)

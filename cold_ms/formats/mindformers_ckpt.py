@@ -11,7 +11,8 @@ import os
 import numpy as np
 
 from cold_ms.config import ModelConfig
-from cold_ms.errors import CheckpointError, ConfigError
+from cold_ms.errors import CheckpointError
+from cold_ms.formats.fields import Fields
 from cold_ms.formats.safetensors_io import load_safetensors
 
 RENAMES = (("model.tok_embeddings.embedding_weight", "model.embed_tokens.weight"),
@@ -49,35 +50,39 @@ def read_yaml(path):
 
 
 def model_config_section(doc, path):
-    section = (doc.get("model") or {}).get("model_config") if isinstance(doc.get("model"), dict) else None
-    if not isinstance(section, dict):
+    """The YAML's model.model_config as Fields (CheckpointError if it has none)."""
+    model = doc.get("model")
+    if not isinstance(model, dict) or not isinstance(model.get("model_config"), dict):
         raise CheckpointError(f"{path}: no model.model_config section (is this a MindFormers YAML?)")
-    return section
+    return Fields(model["model_config"], f"{path}: model.model_config", "a mapping")
+
+
+def _ffn_size(mc, dim):
+    """MindFormers' FeedForward sizing from 4 * hidden when intermediate_size is not given."""
+    ffn, multiple = 4 * dim, mc.int("multiple_of", 256)
+    multiplier = mc.number("ffn_dim_multiplier", None)
+    if multiplier is not None:
+        ffn = int((multiplier + 0.01) * ffn)
+    return multiple * ((int(2 * ffn / 3) + multiple - 1) // multiple)
 
 
 def mindformers_config(mc, name="mindformers"):
-    """ModelConfig from MindFormers' LlamaConfig fields (dict or LlamaConfig object)."""
-    get = mc.get if isinstance(mc, dict) else lambda k, d=None: getattr(mc, k, d)  # noqa: E731
-    if get("qkv_concat") or get("ffn_concat") or get("qkv_has_bias"):
-        raise ConfigError("MindFormers qkv_concat/ffn_concat/qkv-bias checkpoints are not supported; "
-                          "convert them with qkv_concat: False")
-    dim = int(get("hidden_size", 4096))
-    ffn = get("intermediate_size")
-    if not ffn:  # MindFormers' FeedForward sizing from 4 * hidden
-        ffn, multiple = 4 * dim, int(get("multiple_of", 256))
-        if get("ffn_dim_multiplier") is not None:
-            ffn = int((get("ffn_dim_multiplier") + 0.01) * ffn)
-        ffn = multiple * ((int(2 * ffn / 3) + multiple - 1) // multiple)
-    eos = get("eos_token_id", 2)
-    return ModelConfig(
-        vocab_size=int(get("vocab_size", 32000)), hidden_size=dim, intermediate_size=int(ffn),
-        num_layers=int(get("num_layers", 32)), num_heads=int(get("num_heads", 32)),
-        num_kv_heads=int(get("n_kv_heads") or get("num_heads", 32)),
-        rms_norm_eps=float(get("rms_norm_eps", 1e-5)), rope_theta=float(get("theta", 10000.0)),
-        max_position_embeddings=int(get("max_position_embedding") or get("seq_length", 2048)),
-        tie_word_embeddings=bool(get("tie_word_embeddings", False)),
-        bos_token_id=get("bos_token_id", 1), eos_token_ids=tuple(eos) if isinstance(eos, list) else (eos,),
-        name=name)
+    """ModelConfig from MindFormers' LlamaConfig fields: model_config Fields, a dict or a LlamaConfig;
+    every field it uses is checked here."""
+    if not isinstance(mc, Fields):
+        mc = Fields(mc.to_dict() if hasattr(mc, "to_dict") else mc, "MindFormers model_config", "a mapping")
+    if mc.flag("qkv_concat") or mc.flag("ffn_concat") or mc.flag("qkv_has_bias"):
+        mc.refuse("qkv_concat/ffn_concat/qkv-bias checkpoints are not supported; convert them with qkv_concat: False")
+    dim, heads = mc.int("hidden_size", 4096), mc.int("num_heads", 32)
+    eos = mc.token_ids("eos_token_id") if "eos_token_id" in mc.doc else (2,)
+    return mc.build(
+        ModelConfig, vocab_size=mc.int("vocab_size", 32000), hidden_size=dim,
+        intermediate_size=mc.int("intermediate_size", None) or _ffn_size(mc, dim),
+        num_layers=mc.int("num_layers", 32), num_heads=heads, num_kv_heads=mc.int("n_kv_heads", heads),
+        rms_norm_eps=mc.number("rms_norm_eps", 1e-5), rope_theta=mc.number("theta", 10000.0),
+        max_position_embeddings=mc.int("max_position_embedding", None) or mc.int("seq_length", 2048),
+        tie_word_embeddings=mc.flag("tie_word_embeddings"),
+        bos_token_id=mc.int("bos_token_id", 1, minimum=0), eos_token_ids=eos, name=name)
 
 
 def read_checkpoint(path):
@@ -98,7 +103,7 @@ def read_checkpoint(path):
 
 def _find_checkpoint(doc, yaml_path):
     root = os.path.dirname(os.path.abspath(yaml_path))
-    named = doc.get("load_checkpoint")
+    named = Fields(doc, yaml_path).text("load_checkpoint", None)
     if named:
         named = named if os.path.isabs(named) else os.path.join(root, named)
         if os.path.isdir(named):
@@ -114,7 +119,7 @@ def _find_checkpoint(doc, yaml_path):
 def pet_adapter(doc, raw, cfg, yaml_path):
     """The LoRA adapter a MindFormers checkpoint carries (pet_config + mindpet_delta_lora_*), or None."""
     from cold_ms.formats.adapters import Adapter, adapter_from_halves
-    pet = model_config_section(doc, yaml_path).get("pet_config") or {}
+    pet = model_config_section(doc, yaml_path).section("pet_config")
     halves = {}
     for name, array in raw.items():
         if "mindpet_delta_lora_" in name:
@@ -122,13 +127,12 @@ def pet_adapter(doc, raw, cfg, yaml_path):
             halves[module[:-len(".weight")] + ".lora_" + name[-1].upper() + ".weight"] = array
     if not halves:
         return None
-    if str(pet.get("pet_type", "lora")).lower() != "lora" or not pet.get("lora_rank"):
-        raise ConfigError(f"{yaml_path}: the checkpoint has LoRA weights but pet_config has no "
-                          f"pet_type: lora with lora_rank")
-    rank = int(pet["lora_rank"])
+    if pet.text("pet_type", "lora").lower() != "lora" or "lora_rank" not in pet.doc:
+        pet.refuse("the checkpoint has LoRA weights but pet_config has no pet_type: lora with lora_rank")
+    rank = pet.int("lora_rank")
     name = "pet"
     tensors = adapter_from_halves(halves, name, rank, cfg)
-    return Adapter(name, rank, float(pet.get("lora_alpha", rank)) / rank, tensors)
+    return Adapter(name, rank, pet.number("lora_alpha", float(rank)) / rank, tensors)
 
 
 def load_mindformers(yaml_path):

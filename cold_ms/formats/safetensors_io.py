@@ -43,9 +43,11 @@ def read_header(path):
     return header, meta, 8 + n
 
 
-def load_safetensors(path, names=None, keep_stored=False):
+def load_safetensors(path, names=None, keep_stored=False, mapped=False):
     """{name: float32 ndarray} for every tensor (or those in `names`); ints stay ints.
     keep_stored: bf16/f16 matrices stay as stored (cold_ms.wtypes.Packed); vectors are float32.
+    mapped: float32 tensors are read-only views of a memory map of the file (for data copied
+    once into other arrays, whose pages the caller then releases: formats/model.release_mapped).
 
     Each tensor is read straight into its own array: a memory map would add the file's
     pages to the process's resident set beside the converted copy (measured: a 3.4 GB
@@ -55,6 +57,7 @@ def load_safetensors(path, names=None, keep_stored=False):
     header, _, start = read_header(path)
     size = os.path.getsize(path)
     out = {}
+    whole = np.memmap(path, np.uint8, mode="r") if mapped else None
     with open(path, "rb") as f:
         for name, info in header.items():
             if names is not None and name not in names:
@@ -67,6 +70,9 @@ def load_safetensors(path, names=None, keep_stored=False):
             if start + end > size or end - begin != raw.nbytes:
                 raise CheckpointError(f"{path}: tensor {name} lies outside the file or has the wrong "
                                       f"size (truncated or corrupt checkpoint)")
+            if mapped and dtype == np.float32:
+                out[name] = whole[start + begin:start + end].view(np.float32).reshape(raw.shape)
+                continue
             f.seek(start + begin)
             if f.readinto(memoryview(raw.reshape(-1)).cast("B")) != raw.nbytes:
                 raise CheckpointError(f"{path}: tensor {name} is cut short (truncated checkpoint)")

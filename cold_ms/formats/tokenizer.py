@@ -113,9 +113,12 @@ def _tokenizer_flags(model_dir):
         return {}
     try:
         with open(path, encoding="utf-8") as f:
-            return json.load(f)
+            flags = json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(flags, dict):
+        raise CheckpointError(f"{path}: expected a JSON object of tokenizer settings, got {type(flags).__name__}")
+    return flags
 
 
 def load_tokenizer(model_dir):

@@ -15,6 +15,15 @@ import mindspore as ms
 from mindspore import ops
 
 MASKS = ("logit", "prob")
+# Per-slot knobs beyond alpha and beta, the columns of `extra` (S, 4) float32:
+#   schedule     0: beta as given; 1: beta * H(p_a) / (H(p_e) + H(p_a)) at every step (after
+#                ACD, Kim et al. 2024: the contrast weighs more where the expert is surer
+#                than the amateur)
+#   temperature  0: argmax; > 0: draw from softmax(score / T) over the plausible set
+#   top_p        the nucleus of that draw (1: every plausible token)
+#   uniform      the draw's u in [0, 1): drawn on the host from the request's seed and step
+EXTRA = ("schedule", "temperature", "top_p", "uniform")
+SCHEDULES = {"fixed": 0, "entropy": 1}
 
 
 def first_argmax(scores):
@@ -45,3 +54,41 @@ def cold_scores(expert, amateur, alpha, beta, mask="logit"):
 def cold_select(expert, amateur, alpha, beta, mask="logit"):
     """Next token ids (N,) int32 of contrastive decoding; see the module docstring."""
     return first_argmax(cold_scores(expert, amateur, alpha, beta, mask))
+
+
+def entropy(logits):
+    """Entropy in nats of each row's softmax. (N, V) -> (N,)."""
+    logp = ops.log_softmax(logits, axis=-1)
+    return -(ops.exp(logp) * logp).sum(axis=-1)
+
+
+def scheduled_beta(expert, amateur, beta, schedule):
+    """beta, or under schedule 1 beta * H(p_a) / (H(p_e) + H(p_a)) (0.5 when both are 0)."""
+    he, ha = entropy(expert), entropy(amateur)
+    total = he + ha
+    weight = ops.select(total > 0, ha / ops.maximum(total, 1e-30), ops.full_like(total, 0.5))
+    return ops.select(schedule == 1, beta * weight, beta)
+
+
+def draw(scores, temperature, top_p, uniform):
+    """A draw per row from softmax(scores / T), cut to the top-p nucleus, at u. (N, V) -> (N,)."""
+    hot = ops.maximum(temperature, 1e-6).reshape(-1, 1)
+    q = ops.exp((scores - scores.max(axis=-1, keepdims=True)) / hot)  # -inf scores give 0
+    q_sorted, order = ops.sort(q, axis=-1, descending=True)
+    cum = ops.cumsum(q_sorted, axis=-1)
+    mass = cum[:, -1:]
+    first = ops.arange(0, q.shape[-1], dtype=ms.int32).reshape(1, -1) == 0
+    kept = q_sorted * ops.logical_or(cum - q_sorted < top_p.reshape(-1, 1) * mass, first).astype(q.dtype)
+    acc = ops.cumsum(kept, axis=-1)
+    pick = first_argmax((acc > uniform.reshape(-1, 1) * acc[:, -1:]).astype(ms.float32))
+    return ops.gather_elements(order, 1, pick.reshape(-1, 1)).reshape(-1).astype(ms.int32)
+
+
+def choose(expert, amateur, alpha, beta, extra, mask="logit"):
+    """Next ids (N,) int32 with the per-slot knobs of `extra` (N, 4), see EXTRA: the MindSpore
+    formulation of the select kernel (custom_ops/cpu/select.cc)."""
+    b = scheduled_beta(expert, amateur, beta, extra[:, 0])
+    scores = cold_scores(expert, amateur, alpha, b, mask)
+    greedy = first_argmax(scores)
+    sampled = draw(scores, extra[:, 1], extra[:, 2], extra[:, 3])
+    return ops.select(extra[:, 1] > 0, sampled, greedy)

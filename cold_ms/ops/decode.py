@@ -26,7 +26,7 @@ def _same(x, *rest):
 
 
 def _ids_shape(logits, *rest):
-    return [logits[0] // 2] if rest else [logits[0]]  # ColdSelect: (2S, V) -> (S,)
+    return [rest[0][0]] if rest else [logits[0]]  # ColdSelect: one id per slot of alpha (S,)
 
 
 def _ids_type(*args):
@@ -40,6 +40,7 @@ def register_cpu(library):
     _ARGMAX = ops.Custom(f"{library}:FirstArgmax", _ids_shape, _ids_type, func_type="aot")
     for mask, entry in (("logit", "ColdSelectLogit"), ("prob", "ColdSelectProb")):
         _SELECT[mask] = ops.Custom(f"{library}:{entry}", _ids_shape, _ids_type, func_type="aot")
+        _SELECT[mask, "extra"] = ops.Custom(f"{library}:{entry}", _ids_shape, _ids_type, func_type="aot")
 
 
 def first_argmax(scores):
@@ -47,12 +48,16 @@ def first_argmax(scores):
     return _ARGMAX(scores)
 
 
-def cold_select(logits, alpha, beta, mask):
-    """CoLD's next ids (S,) from [expert rows | amateur rows] logits (2S, V); alpha, beta (S,).
+def cold_select(logits, alpha, beta, mask, extra=None):
+    """CoLD's next ids (S,) from [expert rows | amateur rows] logits (2S, V), or expert rows
+    alone (S, V); alpha, beta (S,); extra (S, 4) the knobs of contrastive.EXTRA (schedule,
+    temperature, top_p, uniform), none = fixed beta, argmax.
 
-    The twin of contrastive.cold_select on the two halves of logits.
+    The twin of contrastive.cold_select (contrastive.choose with extra) on the two halves of logits.
     """
-    return _SELECT[mask](logits, alpha, beta)
+    if extra is None:
+        return _SELECT[mask](logits, alpha, beta)
+    return _SELECT[mask, "extra"](logits, alpha, beta, extra)
 
 
 def rms_norm(x, weight, eps):

@@ -1,11 +1,12 @@
-"""What the C++ kernels and Python agree on, declared once: the whole-layer kernel's operands
-and the weight types' codes. `generated_header` writes both as C++ (an enum and a table
+"""What the C++ kernels and Python agree on, declared once: the whole-layer kernel's operands,
+the weight types' codes and the columns of the next-token choice's `extra` knobs. `generated_header` writes both as C++ (an enum and a table
 each) into the kernel build, so the ops.Custom call (ops/decode.py), the kernel
 (custom_ops/cpu/layer.cc, wtypes.h) and the ctypes test harness read the same list.
 (name, kind): kind "f32" float32 data, "int" int32, "weight" a projection (float32 rows or
 panels, or uint8 rows of blocks or integer panels; its kind in `wtypes`), "lora" an adapter
 stack (float32; a (1, 1, 1) placeholder where the module has no slots).
 """
+from cold_ms.ops.contrastive import EXTRA
 from cold_ms.wtypes import TYPES
 
 LAYER = (
@@ -63,6 +64,7 @@ def generated_header():
         f"constexpr const char* kLayerKinds[kLayerOperands] = {{{kinds}}};",
         f"constexpr int kLayerWeights[] = {{{weights}}};",
         f"enum WCode : int32_t {{ {wcodes}, kNumWTypes }};",
+        _enum("Ex", EXTRA, "kExtra"),
         "#define COLD_WTYPE_TABLE \\",
         "    " + table.replace("\n", " \\\n"),
         "}  // namespace cold",

@@ -9,11 +9,15 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
+from cold_ms.ops.contrastive import EXTRA, SCHEDULES
+
 
 @dataclass
 class Request:
     """One generation request. adapter: expert adapter name (None = base model);
-    amateur: 'base', an adapter name, or None for plain greedy on the expert."""
+    amateur: 'base', an adapter name, 'model' (the engine's separate amateur model), or None
+    for plain greedy on the expert. beta_schedule, temperature, top_p, seed: see
+    cold_ms.config.ChoiceParams (the defaults: fixed beta, argmax)."""
     prompt_ids: List[int]
     adapter: Optional[str] = None
     amateur: Optional[str] = "base"
@@ -22,6 +26,10 @@ class Request:
     max_new_tokens: int = 64
     ignore_eos: bool = False
     stop_token_ids: Tuple[int, ...] = ()
+    beta_schedule: str = "fixed"
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int = 0
 
 
 @dataclass
@@ -97,14 +105,29 @@ def contrast_beta(request):
     return request.beta if request.amateur is not None else 0.0
 
 
+def uniform(seed, step):
+    """The draw of a request's step-th token: a number in [0, 1) fixed by (seed, step) alone,
+    so a request draws the same tokens alone or in any batch."""
+    return np.random.default_rng([seed, step]).random(dtype=np.float32)
+
+
+def choice_knobs(state):
+    """The request's row of the next-token choice's `extra` (cold_ms/ops/contrastive.py: EXTRA)."""
+    req = state.request
+    return (SCHEDULES[req.beta_schedule], req.temperature, req.top_p,
+            uniform(req.seed, len(state.tokens)) if req.temperature > 0 else 0.0)
+
+
 def slot_params(states, contrastive):
-    """lora_idx per row ([experts | amateurs]) and alpha, beta per slot for the given states."""
+    """lora_idx per row ([experts | amateurs]), and per slot alpha, beta and the knobs of the
+    choice (S, 4) for the given states."""
     lora_idx = [st.expert for st in states]
     if contrastive:
         lora_idx += [st.amateur for st in states]
     alpha = np.array([st.request.alpha for st in states], np.float32)
     beta = np.array([contrast_beta(st.request) for st in states], np.float32)
-    return np.array(lora_idx, np.int32), alpha, beta
+    extra = np.array([choice_knobs(st) for st in states], np.float32).reshape(len(states), len(EXTRA))
+    return np.array(lora_idx, np.int32), alpha, beta, extra
 
 
 def decode_inputs(states, num_slots, contrastive, scratch):
@@ -115,10 +138,11 @@ def decode_inputs(states, num_slots, contrastive, scratch):
     lora_idx = np.full((rows,), -1, np.int32)
     alpha = np.ones((num_slots,), np.float32)
     beta = np.zeros((num_slots,), np.float32)
+    extra = np.zeros((num_slots, len(EXTRA)), np.float32)
     for s, st in enumerate(states):
         if st is None:
             continue
         for r, idx in zip(slot_rows([s], num_slots, contrastive), (st.expert, st.amateur)):
             tokens[r, 0], positions[r, 0], lora_idx[r] = st.tokens[-1], st.pos, idx
-        alpha[s], beta[s] = st.request.alpha, contrast_beta(st.request)
-    return tokens, positions, lora_idx, alpha, beta
+        alpha[s], beta[s], extra[s] = st.request.alpha, contrast_beta(st.request), choice_knobs(st)
+    return tokens, positions, lora_idx, alpha, beta, extra

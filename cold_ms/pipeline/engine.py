@@ -1,23 +1,27 @@
-"""The generation engine: slots, prompt chunks, the compiled steps and stop rules.
+"""The generation engine: slots, prompt chunks and the compiled steps.
 
-Host code in numpy prepares static-shape inputs; the compiled ColdStep/GreedyStep does the
-forward and the scoring and returns token ids. Requests take free slots as they open
-(continuous batching), so a batch larger than the slot count still runs to completion.
+Host code in numpy prepares static-shape inputs; the compiled ColdStep does the
+forward and the scoring and returns token ids. generate/stream hand the requests to a
+Scheduler (admission, stop rules), the same one the HTTP server drives: requests take free
+slots as they open (continuous batching), so a batch larger than the slot count still runs
+to completion.
 """
 import time
-from collections import deque
 from dataclasses import dataclass
 from typing import List
 
 import numpy as np
 from mindspore import Tensor
 
-from cold_ms.cells.cold_step import ColdStep, GreedyStep, one_shape
+from cold_ms.cells.cold_step import ColdStep, TwoModelStep, one_shape
 from cold_ms.cells.transformer import assign, build_lm
-from cold_ms.config import ColdParams
+from cold_ms.config import LoraLayout
+from cold_ms.config import ChoiceParams, ColdParams
+from cold_ms.ops.contrastive import EXTRA
 from cold_ms.errors import ConfigError, InputError
 from cold_ms.ops.registry import explain_kernel_error
 from cold_ms.pipeline import batching
+from cold_ms.pipeline.scheduler import Scheduler
 from cold_ms.formats.adapters import AdapterRegistry
 from cold_ms.runtime import configure, stop_compile_cache, use_compile_cache
 
@@ -36,11 +40,25 @@ class Result:
     finish_reason: str
 
 
-@dataclass
-class Event:
-    index: int          # request position in the submitted list
-    token_id: int
-    finish_reason: str  # None while the request continues
+AMATEUR_MODEL = "model"  # Request.amateur naming the engine's separate amateur model
+
+
+def amateur_lm(engine, model, weights, activations, dtype):
+    """(CausalLM, prepared weights) of the separate amateur model: one row per slot, no adapters;
+    its vocabulary must be the expert's (the scores are compared token by token)."""
+    expert = engine.model
+    if model.config.vocab_size != expert.config.vocab_size:
+        raise ConfigError(f"the amateur model has {model.config.vocab_size} tokens, the expert "
+                          f"{expert.config.vocab_size}: they must share one tokenizer")
+    if model.tokenizer is not None and expert.tokenizer is not None:
+        sample = "Contrastive decoding compares 12 tokens, é and 🚀."
+        if model.tokenizer.encode(sample) != expert.tokenizer.encode(sample):
+            raise ConfigError("the amateur model's tokenizer encodes text unlike the expert's: they must share one")
+    if engine.max_len > model.config.max_position_embeddings:
+        raise ConfigError(f"max_len {engine.max_len} exceeds the amateur model's context "
+                          f"{model.config.max_position_embeddings}")
+    return build_lm(model.weights, model.config, LoraLayout(0, 0, ()), engine.slots, engine.max_len,
+                    engine.lora_backend, weights, activations, dtype)
 
 
 class Engine:
@@ -52,7 +70,7 @@ class Engine:
     def __init__(self, model, adapters=None, *, slots=1, max_len=None, contrastive=True,
                  mode="graph", lora_backend="custom", mask="logit",
                  chunk_sizes=DEFAULT_CHUNKS, compile_cache=True, weights="auto", activations="int16",
-                 dtype="float32"):
+                 dtype="float32", amateur_model=None):
         configure(mode)
         cfg = model.config
         self.model, self.mode, self.slots = model, mode, int(slots)
@@ -68,15 +86,26 @@ class Engine:
         self.chunk_sizes = tuple(chunk_sizes)
         self.eos_ids = set(cfg.eos_token_ids) | set(getattr(model.tokenizer, "eos_ids", ()) or ())
         self.rows = rows = 2 * self.slots if self.contrastive else self.slots
+        self.amateur_model = amateur_model
         layout = self.adapters.layout()
-        self.lm, self.prepared = build_lm(model.weights, cfg, layout, rows, self.max_len, lora_backend, weights,
-                                          activations, dtype)
+        # with a separate amateur model the expert's model holds the expert rows only
+        self.lm, self.prepared = build_lm(model.weights, cfg, layout, self.slots if amateur_model else rows,
+                                          self.max_len, lora_backend, weights, activations, dtype)
         self.lora_backend, self.weights = self.lm.backend, self.lm.weights_summary
         assign(self.lm, self.adapters.stacked(cfg))
+        key = (cfg, layout, rows, self.max_len, mode, self.lora_backend, mask, self.contrastive, dtype,
+               self.lm.weights_key)
+        make_step = lambda: ColdStep(self.lm, mask)  # noqa: E731
+        if amateur_model is not None:
+            self.amateur_lm, self.amateur_prepared = amateur_lm(self, amateur_model, weights, activations, dtype)
+            key += (amateur_model.config, self.amateur_lm.weights_key)
+            make_step = lambda: TwoModelStep(self.lm, self.amateur_lm, self.slots, mask)  # noqa: E731
+        # the Parameters hold what they read; mapped file pages come back if read again
+        for m in (model, amateur_model, self.adapters):
+            if m is not None:
+                m.release_pages()
         # warmup() compiles through the compile cache, under this key plus its graph list
-        self.cache_key = compile_cache and (cfg, layout, rows, self.max_len, mode, self.lora_backend, mask,
-                                             self.contrastive, dtype, self.lm.weights_key)
-        make_step = (lambda: ColdStep(self.lm, mask)) if self.contrastive else (lambda: GreedyStep(self.lm))
+        self.cache_key = compile_cache and key
         self.step = make_step()
         # Decode steps have one shape for the engine's life: their own step Cell (same lm,
         # same Parameters) runs them without the per-call compile check.
@@ -94,6 +123,7 @@ class Engine:
         if min(ids) < 0 or max(ids) >= vocab:
             raise InputError(f"{where}: prompt token ids must be in [0, {vocab})")
         ColdParams(req.alpha, req.beta)
+        ChoiceParams(req.beta_schedule, req.temperature, req.top_p, req.seed)
         if int(req.max_new_tokens) < 1:
             raise InputError(f"{where}: max_new_tokens must be >= 1")
         if len(ids) + req.max_new_tokens > self.max_len:
@@ -102,17 +132,19 @@ class Engine:
         if req.amateur is not None and not self.contrastive:
             raise InputError(f"{where}: this engine runs without amateur rows; "
                              f"set amateur=None or build it with contrastive=True")
-        amateur = self.adapters.slot(req.amateur) if req.amateur is not None else -1
+        if (req.amateur == AMATEUR_MODEL) != (self.amateur_model is not None and req.amateur is not None):
+            raise InputError(f"{where}: amateur {req.amateur!r}: " + (
+                f"this engine's amateur rows run its separate amateur model: amateur='{AMATEUR_MODEL}' or None"
+                if self.amateur_model is not None else "this engine has no separate amateur model"))
+        amateur = self.adapters.slot(req.amateur) if req.amateur not in (None, AMATEUR_MODEL) else -1
         return batching.SlotState(index, req, self.adapters.slot(req.adapter), amateur)
 
     # ---- compiled calls ---------------------------------------------------------------
-    def _call(self, key, tokens, positions, cache_rows, last, lora_idx, alpha, beta):
+    def _call(self, key, tokens, positions, cache_rows, last, lora_idx, alpha, beta, extra):
         configure(self.mode)
         args = [Tensor(tokens), Tensor(positions),
                 None if cache_rows is None else Tensor(np.asarray(cache_rows, np.int32)),
-                Tensor(last), Tensor(lora_idx)]
-        if self.contrastive:
-            args += [Tensor(alpha), Tensor(beta)]
+                Tensor(last), Tensor(lora_idx), Tensor(alpha), Tensor(beta), Tensor(extra)]
         start = time.perf_counter()
         try:
             ids = (self.decode_step if key[0] == "decode" else self.step)(*args).asnumpy()
@@ -130,18 +162,18 @@ class Engine:
         rows = None if everyone else batching.slot_rows(slot_ids, self.slots, self.contrastive)
         prompts = [st.request.prompt_ids for st in states]
         row_prompts = prompts * 2 if self.contrastive else prompts
-        lora_idx, alpha, beta = batching.slot_params(states, self.contrastive)
+        lora_idx, alpha, beta, extra = batching.slot_params(states, self.contrastive)
         first = {}
         for start, size in batching.chunk_plan(max(len(p) for p in prompts), self.chunk_sizes):
             tokens, positions, last = batching.prefill_chunk(row_prompts, start, size, self.max_len)
             key = ("prefill", len(row_prompts), size)
-            ids, _ = self._call(key, tokens, positions, rows, last, lora_idx, alpha, beta)
+            ids, _ = self._call(key, tokens, positions, rows, last, lora_idx, alpha, beta, extra)
             for j, st in enumerate(states):
                 if start < len(prompts[j]) <= start + size:  # its last prompt token is in this chunk
                     first[slot_ids[j]] = int(ids[j])
         return first
 
-    # ---- step-wise API (the server's scheduler drives these) ---------------------------
+    # ---- step-wise API (the Scheduler drives these) -----------------------------------
     def prefill(self, slot_ids, slots):
         """Write the prompts of slots[s] for s in slot_ids into the cache: all slots at once
         when every slot is listed and the call fits PREFILL_TOKEN_BUDGET, else one slot at a
@@ -166,11 +198,11 @@ class Engine:
 
     def decode(self, slots):
         """One decode step of every occupied slot; [(slot, next token)]."""
-        tokens, positions, lora_idx, alpha, beta = batching.decode_inputs(
+        tokens, positions, lora_idx, alpha, beta, extra = batching.decode_inputs(
             slots, self.slots, self.contrastive, self.max_len)
         last = np.zeros((tokens.shape[0],), np.int32)
         ids, elapsed = self._call(("decode", tokens.shape[0], 1), tokens, positions, None, last,
-                                  lora_idx, alpha, beta)
+                                  lora_idx, alpha, beta, extra)
         self.stats["decode_ms"].append(elapsed * 1e3)
         out = []
         for s, st in enumerate(slots):
@@ -184,7 +216,9 @@ class Engine:
 
         longest_prompt: compile the prefill graphs prefill() uses for a prompt of that
         length (all slots at once, or one slot's if over PREFILL_TOKEN_BUDGET); per_slot:
-        compile the one-slot prefill graphs of every chunk size (what a server admits with).
+        compile every prefill graph a long-lived Scheduler (a server) may call for any prompt:
+        one slot's graphs of every chunk size, and the all-slot graphs within the budget
+        (an empty engine admits into every slot at once).
         The dummy steps write only to the scratch position, so no cache row is disturbed.
         """
         start = time.perf_counter()
@@ -200,7 +234,10 @@ class Engine:
         if per_slot:  # one slot's rows; with a single slot these are all the rows, read in place
             cache_rows = one if self.slots > 1 else None
             shapes += [(("prefill", len(one), size), len(one), size, cache_rows) for size in self.chunk_sizes]
-        shapes = [s for s in shapes if s[0] not in self.stats["compile_s"]]
+            shapes += [(("prefill", rows, size), rows, size, None) for size in self.chunk_sizes
+                       if rows * size <= PREFILL_TOKEN_BUDGET]
+        # each graph once, in the order listed
+        shapes = list({s[0]: s for s in shapes if s[0] not in self.stats["compile_s"]}.values())
         # MindSpore's cache matches graphs by compile order only: a fixed list, in a fixed
         # order, is what makes file n the same graph in every process (see runtime.py)
         cached = self.cache_key and shapes and use_compile_cache((self.cache_key, shapes))
@@ -209,7 +246,8 @@ class Engine:
                 slots = max(1, n // 2) if self.contrastive else n
                 self._call(key, np.zeros((n, seq), np.int32), np.full((n, seq), self.max_len, np.int32),
                            cache_rows, np.zeros((n,), np.int32), np.full((n,), -1, np.int32),
-                           np.ones((slots,), np.float32), np.zeros((slots,), np.float32))
+                           np.ones((slots,), np.float32), np.zeros((slots,), np.float32),
+                           np.zeros((slots, len(EXTRA)), np.float32))
         finally:
             if cached:
                 stop_compile_cache()
@@ -217,21 +255,13 @@ class Engine:
 
     # ---- public API -------------------------------------------------------------------
     def stream(self, requests):
-        """Yield an Event per generated token, in the order tokens are produced."""
-        pending = deque(self.new_state(i, r) for i, r in enumerate(requests))
-        slots = [None] * self.slots
-        while pending or any(st is not None for st in slots):
-            admitted = []
-            for s in range(self.slots):
-                if slots[s] is None and pending:
-                    slots[s] = pending.popleft()
-                    admitted.append(s)
-            for s, token in (self.prefill(admitted, slots) if admitted else self.decode(slots)):
-                st = slots[s]
-                reason = st.accept(token, self.eos_ids)
-                yield Event(st.index, token, reason)
-                if reason:
-                    slots[s] = None
+        """Yield an Event per generated token, in the order tokens are produced (every request
+        is validated before the first step)."""
+        scheduler = Scheduler(self)
+        for i, r in enumerate(requests):
+            scheduler.submit(r, i)
+        while scheduler.has_work():
+            yield from scheduler.step()
 
     def generate(self, requests):
         """Run every request to completion; results in request order."""

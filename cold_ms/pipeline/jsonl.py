@@ -7,6 +7,8 @@ so nothing is lost and nothing is written twice.
 import json
 import os
 
+from cold_ms.errors import InputError
+
 
 def drop_partial_line(path):
     """Cut a last line that an interruption left without its newline."""
@@ -18,19 +20,46 @@ def drop_partial_line(path):
             f.truncate(data.rfind(b"\n") + 1)
 
 
+def _row(line, path, n):
+    """The result row of one complete line, or None for a line an interruption cut."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(row, dict) or not isinstance(row.get("id"), (str, int)):
+        raise InputError(f"{path} line {n}: not a result row (an object with an 'id'): is this the right "
+                         f"output file?")
+    return row
+
+
 def read_done(path):
     """{id: row} of the complete lines of a result file (empty if it does not exist)."""
     if not os.path.isfile(path):
         return {}
     rows = {}
     with open(path, encoding="utf-8") as f:
-        for line in f:
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut by an interruption is simply redone
-            rows[row["id"]] = row
+        for n, line in enumerate(f, 1):
+            row = _row(line, path, n)
+            if row is not None:
+                rows[row["id"]] = row
     return rows
+
+
+def keep_rows(path, keep):
+    """Rewrite the result file without the rows for which keep(row) is false. The new file
+    replaces the old in one step, so an interruption leaves one or the other."""
+    if not os.path.isfile(path):
+        return
+    drop_partial_line(path)
+    with open(path, encoding="utf-8") as f:
+        lines = f.readlines()
+    kept = [line for n, line in enumerate(lines, 1) if (row := _row(line, path, n)) is None or keep(row)]
+    if len(kept) == len(lines):
+        return
+    tmp = path + ".rewrite"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.writelines(kept)
+    os.replace(tmp, path)
 
 
 def open_for_append(path):

@@ -5,15 +5,20 @@
     pipe("Question ...", max_new_tokens=64)   # -> [{"text_generation_text": ["Question ... answer"]}]
 
 `model` may be a ColdModel, a cold_ms LoadedModel, a model directory (HF config.json, or
-one written by scripts/convert.py), or a model file (.gguf, MindFormers .yaml). Each
+one written by scripts/convert.py), or a model file (.gguf, MindFormers .yaml). `adapter`
+and `amateur` name one of the model's adapters, a shipped one or NAME=DIR (loaded on
+top of the model's; `adapters=[...]` loads more); a call may choose among those. Each
 route of mindformers.pipeline is served: objects and files through its task table
 (SUPPORT_PIPELINES) and registries, directories through its PIPELINE_REGISTRY.
 `register()` runs when mindformers is imported (see cold_ms/__init__.py), never before.
 """
+import copy
+import logging
 import os
+import sys
 
-from cold_ms.errors import ConfigError, InputError
-from cold_ms.formats.adapters import AdapterRegistry, load_peft_adapter
+from cold_ms.errors import AdapterError, ConfigError, InputError
+from cold_ms.formats.adapters import BASE, AdapterRegistry, load_peft_adapter
 from cold_ms.pipeline.batching import Request
 from cold_ms.formats.model import LoadedModel, load_model
 from cold_ms.formats.shipped import resolve_adapter, shipped_adapters
@@ -54,6 +59,30 @@ class ColdModel:
         if config is not None and not isinstance(config, ColdConfig):
             config = None  # a MindFormers AutoConfig of the directory: cold_ms reads the files itself
         return cls(config=config, path=path, adapters=adapters)
+
+    def with_adapters(self, specs):
+        """This model with the adapters `specs` names (NAME, a shipped NAME or NAME=DIR) loaded
+        too: itself when all are loaded already, else a copy sharing the base weights."""
+        for spec in specs:
+            if not isinstance(spec, str):
+                raise InputError(f"{TASK}: an adapter is named by a string (NAME or NAME=DIR), got {spec!r}")
+        new, names = [], set(self.adapters.names)
+        for spec in dict.fromkeys(specs):  # each once, in order
+            if spec == BASE or spec in names:
+                continue
+            try:
+                new.append(resolve_adapter(spec))
+                names.add(new[-1][0])
+            except InputError:
+                loaded, shipped = ", ".join(self.adapters.names) or "none", ", ".join(shipped_adapters()) or "none"
+                raise AdapterError(f"{TASK}: unknown adapter '{spec}' (loaded: {loaded}; shipped: {shipped}; "
+                                   f"or give NAME=DIR)") from None
+        if not new:
+            return self
+        clone = copy.copy(self)
+        clone.adapters = AdapterRegistry(self.adapters.adapters + [
+            load_peft_adapter(path, name, self.loaded.config) for name, path in new])
+        return clone
 
     def eval(self):
         return self
@@ -100,11 +129,15 @@ def as_cold_model(model):
 class ColdTextGenerationPipeline:
     """MindFormers-style text generation with CoLD: greedy (do_sample=False) or contrastive."""
 
-    def __init__(self, model, tokenizer=None, adapter=None, amateur="base", alpha=0.1, beta=0.5,
+    def __init__(self, model, tokenizer=None, adapter=None, amateur="base", alpha=0.1, beta=0.5, adapters=(),
                  mode="graph", lora_backend="custom", chat=False, weights="auto", activations="int16", **kwargs):
         for key in ("image_processor", "audio_processor", "feature_extractor", "task", "framework"):
             kwargs.pop(key, None)  # what mindformers.pipeline passes to every task
-        self.model = as_cold_model(model)
+        if isinstance(adapters, str) or not isinstance(adapters, (list, tuple)):
+            raise InputError(f"{TASK}: adapters must be a list of NAME or NAME=DIR strings, got {adapters!r}")
+        # expert and amateur may name adapters the model does not hold yet (a shipped NAME, or NAME=DIR)
+        self.model = as_cold_model(model).with_adapters([*adapters, *(s for s in (adapter, amateur) if s)])
+        adapter, amateur = (s.partition("=")[0] if isinstance(s, str) else s for s in (adapter, amateur))
         tok = tokenizer if tokenizer is not None else self.model.loaded.tokenizer
         if tok is None:
             raise ConfigError(f"{TASK}: the model has no tokenizer; pass tokenizer=")
@@ -171,6 +204,9 @@ class _AnyModelName(dict):
         def __contains__(self, name):
             return isinstance(name, str) and (name == "common" or os.path.isfile(name))
 
+        def __repr__(self):  # MindFormers names the accepted models by this in its KeyError
+            return "an existing model directory, .gguf or .yaml file"
+
     def keys(self):
         return self._Names()
 
@@ -189,6 +225,17 @@ class _AnyModelName(dict):
         return target
 
 
+def _mindformers_logs_to_stderr():
+    """MindFormers logs to stdout, where its warnings (its optional modules missing, the config
+    sections this task leaves empty) mix with the program's own output: its terminal handler
+    moves to stderr and keeps errors only; its log files (./output/log or $LOG_MF_PATH) keep all."""
+    from mindformers.tools.logger import get_logger
+    for handler in get_logger().handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+            handler.setStream(sys.stderr)
+            handler.setLevel(logging.ERROR)
+
+
 def register():
     """Make the task known to mindformers.pipeline (idempotent)."""
     import importlib
@@ -197,6 +244,7 @@ def register():
     from mindformers.tools.register import MindFormerModuleType, MindFormerRegister
     if TASK in mf_pipeline.SUPPORT_PIPELINES:
         return
+    _mindformers_logs_to_stderr()
     MindFormerRegister.register(MindFormerModuleType.PIPELINE, alias=TASK)(ColdTextGenerationPipeline)
     MindFormerRegister.register(MindFormerModuleType.MODELS, alias="ColdModel")(ColdModel)
     MindFormerRegister.register(MindFormerModuleType.CONFIG, alias="ColdConfig")(ColdConfig)

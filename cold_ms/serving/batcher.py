@@ -1,19 +1,21 @@
-"""Continuous batching: one scheduler thread drives the engine's slots for many clients.
+"""The server's side of the Scheduler: one thread steps it while there is work; each HTTP
+request is a Job whose tokens become text (stop strings held back) for its client.
 
-Each loop iteration admits at most one waiting job into a free slot (its prompt is
-prefilled into that slot's rows only) and then runs one decode step for every occupied
-slot, so a new request never stalls the others for more than one prefill. A job ends on
-its own max_tokens, EOS or stop string, or when its client goes away; its slot is then free
-for the next job. The queue is bounded: past it, submit raises QueueFull.
+Admission, steps, stop rules and cancellation are the Scheduler's (cold_ms/pipeline/
+scheduler.py), the same that Engine.generate drives; here are only what HTTP adds: a
+bounded queue (QueueFull), stop strings, and ending a job when its client leaves.
 """
 import itertools
+import logging
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Tuple
 
+from cold_ms.pipeline.scheduler import Scheduler
 from cold_ms.pipeline.streaming import TextStream
+
+log = logging.getLogger("cold_ms.serve")
 
 
 class QueueFull(Exception):
@@ -24,12 +26,12 @@ class QueueFull(Exception):
 class Job:
     request: object                        # batching.Request
     stop: Tuple[str, ...] = ()
-    on_event: Optional[Callable] = None    # called from the scheduler thread: (job, text delta, finish reason)
+    on_event: Optional[Callable] = None    # (job, text delta, finish reason), from any thread
     id: int = 0
+    stream: Optional[TextStream] = None    # None for a model without a tokenizer: no text
     tokens: List[int] = field(default_factory=list)
     text: str = ""
-    finish_reason: Optional[str] = None
-    cancelled: bool = False
+    finish_reason: Optional[str] = None    # set once, when the job ends
     submitted: float = field(default_factory=time.perf_counter)
     first_token_s: Optional[float] = None
     done: threading.Event = field(default_factory=threading.Event)
@@ -37,11 +39,10 @@ class Job:
 
 class Batcher:
     def __init__(self, engine, tokenizer, max_queue=64, metrics=None):
-        self.engine, self.tokenizer, self.max_queue = engine, tokenizer, max_queue
-        self.metrics = metrics
-        self.slots = [None] * engine.slots        # SlotState with .job
-        self.pending = deque()
-        self.cond = threading.Condition()
+        self.scheduler = Scheduler(engine)
+        self.tokenizer, self.max_queue, self.metrics = tokenizer, max_queue, metrics
+        self.jobs = {}                     # id -> Job, until it ends
+        self.cond = threading.Condition()  # guards jobs and wakes the stepping thread
         self._ids = itertools.count(1)
         self._stop = False
         self.thread = threading.Thread(target=self._loop, name="cold-batcher", daemon=True)
@@ -49,28 +50,24 @@ class Batcher:
 
     # ---- client side ------------------------------------------------------------------
     def submit(self, request, stop=(), on_event=None):
-        """Validate and queue a request; returns its Job (QueueFull when the queue is full)."""
-        state = self.engine.new_state(0, request)  # raises InputError/AdapterError now, not later
-        job = Job(request, tuple(s for s in stop if s), on_event, next(self._ids))
-        state.job, state.stream = job, TextStream(self.tokenizer)
+        """Queue a request (the Scheduler validates it: ColdError); QueueFull past max_queue."""
         with self.cond:
-            if len(self.pending) >= self.max_queue:
-                raise QueueFull(f"{len(self.pending)} requests are waiting")
-            self.pending.append(state)
+            if self.scheduler.queue_length() >= self.max_queue:
+                raise QueueFull(f"{self.scheduler.queue_length()} requests are waiting")
+            job = Job(request, tuple(stop), on_event, next(self._ids),
+                      TextStream(self.tokenizer) if self.tokenizer else None)
+            self.scheduler.submit(request, job.id)
+            self.jobs[job.id] = job
             self.cond.notify()
         return job
 
     def cancel(self, job):
-        """Stop a job (its client left); its slot frees at the next step."""
+        """End a job whose client left (a no-op once it ended); its slot frees at the next step."""
         with self.cond:
-            job.cancelled = True
-            self.cond.notify()
-
-    def queue_length(self):
-        return len(self.pending)
-
-    def busy_slots(self):
-        return sum(st is not None for st in self.slots)
+            if not job.done.is_set():
+                self.scheduler.cancel(job.id)
+                self._end(job, "cancelled")
+                self.cond.notify()
 
     def close(self):
         with self.cond:
@@ -78,77 +75,62 @@ class Batcher:
             self.cond.notify()
         self.thread.join(timeout=5)
 
-    # ---- scheduler thread ---------------------------------------------------------------
-    def _finish(self, s, reason):
-        st = self.slots[s]
-        job = st.job
-        job.finish_reason = job.finish_reason or reason
-        self.slots[s] = None
-        if job.on_event:
-            job.on_event(job, "", job.finish_reason)
-        job.done.set()
-        if self.metrics:
-            self.metrics.finished(job)
+    # ---- the stepping thread ----------------------------------------------------------
+    def _loop(self):
+        while True:
+            with self.cond:
+                while not self._stop and not self.scheduler.has_work():
+                    self.cond.wait()
+                if self._stop:
+                    return
+            start = time.perf_counter()
+            try:
+                events = self.scheduler.step()
+            except Exception:  # noqa: BLE001 - a failed step ends its jobs, not the server
+                log.exception("a generation step failed")
+                with self.cond:
+                    for index in self.scheduler.running():
+                        self.scheduler.cancel(index)
+                        if index in self.jobs:  # else its client left during the step
+                            self._end(self.jobs[index], "error")
+                continue
+            if self.metrics and self.scheduler.last_step == "decode":
+                self.metrics.step(time.perf_counter() - start, self.scheduler.busy_slots())
+            with self.cond:
+                for ev in events:
+                    job = self.jobs.get(ev.index)
+                    if job is not None:  # else it ended here already (client gone, stop string)
+                        self._deliver(job, ev.token_id, ev.finish_reason)
 
-    def _deliver(self, s, token):
-        st = self.slots[s]
-        job = st.job
+    def _deliver(self, job, token, reason):
         if job.first_token_s is None:
             job.first_token_s = time.perf_counter() - job.submitted
-        reason = st.accept(token, self.engine.eos_ids)
         job.tokens.append(token)
-        st.stream.push(token)
-        full = st.stream.sent
-        cut = min((full.find(x) for x in job.stop if x in full), default=-1)
+        full = job.text
+        if job.stream is not None:
+            job.stream.push(token)
+            full = job.stream.sent
+        cut = min((full.find(s) for s in job.stop if s in full), default=-1)
         if cut >= 0:
+            if not reason:  # the scheduler still holds the slot
+                self.scheduler.cancel(job.id)
             full, reason = full[:cut], "stop"
         # hold back a tail that could still grow into a stop string
-        hold = 0 if reason else max((len(x) - 1 for x in job.stop), default=0)
+        hold = 0 if reason else max((len(s) - 1 for s in job.stop), default=0)
         ready = full[:max(len(job.text), len(full) - hold)]
         delta, job.text = ready[len(job.text):], ready
         if delta and job.on_event:
             job.on_event(job, delta, None)
         if reason:
             job.text = full
-            self._finish(s, reason)
+            self._end(job, reason)
 
-    def _admit(self):
-        """Move one waiting job into a free slot and prefill it; False if none could start."""
-        with self.cond:
-            while self.pending and self.pending[0].job.cancelled:
-                self.pending.popleft().job.done.set()
-            free = [s for s, st in enumerate(self.slots) if st is None]
-            if not self.pending or not free:
-                return False
-            s = free[0]
-            self.slots[s] = self.pending.popleft()
-        (slot, token), = self.engine.prefill([s], self.slots)
-        self._deliver(slot, token)
-        return True
-
-    def _loop(self):
-        while True:
-            with self.cond:
-                while not self._stop and not self.pending and not any(self.slots):
-                    self.cond.wait()
-                if self._stop:
-                    return
-                for s, st in enumerate(self.slots):
-                    if st is not None and st.job.cancelled:
-                        self._finish(s, "cancelled")
-            try:
-                self._admit()
-                if any(self.slots):
-                    start = time.perf_counter()
-                    for s, token in self.engine.decode(self.slots):
-                        self._deliver(s, token)
-                    if self.metrics:
-                        self.metrics.step(time.perf_counter() - start, self.busy_slots())
-            except Exception as e:  # noqa: BLE001 - a failed step must not kill the server
-                self._fail_all(e)
-
-    def _fail_all(self, error):
-        for s, st in enumerate(self.slots):
-            if st is not None:
-                st.job.finish_reason = f"error: {error}"
-                self._finish(s, "error")
+    def _end(self, job, reason):
+        """Finish `job` (the caller holds self.cond and has had the Scheduler free its slot)."""
+        job.finish_reason = reason
+        del self.jobs[job.id]
+        if job.on_event:
+            job.on_event(job, "", reason)
+        job.done.set()
+        if self.metrics:
+            self.metrics.finished(job)

@@ -35,9 +35,9 @@ class Metrics:
         if job.first_token_s is not None:
             self.ttft.observe(job.first_token_s)
 
-    def render(self, batcher):
-        if batcher is not None:
-            self.queue.set(batcher.queue_length())
-            self.busy.set(batcher.busy_slots())
-            self.slots.set(len(batcher.slots))
+    def render(self, scheduler):
+        if scheduler is not None:
+            self.queue.set(scheduler.queue_length())
+            self.busy.set(scheduler.busy_slots())
+            self.slots.set(len(scheduler.slots))
         return generate_latest(self.registry)

@@ -1,36 +1,73 @@
-"""OpenAI-compatible request bodies plus the CoLD fields (alpha, beta, amateur)."""
-from typing import List, Optional, Union
+"""The OpenAI request bodies this server reads, plus the CoLD fields (alpha, beta, amateur).
+
+Shapes and types are declared here (a violation is a 422); values are judged in
+serving/requests.py (a 400), so each rule has one home. A field that may take several
+shapes is `Any` here and read there, so its refusal names the field, not pydantic's union. A field OpenAI does not define is
+refused, as OpenAI refuses it: a misspelt "betta" must not be silently ignored.
+"""
+from typing import Any, Dict, List, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
+_STRICT = ConfigDict(extra="forbid")
+
+
+class StreamOptions(BaseModel):
+    model_config = _STRICT
+    include_usage: Optional[bool] = None
+
 
 class _Common(BaseModel):
-    model_config = ConfigDict(extra="ignore")  # other OpenAI fields (user, logit_bias, ...) are accepted
+    model_config = _STRICT
 
-    model: str = Field(description="an adapter name (the expert) or the base model's name")
-    max_tokens: Optional[int] = Field(None, ge=1)
-    stop: Optional[Union[str, List[str]]] = None
-    stream: bool = False
-    stream_options: Optional[dict] = None
-    temperature: Optional[float] = Field(None, ge=0)
-    n: Optional[int] = Field(None, ge=1)
+    model: str = Field(description="an adapter name (the expert) or the base model's id (see GET /v1/models)")
+    max_tokens: Optional[int] = None
+    stop: Any = Field(None, description="text, or a list of up to 4 texts")
+    stream: Optional[bool] = None
+    stream_options: Optional[StreamOptions] = None
     alpha: Optional[float] = Field(None, description="CoLD plausibility threshold, in (0, 1]")
     beta: Optional[float] = Field(None, description="CoLD contrast strength, >= 0; 0 = greedy")
     amateur: Optional[str] = Field(None, description="'base' or another loaded adapter")
-
-    def stops(self):
-        return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+    beta_schedule: Optional[str] = Field(None, description="'fixed' (default) or 'entropy': beta * H(p_a) / "
+                                                           "(H(p_e) + H(p_a)) at every step")
+    temperature: Optional[float] = Field(None, description="0 or omitted: greedy CoLD; > 0: a draw over the plausible set")
+    top_p: Optional[float] = None
+    seed: Optional[int] = Field(None, description="the same seed gives the same tokens")
+    # OpenAI fields that leave the answer unchanged at their neutral values (see requests.py)
+    n: Optional[int] = None
+    presence_penalty: Optional[float] = None
+    frequency_penalty: Optional[float] = None
+    logit_bias: Optional[Dict[str, float]] = None
+    user: Optional[str] = None
 
 
 class CompletionRequest(_Common):
-    prompt: Union[str, List[int]]
+    prompt: Any = Field(description="text, token ids, or a list holding one of them")
+    best_of: Optional[int] = None
+    echo: Optional[bool] = None
+    logprobs: Optional[int] = None
+    suffix: Optional[str] = None
 
 
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = _STRICT
     role: str
-    content: str
+    content: Any = Field(None, description="text, or a list of {'type': 'text', 'text': ...} parts")
+    name: Optional[str] = None
+    tool_calls: Optional[List[Any]] = None
+    tool_call_id: Optional[str] = None
 
 
 class ChatRequest(_Common):
-    messages: List[ChatMessage] = Field(min_length=1)
+    messages: List[ChatMessage]
+    max_completion_tokens: Optional[int] = None
+    logprobs: Optional[bool] = None
+    top_logprobs: Optional[int] = None
+    response_format: Optional[Dict[str, Any]] = None
+    tools: Optional[List[Any]] = None
+    tool_choice: Any = None
+    parallel_tool_calls: Optional[bool] = None
+    modalities: Optional[List[str]] = None
+    metadata: Optional[Dict[str, Any]] = None
+    store: Optional[bool] = None
+    service_tier: Optional[str] = None

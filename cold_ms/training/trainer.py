@@ -13,10 +13,11 @@ from typing import Tuple
 
 import numpy as np
 import mindspore as ms
-from mindspore import Tensor, nn
+from mindspore import Tensor, nn, ops
 
 from cold_ms.cells.transformer import CausalLM, assign
 from cold_ms.config import LORA_TARGETS, LoraLayout
+from cold_ms.distributed import all_sum, world
 from cold_ms.errors import ConfigError
 from cold_ms.formats.names import module_path
 from cold_ms.runtime import configure, use_compile_cache
@@ -98,6 +99,9 @@ class Trainer:
             log(f"skipped {len(encoded) - len(self.encoded)} examples longer than {cfg.max_len} tokens")
         if not self.encoded:
             raise ConfigError("no training example fits in max_len")
+        self.world = world()  # under msrun: this rank's share of every batch, gradients summed
+        if cfg.batch % self.world.size:
+            raise ConfigError(f"--batch {cfg.batch} must be a multiple of the {self.world.size} workers")
         self.shape = batch_shape(self.encoded)
         # the loss-and-gradient graph, then the optimizer's: fixed by config and batch shape
         use_compile_cache(("train", model.config, cfg, self.shape))
@@ -153,16 +157,17 @@ class Trainer:
         return state["step"], state["losses"]
 
     # ---- loop -------------------------------------------------------------------------
-    def run(self, progress=True, save_dtype="float32"):
+    def run(self, progress=True, save_dtype="float32", snapshots=()):
+        """Train to the end (or max_steps), resuming where a previous run stopped; `snapshots`:
+        optimizer steps after which the adapter is also written to OUT/step-N (an early
+        checkpoint of the same run serves as a CoLD amateur)."""
         from tqdm import tqdm
         done, losses = self._resume()
         bar = tqdm(total=len(self.plan), initial=done, disable=not progress, unit="step")
         start = time.perf_counter()
         pending, k = None, self.cfg.accumulate
         for step in range(done, len(self.plan)):
-            batch = make_batch([self.encoded[i] for i in self.plan[step]], self.cfg.batch, self.shape)
-            loss, grads = self.grad_step(*(Tensor(a) for a in batch))
-            loss = float(loss.asnumpy())
+            loss, grads = self._batch_grads(self.plan[step])
             if not math.isfinite(loss):
                 raise ConfigError(f"the loss diverged at step {step} (lower --lr)")
             pending = grads if pending is None else tuple(a + g for a, g in zip(pending, grads))
@@ -173,8 +178,32 @@ class Trainer:
             if (step + 1) % k == 0 or last:  # one optimizer step per `accumulate` micro-batches
                 self.opt(tuple(g / (step % k + 1) for g in pending))
                 pending = None
-                if ((step + 1) // k) % self.cfg.save_every == 0 or last:
+                if self.world.rank == 0 and (step + 1) // k in snapshots:
+                    export_peft(self.lm, self.cfg, os.path.join(self.out, f"step-{(step + 1) // k}"),
+                                self.model.config.name, save_dtype)
+                if self.world.rank == 0 and (((step + 1) // k) % self.cfg.save_every == 0 or last):
                     self._save(step + 1, losses)
         bar.close()
-        export_peft(self.lm, self.cfg, self.out, self.model.config.name, save_dtype)
+        if self.world.rank == 0:
+            export_peft(self.lm, self.cfg, self.out, self.model.config.name, save_dtype)
         return losses, time.perf_counter() - start
+
+    def _batch_grads(self, rows):
+        """(loss, gradients) of the mean answer-token loss of one batch. Each rank computes its
+        share of the rows; their gradients, weighted by the answer tokens they hold, are summed
+        over the ranks, so any number of workers gives the one-worker gradient (up to the
+        order of float sums)."""
+        examples = [self.encoded[i] for i in rows]
+        mine = self.world.share(examples)
+        total = sum(n for _, n in examples)
+        held = sum(n for _, n in mine)
+        if held:
+            batch = make_batch(mine, self.cfg.batch // self.world.size, self.shape)
+            loss, grads = self.grad_step(*(Tensor(a) for a in batch))
+        else:  # a short last batch can leave a rank nothing: it adds zeros
+            loss, grads = Tensor(np.zeros((), np.float32)), tuple(ops.zeros_like(p) for p in self.grad_step.weights)
+        if self.world.size == 1:
+            return float(loss.asnumpy()), grads
+        weight = held / total
+        reduced = all_sum(tuple(g * weight for g in grads) + (loss * weight,))
+        return float(reduced[-1].asnumpy()), reduced[:-1]

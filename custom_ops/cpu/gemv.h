@@ -23,29 +23,24 @@ constexpr int64_t kParallelMacs = 1 << 16;
 // Accumulators of a GEMV register tile: the registers left beside NW weight rows and a token row.
 constexpr int kTileAcc = kVectorRegisters == 32 ? 24 : 12;
 
-// y[t][j] = x_t . W_j over `in` for G token rows and NW weight rows (G * NW <= kTileAcc).
-// Every loop is unrolled so the tile lives in registers from the first multiply to the
-// final sums.
+// acc[t][j] += x_t[0 .. kn) . w_j[0 .. kn) for G token rows (stride xs) and NW weight rows (stride
+// ws), G * NW <= kTileAcc. Every loop is unrolled so the tile lives in registers throughout.
+// AHEAD > 0: prefetch the same line of the weight rows AHEAD tiles on.
 template <int G, int NW, int AHEAD>
-__attribute__((always_inline)) inline void DotBlock(const float* x, int64_t in, const float* w, float* y,
-                                                    int64_t out) {
-  Wide acc[G][NW];
-#pragma GCC unroll 16
-  for (int t = 0; t < G; ++t)
-#pragma GCC unroll 8
-    for (int j = 0; j < NW; ++j) acc[t][j] = Wide{};
+__attribute__((always_inline)) inline void DotAcc(const float* x, int64_t xs, const float* w, int64_t ws, int64_t kn,
+                                                  Wide (&acc)[G][NW]) {
   const auto step = [&](int64_t k, auto load) {
     Wide wv[NW];
 #pragma GCC unroll 8
     for (int j = 0; j < NW; ++j) {
-      wv[j] = load(w + j * in + k);
-      // The same line of a weight row AHEAD tiles on: the hardware prefetcher alone left the
-      // 16-row GEMV waiting on memory (2.4x slower). Past the end of W it is a no-op.
-      __builtin_prefetch(w + (AHEAD * NW + j) * in + k);
+      wv[j] = load(w + j * ws + k);
+      // the hardware prefetcher alone left the 16-row GEMV waiting on memory (2.4x slower);
+      // past the end of W a prefetch is a no-op
+      if constexpr (AHEAD > 0) __builtin_prefetch(w + (AHEAD * NW + j) * ws + k);
     }
 #pragma GCC unroll 16
     for (int t = 0; t < G; ++t) {
-      Wide xv = load(x + t * in + k);
+      Wide xv = load(x + t * xs + k);
 #if defined(__x86_64__)
       // Keeps xv in a register: GCC otherwise folds the load into each of the NW
       // multiply-adds, and x (up to 96 KB at 16 rows) is read from L2 NW times (1.5x slower).
@@ -55,9 +50,21 @@ __attribute__((always_inline)) inline void DotBlock(const float* x, int64_t in, 
       for (int j = 0; j < NW; ++j) acc[t][j] = Fma(xv, wv[j], acc[t][j]);
     }
   };
-  const int64_t full = in - in % kWideLanes;
+  const int64_t full = kn - kn % kWideLanes;
   for (int64_t k = 0; k < full; k += kWideLanes) step(k, [](const float* p) { return LoadWide(p); });
-  if (full < in) step(full, [&](const float* p) { return LoadTail(p, in - full); });
+  if (full < kn) step(full, [&](const float* p) { return LoadTail(p, kn - full); });
+}
+
+// y[t][j] = x_t . W_j over `in` for G token rows and NW weight rows, W row-major float32.
+template <int G, int NW, int AHEAD>
+__attribute__((always_inline)) inline void DotBlock(const float* x, int64_t in, const float* w, float* y,
+                                                    int64_t out) {
+  Wide acc[G][NW];
+#pragma GCC unroll 16
+  for (int t = 0; t < G; ++t)
+#pragma GCC unroll 8
+    for (int j = 0; j < NW; ++j) acc[t][j] = Wide{};
+  DotAcc<G, NW, AHEAD>(x, in, w, in, in, acc);
 #pragma GCC unroll 16
   for (int t = 0; t < G; ++t)
 #pragma GCC unroll 8
@@ -192,23 +199,7 @@ __attribute__((always_inline)) inline void ChunkDots(const float* x, int64_t in,
   for (int t = 0; t < G; ++t)
 #pragma GCC unroll 8
     for (int j = 0; j < NW; ++j) acc[t][j] = first ? Wide{} : part[t * NW + j];
-  const auto step = [&](int64_t k, auto load) {
-    Wide wv[NW];
-#pragma GCC unroll 8
-    for (int j = 0; j < NW; ++j) wv[j] = load(buf + j * kChunk + k);
-#pragma GCC unroll 8
-    for (int t = 0; t < G; ++t) {
-      Wide xv = load(x + t * in + k);
-#if defined(__x86_64__)
-      asm("" : "+v"(xv));  // one load of x per step, as in DotBlock
-#endif
-#pragma GCC unroll 8
-      for (int j = 0; j < NW; ++j) acc[t][j] = Fma(xv, wv[j], acc[t][j]);
-    }
-  };
-  const int64_t full = kn - kn % kWideLanes;
-  for (int64_t k = 0; k < full; k += kWideLanes) step(k, [](const float* p) { return LoadWide(p); });
-  if (full < kn) step(full, [&](const float* p) { return LoadTail(p, kn - full); });
+  DotAcc<G, NW, 0>(x, in, buf, kChunk, kn, acc);
 #pragma GCC unroll 8
   for (int t = 0; t < G; ++t)
 #pragma GCC unroll 8

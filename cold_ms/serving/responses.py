@@ -1,0 +1,48 @@
+"""OpenAI response bodies: whole completions, server-sent chunks, usage, and the request log line."""
+import json
+import logging
+import time
+import uuid
+
+log = logging.getLogger("cold_ms.serve")
+
+
+def meta(model, chat):
+    """The fields every body and chunk of one response shares."""
+    return {"id": f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}", "created": int(time.time()),
+            "model": model}
+
+
+def usage(job):
+    prompt = len(job.request.prompt_ids)
+    return {"prompt_tokens": prompt, "completion_tokens": len(job.tokens), "total_tokens": prompt + len(job.tokens)}
+
+
+def final(head, job, chat):
+    choice = {"index": 0, "finish_reason": job.finish_reason}
+    if chat:
+        choice["message"] = {"role": "assistant", "content": job.text}
+    else:
+        choice.update(text=job.text, logprobs=None)
+    return {**head, "object": "chat.completion" if chat else "text_completion", "choices": [choice],
+            "usage": usage(job)}
+
+
+def chunk(head, chat, delta=None, finish_reason=None, job_usage=None):
+    """One server-sent event: a text delta, the opening role (chat), or the closing finish reason."""
+    if chat:
+        choice = {"delta": {} if delta is None else delta, "finish_reason": finish_reason}
+    else:
+        choice = {"text": (delta or {}).get("content", ""), "finish_reason": finish_reason}
+    body = {**head, "object": "chat.completion.chunk" if chat else "text_completion",
+            "choices": [{"index": 0, **choice}]}
+    if job_usage:
+        body["usage"] = job_usage
+    return f"data: {json.dumps(body)}\n\n"
+
+
+def log_request(job, model, start):
+    req = job.request
+    log.info("model=%s amateur=%s alpha=%s beta=%s prompt_tokens=%d completion_tokens=%d finish=%s %.2fs",
+             model, req.amateur, req.alpha, req.beta, len(req.prompt_ids), len(job.tokens), job.finish_reason,
+             time.perf_counter() - start)
