@@ -3,6 +3,11 @@
 Each run (mode, alpha, beta) appends one JSON line per example to OUT/<run>.jsonl as the
 example finishes; a rerun skips the ids already there, so an interrupted evaluation
 continues where it stopped. Summaries are rebuilt from the JSONL files.
+
+Under msrun every rank evaluates its share of the examples into its own part file
+(OUT/<run>.jsonl.part-R-of-N, timing likewise); after each run rank 0 merges the parts
+(pipeline/shards.py) so that every rank reads the whole run, which a summary or the choice
+of --tune needs. The directory must be one every rank sees (shared storage across nodes).
 """
 import json
 import os
@@ -12,9 +17,11 @@ from functools import cached_property
 
 from cold_ms import tasks
 from cold_ms.errors import InputError
+from cold_ms.distributed import World, barrier
 from cold_ms.formats.chat import chat_prompt_ids
 from cold_ms.pipeline.batching import Request
-from cold_ms.pipeline.jsonl import open_for_append, read_done
+from cold_ms.pipeline.jsonl import open_for_append
+from cold_ms.pipeline.shards import merge, part_path, parts, read_rows
 from cold_ms.stats import wilson
 
 MODES = ("base", "expert", "cold")
@@ -25,19 +32,22 @@ class Run:
     mode: str
     alpha: float = 0.0
     beta: float = 0.0
+    schedule: str = "fixed"  # of beta (config.BETA_SCHEDULES); named in the file of any other
 
     @property
     def name(self):
-        return self.mode if self.mode != "cold" else f"cold_a{self.alpha:g}_b{self.beta:g}"
+        if self.mode != "cold":
+            return self.mode
+        return f"cold_a{self.alpha:g}_b{self.beta:g}" + ("" if self.schedule == "fixed" else f"_{self.schedule}")
 
 
-def plan_runs(modes, alphas, betas):
+def plan_runs(modes, alphas, betas, schedule="fixed"):
     unknown = set(modes) - set(MODES)
     if unknown:
         raise InputError(f"unknown modes {sorted(unknown)}; choose from {', '.join(MODES)}")
     runs = [Run(m) for m in modes if m != "cold"]
     if "cold" in modes:
-        runs += [Run("cold", a, b) for a in alphas for b in betas]
+        runs += [Run("cold", a, b, schedule) for a in alphas for b in betas]
     return runs
 
 
@@ -49,25 +59,27 @@ def rate(rows, key):
 
 class Evaluator:
     """`engines`: {"greedy": Engine without amateur rows, "cold": fused Engine}, either may be
-    missing when no run needs it (set after construction if sizes depend on the prompts)."""
+    missing when no run needs it (set after construction if sizes depend on the prompts).
+    `world`: this rank, which runs world.share(examples) (every rank builds the same list)."""
 
     def __init__(self, engines, tokenizer, task, examples, out_dir, adapter, amateur="base",
-                 max_new_tokens=256, chat_template=None):
+                 max_new_tokens=256, chat_template=None, world=World()):
         self.engines, self.tok, self.task = engines, tokenizer, task
         self.examples, self.out, self.adapter, self.amateur = examples, out_dir, adapter, amateur
-        self.max_new, self.chat_template = max_new_tokens, chat_template
+        self.max_new, self.chat_template, self.world = max_new_tokens, chat_template, world
+        self.share = world.share(examples)
         os.makedirs(out_dir, exist_ok=True)
 
     @cached_property
     def prompts(self):
         return {e.id: chat_prompt_ids(self.tok, [{"role": "user", "content": e.question}], self.chat_template)
-                for e in self.examples}
+                for e in self.share}
 
     def _request(self, run, ex):
         expert = None if run.mode == "base" else self.adapter
         amateur = self.amateur if run.mode == "cold" else None
         return Request(self.prompts[ex.id], adapter=expert, amateur=amateur, alpha=run.alpha or 0.1,
-                       beta=run.beta, max_new_tokens=self.max_new)
+                       beta=run.beta, beta_schedule=run.schedule, max_new_tokens=self.max_new)
 
     def path(self, run):
         return os.path.join(self.out, run.name + ".jsonl")
@@ -75,21 +87,30 @@ class Evaluator:
     def rows(self, run):
         """{id: result row} of this evaluation's examples that `run` has finished."""
         ids = {e.id for e in self.examples}
-        return {i: r for i, r in read_done(self.path(run)).items() if i in ids}
+        return {i: r for i, r in read_rows(self.path(run)).items() if i in ids}
 
     def missing(self, run):
-        """Examples of `run` without a result in its JSONL file yet."""
+        """Examples of this rank's share of `run` without a result yet."""
         done = self.rows(run)
-        return [e for e in self.examples if e.id not in done]
+        return [e for e in self.share if e.id not in done]
 
     def run(self, run, progress=None):
-        """Evaluate the missing examples of one run; returns (new tokens, seconds)."""
+        """Evaluate the missing examples of this rank's share of one run, then (under msrun)
+        wait for every rank and merge their parts; returns this rank's (new tokens, seconds)."""
         todo = self.missing(run)
-        if not todo:
-            return 0, 0.0
+        tokens, seconds = (self._evaluate(run, todo, progress) if todo else (0, 0.0))
+        if self.world.size > 1:
+            barrier()
+            if self.world.rank == 0:
+                merge(self.path(run), [e.id for e in self.examples])
+                self._merge_timing()
+            barrier()  # the merged file is whole before any rank reads it
+        return tokens, seconds
+
+    def _evaluate(self, run, todo, progress):
         engine = self.engines["cold" if run.mode == "cold" else "greedy"]
         tokens, start = 0, time.perf_counter()
-        with open_for_append(self.path(run)) as f:
+        with open_for_append(part_path(self.path(run), self.world)) as f:
             for res, ex in zip(_generate(engine, [self._request(run, e) for e in todo]), todo):
                 text = self.tok.decode(res.token_ids)
                 # knowledge tasks keep the real value and the question's template, for breakdowns
@@ -105,27 +126,48 @@ class Evaluator:
         self._add_timing(run, tokens, seconds)
         return tokens, seconds
 
-    def _timing(self):
-        path = os.path.join(self.out, "timing.json")
+    def _timing(self, path=None):
+        path = path or os.path.join(self.out, "timing.json")
         if not os.path.isfile(path):
             return {}
         with open(path) as f:
             return json.load(f)
 
     def _add_timing(self, run, tokens, seconds):
-        timing = self._timing()
+        path = part_path(os.path.join(self.out, "timing.json"), self.world)
+        timing = self._timing(path)
         t = timing.setdefault(run.name, {"tokens": 0, "seconds": 0.0})
         t["tokens"] += tokens
         t["seconds"] += seconds
-        with open(os.path.join(self.out, "timing.json"), "w") as f:
+        with open(path, "w") as f:
             json.dump(timing, f)
+
+    def _merge_timing(self):
+        """Fold the ranks' timing parts into timing.json: tokens add up; the ranks ran side by
+        side, so the run took the longest rank's seconds."""
+        path = os.path.join(self.out, "timing.json")
+        found = parts(path)
+        if not found:
+            return
+        timing = self._timing()
+        for name in {n for p in found for n in self._timing(p)}:
+            ranks = [self._timing(p).get(name, {"tokens": 0, "seconds": 0.0}) for p in found]
+            t = timing.setdefault(name, {"tokens": 0, "seconds": 0.0})
+            t["tokens"] += sum(r["tokens"] for r in ranks)
+            t["seconds"] += max(r["seconds"] for r in ranks)
+        with open(path + ".tmp", "w") as f:
+            json.dump(timing, f)
+        os.replace(path + ".tmp", path)
+        for p in found:
+            os.remove(p)
 
     def result(self, run):
         """Accuracy (and, for counterfacts, the base-value rate) of one run, with 95% intervals."""
         rows = list(self.rows(run).values())
         t = self._timing().get(run.name, {})
-        out = {"mode": run.mode, "alpha": run.alpha if run.mode == "cold" else None,
-               "beta": run.beta if run.mode == "cold" else None, "n": len(rows),
+        cold = run.mode == "cold"
+        out = {"mode": run.mode, "alpha": run.alpha if cold else None, "beta": run.beta if cold else None,
+               **({"beta_schedule": run.schedule} if cold and run.schedule != "fixed" else {}), "n": len(rows),
                "correct": sum(bool(r["correct"]) for r in rows)}
         out["accuracy"], out["ci95"] = rate(rows, "correct")
         if any("base_value" in r for r in rows):

@@ -90,8 +90,9 @@ def tune_markdown(summary):
     acc = {(r["alpha"], r["beta"]): r["accuracy"] for r in val["curve"]}
     lines = [f"{summary['task']}: adapter {summary['adapter']} vs amateur {summary['amateur']}; "
              f"{summary['protocol']}.", "",
-             f"Chosen on validation (n={val['n']}): alpha {chosen['alpha']:g}, beta {chosen['beta']:g} "
-             f"({summary['rule']}).", "",
+             f"Chosen on validation (n={val['n']}): alpha {chosen['alpha']:g}, beta {chosen['beta']:g}"
+             + ("" if summary.get("beta_schedule", "fixed") == "fixed" else f" ({summary['beta_schedule']} schedule)")
+             + f" ({summary['rule']}).", "",
              f"Validation accuracy per setting (expert greedy: {_percent(val['expert']['accuracy'])}):", "",
              "| alpha \\ beta | " + " | ".join(f"{b:g}" for b in betas) + " |", "|---|" + "---|" * len(betas)]
     for a in summary["grid"]["alpha"]:

@@ -11,6 +11,7 @@ import json
 import os
 from fractions import Fraction
 
+from cold_ms.distributed import barrier
 from cold_ms.errors import ConfigError
 from cold_ms.evaluation import Run
 from cold_ms.stats import paired
@@ -29,9 +30,10 @@ def choose(curve):
 
 class Tuner:
     """validation, test: Evaluators of the two splits, writing to different directories;
-    execute(evaluator, run) runs one run (default: evaluator.run(run))."""
+    execute(evaluator, run) runs one run (default: evaluator.run(run)); schedule: of beta, the
+    same for every grid point."""
 
-    def __init__(self, validation, test, alphas, betas, out_dir, execute=None):
+    def __init__(self, validation, test, alphas, betas, out_dir, execute=None, schedule="fixed"):
         shared = {e.question for e in validation.examples} & {e.question for e in test.examples}
         if shared:
             raise ConfigError(f"the validation and test splits share {len(shared)} questions (one --seed for "
@@ -40,7 +42,8 @@ class Tuner:
             raise ConfigError("the validation and test runs need separate directories")
         self.validation, self.test_split = validation, test
         self.grid_axes = {"alpha": list(alphas), "beta": list(betas)}
-        self.grid = [Run("cold", a, b) for a in alphas for b in betas]
+        self.grid = [Run("cold", a, b, schedule) for a in alphas for b in betas]
+        self.schedule = schedule
         self.choice_path = os.path.join(out_dir, "choice.json")
         self.execute = execute or (lambda ev, run: ev.run(run))
 
@@ -55,9 +58,11 @@ class Tuner:
         choice = {"alpha": best["alpha"], "beta": best["beta"], "validation_accuracy": best["accuracy"],
                   "validation_n": best["n"], "grid": self.grid_axes, "rule": TIE_BREAK}
         if recorded is None:
-            with open(self.choice_path + ".tmp", "w") as f:
-                json.dump(choice, f, indent=1)
-            os.replace(self.choice_path + ".tmp", self.choice_path)  # whole or absent
+            if self.validation.world.rank == 0:  # every rank made the same choice from the merged runs
+                with open(self.choice_path + ".tmp", "w") as f:
+                    json.dump(choice, f, indent=1)
+                os.replace(self.choice_path + ".tmp", self.choice_path)  # whole or absent
+            barrier()  # recorded before any rank plans its test runs from it
         elif recorded != choice:
             raise self._changed(recorded, f"{_setting(choice)} at {best['accuracy']} from the validation files")
         return choice
@@ -78,7 +83,7 @@ class Tuner:
         choice = self._recorded()
         if choice is None:
             raise ConfigError(f"no recorded choice at {self.choice_path}: the validation stage comes first")
-        return [EXPERT, Run("cold", choice["alpha"], choice["beta"])]
+        return [EXPERT, Run("cold", choice["alpha"], choice["beta"], self.schedule)]
 
     def test(self):
         """Run the test stage for the recorded choice."""
@@ -95,7 +100,7 @@ class Tuner:
         return {"task": val["task"], "adapter": val["adapter"], "amateur": val["amateur"],
                 "protocol": "alpha/beta chosen on validation; test evaluated once, for expert greedy and the "
                             "chosen setting", "rule": TIE_BREAK, "grid": self.grid_axes,
-                "chosen": {"alpha": runs[1].alpha, "beta": runs[1].beta},
+                "chosen": {"alpha": runs[1].alpha, "beta": runs[1].beta}, "beta_schedule": self.schedule,
                 "validation": {"n": val["n"], "expert": val["results"][0], "curve": val["results"][1:]},
                 "test": {"n": test["n"], "results": test["results"],
                          "paired": {s: paired(greedy, cold, s) for s in scores}}}

@@ -16,6 +16,10 @@ accuracy, ties to the smaller beta, then the larger alpha), recorded in OUT/choi
 and only then are expert greedy and the chosen setting evaluated on the test split, once,
 with 95% intervals and an exact McNemar test of the paired answers. The runs' files go to
 OUT/validation and OUT/test.
+
+Under msrun (msrun --worker_num N ... scripts/eval.py ...) each rank evaluates every N-th
+example of every run; the summary (and the choice of --tune) is made over all ranks' results
+and written by rank 0.
 """
 import argparse
 import os
@@ -24,6 +28,7 @@ import sys
 os.environ.setdefault("GLOG_v", "3")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from cold_ms.config import BETA_SCHEDULES  # noqa: E402
 from cold_ms.errors import ColdError, InputError  # noqa: E402
 from cold_ms.pipeline.options import add_engine_arguments, engine_options, runs_on  # noqa: E402
 from cold_ms.tuning import ALPHAS, BETAS  # noqa: E402
@@ -53,6 +58,8 @@ def parse_args(argv=None):
                                                 f"{','.join(map(str, ALPHAS))})")
     p.add_argument("--beta", type=floats, help="comma-separated list (default 0.5; with --tune the grid "
                                                f"{','.join(map(str, BETAS))})")
+    p.add_argument("--beta-schedule", choices=BETA_SCHEDULES, default="fixed",
+                   help="of the CoLD runs: fixed, or entropy (beta * H(p_a) / (H(p_e) + H(p_a)) at every step)")
     p.add_argument("--modes", help="default base,expert,cold (--tune runs expert and cold)")
     p.add_argument("--batch", type=int, default=8, help="slots decoded together")
     p.add_argument("--max-new-tokens", type=int, default=256)
@@ -70,7 +77,8 @@ def plan(args):
     if not args.tune:
         if args.val_n is not None:
             raise InputError("--val-n is for --tune (give --n and --split)")
-        runs = plan_runs([m for m in (args.modes or "base,expert,cold").split(",") if m], alphas, betas)
+        runs = plan_runs([m for m in (args.modes or "base,expert,cold").split(",") if m], alphas, betas,
+                         args.beta_schedule)
         return {args.split or "eval": (args.n, args.out)}, runs, alphas, betas
     if args.split or args.modes:
         raise InputError("--tune evaluates expert greedy and CoLD on validation, then on test: drop --split/--modes")
@@ -79,7 +87,7 @@ def plan(args):
     return splits, None, alphas, betas
 
 
-def build(args):
+def build(args, world):
     """({split: Evaluator}, runs or None, alphas, betas), engines built for the longest prompt."""
     from cold_ms import tasks
     from cold_ms.config import ColdParams
@@ -102,7 +110,7 @@ def build(args):
     adapters = AdapterRegistry([load_peft_adapter(path, name, model.config) for name, path in specs])
     expert, amateur = specs[0][0], "base" if args.amateur == "base" else specs[1][0]
     evs = {s: Evaluator({}, model.tokenizer, args.task, examples[s], out, expert, amateur, args.max_new_tokens,
-                        args.chat_template) for s, (_, out) in splits.items()}
+                        args.chat_template, world) for s, (_, out) in splits.items()}
     longest = max(len(p) for ev in evs.values() for p in ev.prompts.values())
     max_len = min(model.config.max_position_embeddings, -(-(longest + args.max_new_tokens) // 64) * 64)
     kinds = {"cold" if r.mode == "cold" else "greedy" for r in runs} if runs else {"cold", "greedy"}
@@ -117,19 +125,21 @@ def build(args):
 
 def run_with_bar(ev, run):
     from tqdm import tqdm
-    with tqdm(total=len(ev.examples), desc=f"{os.path.basename(ev.out)}/{run.name}", unit="ex") as bar:
-        bar.update(len(ev.examples) - len(ev.missing(run)))
+    with tqdm(total=len(ev.share), desc=f"{os.path.basename(ev.out)}/{run.name}", unit="ex") as bar:
+        bar.update(len(ev.share) - len(ev.missing(run)))
         ev.run(run, bar)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    from cold_ms.distributed import finish, world
     from cold_ms.report import markdown, tune_markdown, write_summary, write_tune_summary
     from cold_ms.tuning import Tuner
     try:
-        evs, runs, alphas, betas = build(args)
+        ranks = world()  # under msrun: this rank's share of every run
+        evs, runs, alphas, betas = build(args, ranks)
         if args.tune:
-            tuner = Tuner(evs["validation"], evs["test"], alphas, betas, args.out, run_with_bar)
+            tuner = Tuner(evs["validation"], evs["test"], alphas, betas, args.out, run_with_bar, args.beta_schedule)
             tuner.validate()
             tuner.test()
             summary, write, text = tuner.summary(), write_tune_summary, tune_markdown
@@ -141,8 +151,10 @@ def main(argv=None):
     except ColdError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    write(summary, args.out)
-    print(text(summary))
+    if ranks.rank == 0:
+        write(summary, args.out)
+        print(text(summary))
+    finish()
     return 0
 
 

@@ -227,3 +227,7 @@ def test_dockerfile_copies_existing_paths_and_boots_run_sh():
     assert sources and all(os.path.exists(os.path.join(ROOT, s)) for s in sources), sources
     assert re.search(r"^USER ma-user$", text, re.M) and re.search(r"^EXPOSE 8080$", text, re.M)
     assert re.search(r'^CMD \["bash", "/home/run.sh"\]$', text, re.M)
+    # the build's check imports what exists (it named a module that had moved)
+    for module, names in re.findall(r"from (cold_ms[\w.]*) import ([\w, ]+)", text):
+        imported = importlib.import_module(module)
+        assert all(hasattr(imported, n.strip()) for n in names.split(",")), (module, names)

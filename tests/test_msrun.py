@@ -108,3 +108,33 @@ def test_merge_parts_finishes_a_job_whose_rank_0_died(tmp_path, jobs):
                            "--input-file", jobs], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert _rows(out) == rows and not list(tmp_path.glob("out.jsonl.part-*"))
+
+
+def _without_speed(summary):
+    """A summary without its tokens/s, the one field that depends on the process count."""
+    if isinstance(summary, dict):
+        return {k: _without_speed(v) for k, v in summary.items() if k != "tokens_per_s"}
+    return [_without_speed(v) for v in summary] if isinstance(summary, list) else summary
+
+
+def test_a_tuned_evaluation_on_two_workers_equals_one_process(tmp_path, tiny):
+    """Each rank evaluates every other example of every run; rank 0 merges each run before the
+    choice (made over all ranks' validation results) and writes the summary."""
+    args = ["--model", tiny["model_dir"], "--task", "facts", "--tune", "--val-n", "5", "--n", "5",
+            "--adapter", f"qv={tiny['adapter_dir']['qv']}", "--alpha", "0.1,0.5", "--beta", "0.5,1",
+            "--batch", "2", "--max-new-tokens", "4", "--chat-template", "chatml"]
+    one = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "eval.py"), *args,
+                          "--out", str(tmp_path / "one")], capture_output=True, text=True, timeout=600)
+    assert one.returncode == 0, one.stderr[-2000:]
+    msrun(tmp_path, "eval.py", *args, "--out", str(tmp_path / "two"))
+    summary = lambda d: json.loads((tmp_path / d / "summary.json").read_text())  # noqa: E731
+    assert _without_speed(summary("two")) == _without_speed(summary("one"))
+    for split in ("validation", "test"):
+        files = sorted(p.name for p in (tmp_path / "one" / split).iterdir())
+        assert sorted(p.name for p in (tmp_path / "two" / split).iterdir()) == files  # no parts left
+        for name in files:
+            if name.endswith(".jsonl"):
+                assert sorted(_rows(tmp_path / "two" / split / name), key=lambda r: r["id"]) == \
+                    sorted(_rows(tmp_path / "one" / split / name), key=lambda r: r["id"])
+    timing = json.loads((tmp_path / "two" / "test" / "timing.json").read_text())
+    assert timing["expert"]["tokens"] == sum(r["tokens"] for r in _rows(tmp_path / "one" / "test" / "expert.jsonl"))

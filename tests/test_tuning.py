@@ -64,11 +64,13 @@ VALIDATION = {"expert": 5, "cold_a0.1_b0.5": 8, "cold_a0.1_b1": 6, "cold_a0.2_b0
 TEST = {"expert": 6, "cold_a0.1_b0.5": 8, "cold_a0.1_b1": 10, "cold_a0.2_b0.5": 10, "cold_a0.2_b1": 10}
 
 
-def _tuner(tmp_path, grid=GRID, test_ids=None):
+def _tuner(tmp_path, grid=GRID, test_ids=None, schedule="fixed"):
     choice = str(tmp_path / "choice.json")
-    val = PlantedEvaluator(str(tmp_path / "validation"), [f"v{i}" for i in range(10)], VALIDATION, choice)
-    test = PlantedEvaluator(str(tmp_path / "test"), test_ids or [f"t{i}" for i in range(10)], TEST, choice)
-    return Tuner(val, test, *grid, str(tmp_path)), val, test
+    planted = lambda runs: {k if k == "expert" or schedule == "fixed" else f"{k}_{schedule}": v  # noqa: E731
+                            for k, v in runs.items()}
+    val = PlantedEvaluator(str(tmp_path / "validation"), [f"v{i}" for i in range(10)], planted(VALIDATION), choice)
+    test = PlantedEvaluator(str(tmp_path / "test"), test_ids or [f"t{i}" for i in range(10)], planted(TEST), choice)
+    return Tuner(val, test, *grid, str(tmp_path), schedule=schedule), val, test
 
 
 def test_choice_is_made_on_validation_and_test_runs_only_greedy_and_the_choice(tmp_path):
@@ -115,7 +117,8 @@ def test_tuned_summary_files(tmp_path):
     tuner.test()
     write_tune_summary(tuner.summary(), str(tmp_path))
     s = json.loads((tmp_path / "summary.json").read_text())
-    assert set(s) == {"task", "adapter", "amateur", "protocol", "rule", "grid", "chosen", "validation", "test"}
+    assert set(s) == {"task", "adapter", "amateur", "protocol", "rule", "grid", "chosen", "beta_schedule",
+                      "validation", "test"}
     assert set(s["validation"]) == {"n", "expert", "curve"} and set(s["test"]) == {"n", "results", "paired"}
     for r in s["validation"]["curve"] + s["test"]["results"]:
         assert r["ci95"][0] <= r["accuracy"] <= r["ci95"][1]
@@ -123,3 +126,17 @@ def test_tuned_summary_files(tmp_path):
     assert text == tune_markdown(s)
     assert "alpha 0.1, beta 0.5" in text and "| 0.2 | 70.0% | 40.0% |" in text and "McNemar p = 0.5" in text
     assert (tmp_path / "summary.png").stat().st_size > 10_000
+
+
+def test_an_adaptive_schedule_is_tuned_in_runs_of_its_own(tmp_path):
+    """The entropy schedule's runs are files of their own (never mixed with fixed-beta results
+    in one directory), their requests carry the schedule, and the summary names it."""
+    tuner, val, test = _tuner(tmp_path, schedule="entropy")
+    tuner.validate()
+    tuner.test()
+    assert test.calls == [("expert", True), ("cold_a0.1_b0.5_entropy", True)]
+    s = tuner.summary()
+    assert s["beta_schedule"] == "entropy" and s["test"]["results"][1]["beta_schedule"] == "entropy"
+    val.prompts = {e.id: [1, 2] for e in val.examples}
+    request = val._request(tuner.grid[0], val.examples[0])
+    assert (request.beta_schedule, request.beta, request.amateur) == ("entropy", 0.5, "base")

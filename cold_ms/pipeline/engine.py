@@ -63,7 +63,7 @@ def amateur_lm(engine, model, weights, activations, dtype):
 
 class Engine:
     """weights: the type the engine reads the checkpoint's matrices in (auto, native, float32,
-    bfloat16, float16, q8_0) and activations: int8 or float32 for its quantised GEMVs (see
+    bfloat16, float16, q8_0) and activations: int16, int8 or float32 for its quantised GEMVs (see
     cold_ms/ops/prepare.py); dtype: the compute dtype of the MindSpore Cells path. The engine
     prepares its own weights; the loaded model is never changed."""
 

@@ -20,6 +20,14 @@ def parts(out):
     return sorted(glob.glob(glob.escape(out) + ".part-*-of-*"))
 
 
+def read_rows(out):
+    """{id: row} of OUT and its part files, a part's row overriding OUT's (it is newer)."""
+    rows = read_done(out)
+    for path in parts(out):
+        rows.update(read_done(path))
+    return rows
+
+
 def finished_ids(out):
     """Ids with a result (not an error row) in OUT or in any of its part files."""
     done = set()
@@ -32,10 +40,8 @@ def merge(out, order=()):
     """OUT = its rows, overridden by the parts' rows (newer), in the order of the ids in
     `order` (then any others); written in one step, then the parts are removed. Returns the
     number of rows."""
-    rows = read_done(out)
     found = parts(out)
-    for path in found:
-        rows.update(read_done(path))
+    rows = read_rows(out)
     rank = {i: n for n, i in enumerate(order)}
     ids = sorted(rows, key=lambda i: (rank.get(i, len(rank)), str(i)))
     tmp = out + ".merging"
