@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 from typing import Optional, Tuple
 
 from cold_ms.errors import ConfigError
-from cold_ms.formats.fields import Fields
+from cold_ms.fields import Fields
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 SUPPORTED_MODEL_TYPES = ("llama", "mistral")

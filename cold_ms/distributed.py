@@ -64,24 +64,32 @@ def _reducer():
         from mindspore import nn, ops
 
         class SumAll(nn.Cell):
-            """Elementwise sums of a tuple of tensors over every rank."""
+            """Elementwise sum of one tensor over every rank."""
 
             def __init__(self):
                 super().__init__()
                 self.reduce = ops.AllReduce()
 
-            def construct(self, tensors):
-                return tuple(self.reduce(t) for t in tensors)
+            def construct(self, tensor):
+                return self.reduce(tensor)
 
         _state["reducer"] = SumAll()
     return _state["reducer"]
 
 
-def all_sum(tensors):
-    """The tuple of tensors summed over all ranks (as they are with one rank)."""
+def all_sum(tensors, weight=1.0):
+    """The tuple of tensors, each times `weight`, summed over all ranks (as they are with one
+    rank). One collective carries them all, packed into one float32 vector: one AllReduce per
+    tensor cost ~0.1 s each on the CPU (measured: a LoRA step of 422 tensors took 55 s on 2
+    workers against 4.6 s in one process)."""
     if world().size == 1:
-        return tuple(tensors)
-    return _reducer()(tuple(tensors))
+        return tuple(tensors) if weight == 1.0 else tuple(t * weight for t in tensors)
+    from mindspore import Tensor
+    arrays = [t.asnumpy() for t in tensors]
+    packed = np.concatenate([a.astype(np.float32).ravel() for a in arrays]) * np.float32(weight)
+    total = _reducer()(Tensor(packed)).asnumpy()
+    ends = np.cumsum([a.size for a in arrays])
+    return tuple(Tensor(part.reshape(a.shape).astype(a.dtype)) for a, part in zip(arrays, np.split(total, ends[:-1])))
 
 
 def barrier():

@@ -11,7 +11,7 @@ import fixtures
 from cold_ms.config import ModelConfig
 from cold_ms.errors import AdapterError, CheckpointError, ColdError, ConfigError
 from cold_ms.formats.adapters import adapter_config
-from cold_ms.formats.fields import Fields
+from cold_ms.fields import Fields
 from cold_ms.formats.gguf_loader import gguf_config, open_gguf
 from cold_ms.formats.mindformers_ckpt import load_mindformers, mindformers_config
 from cold_ms.formats.model import load_model

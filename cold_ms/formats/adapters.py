@@ -16,7 +16,7 @@ import numpy as np
 
 from cold_ms.config import LORA_TARGETS, LoraLayout
 from cold_ms.errors import AdapterError, CheckpointError
-from cold_ms.formats.fields import Fields
+from cold_ms.fields import Fields
 from cold_ms.formats.names import module_dims, module_path
 from cold_ms.formats.mapped import release_mapped
 from cold_ms.formats.safetensors_io import load_safetensors

@@ -9,7 +9,7 @@ import os
 
 from cold_ms.config import ModelConfig
 from cold_ms.errors import CheckpointError
-from cold_ms.formats.fields import Fields
+from cold_ms.fields import Fields
 from cold_ms.formats.names import check_weights
 from cold_ms.formats.safetensors_io import load_safetensors
 

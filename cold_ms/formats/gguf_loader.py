@@ -10,7 +10,7 @@ import numpy as np
 from cold_ms import wtypes
 from cold_ms.config import ModelConfig
 from cold_ms.errors import CheckpointError
-from cold_ms.formats.fields import REQUIRED, Fields
+from cold_ms.fields import REQUIRED, Fields
 
 SUPPORTED_ARCHS = ("llama",)
 _NAMES = {"token_embd.weight": "model.embed_tokens.weight", "output_norm.weight": "model.norm.weight",

@@ -12,7 +12,7 @@ import numpy as np
 
 from cold_ms.config import ModelConfig
 from cold_ms.errors import CheckpointError
-from cold_ms.formats.fields import Fields
+from cold_ms.fields import Fields
 from cold_ms.formats.safetensors_io import load_safetensors
 
 RENAMES = (("model.tok_embeddings.embedding_weight", "model.embed_tokens.weight"),

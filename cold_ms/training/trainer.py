@@ -204,6 +204,5 @@ class Trainer:
             loss, grads = Tensor(np.zeros((), np.float32)), tuple(ops.zeros_like(p) for p in self.grad_step.weights)
         if self.world.size == 1:
             return float(loss.asnumpy()), grads
-        weight = held / total
-        reduced = all_sum(tuple(g * weight for g in grads) + (loss * weight,))
+        reduced = all_sum(tuple(grads) + (loss,), weight=held / total)
         return float(reduced[-1].asnumpy()), reduced[:-1]
