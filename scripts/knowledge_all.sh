@@ -5,7 +5,7 @@
 # snapshot of the same run), with three amateurs/rules: the base model, the early snapshot
 # as amateur, and the entropy-scaled beta schedule.
 #
-#   bash scripts/knowledge_all.sh                 # -> adapters/{facts,counterfacts}, docs/results/knowledge
+#   bash scripts/knowledge_all.sh                 # -> adapters/knowledge/{facts,counterfacts}, docs/results/knowledge
 #   STEPS=900 EARLY=300 bash scripts/knowledge_all.sh OUT     # a larger budget
 #
 # Resumable: training resumes from its checkpoint, evaluation from its JSONL files.
@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 STEPS=${STEPS:-450}   # facts: 2 epochs of 1,800 examples; counterfacts: 1.5 epochs of 2,380
 EARLY=${EARLY:-150}   # the under-trained budget, a snapshot of the same run
-ADAPTERS=${ADAPTERS:-adapters}
+ADAPTERS=${ADAPTERS:-adapters/knowledge}  # not adapters/NAME: these are not served by default
 OUT=${1:-docs/results/knowledge}
 # As the shipped adapters (rank 8 on all projections) and the pilot of DESIGN.md section 6
 # (lr 1e-3, batch 8). Every example fits 64 tokens, so one 64-token graph trains them all.
