@@ -149,9 +149,9 @@ class Evaluator:
         found = parts(path)
         if not found:
             return
-        timing = self._timing()
-        for name in {n for p in found for n in self._timing(p)}:
-            ranks = [self._timing(p).get(name, {"tokens": 0, "seconds": 0.0}) for p in found]
+        timing, ranks_timing = self._timing(), [self._timing(p) for p in found]
+        for name in {n for r in ranks_timing for n in r}:
+            ranks = [r.get(name, {"tokens": 0, "seconds": 0.0}) for r in ranks_timing]
             t = timing.setdefault(name, {"tokens": 0, "seconds": 0.0})
             t["tokens"] += sum(r["tokens"] for r in ranks)
             t["seconds"] += max(r["seconds"] for r in ranks)
