@@ -93,13 +93,18 @@ class ModelConfig:
             bos_token_id=f.int("bos_token_id", None, minimum=0), eos_token_ids=f.token_ids("eos_token_id"),
             head_dim=f.int("head_dim", 0), name=name)
 
+LORA_DTYPES = ("float32", "float16", "bfloat16")
+
 
 @dataclass(frozen=True)
 class LoraLayout:
-    """How adapters are stacked: `num_slots` slots of rank `rank` on `targets` modules."""
+    """How adapters are stacked: `num_slots` slots of rank `rank` on `targets` modules; `dtype`
+    the type the CPU layer kernels keep the stacks in (float16/bfloat16 only where it holds
+    every stacked value exactly: formats/adapters.py)."""
     num_slots: int
     rank: int
     targets: Tuple[str, ...]
+    dtype: str = "float32"
 
     def __post_init__(self):
         unknown = set(self.targets) - set(LORA_TARGETS)
@@ -108,6 +113,8 @@ class LoraLayout:
                               f"supported: {', '.join(LORA_TARGETS)}")
         if self.num_slots < 0 or (self.num_slots and self.rank <= 0):
             raise ConfigError("LoRA layout needs a positive rank for a positive slot count")
+        if self.dtype not in LORA_DTYPES:
+            raise ConfigError(f"LoRA stack dtype must be one of {', '.join(LORA_DTYPES)}, got {self.dtype!r}")
 
 
 @dataclass(frozen=True)

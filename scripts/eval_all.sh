@@ -15,12 +15,13 @@ python scripts/eval.py --task arith --n 500 --adapter arith --alpha 0.1 --beta $
 
 # The tuned protocol (eval.py --tune): alpha/beta chosen on the validation split, then expert
 # greedy and the chosen setting evaluated once on test, with a paired McNemar test.
-# -> $OUT/tuned/<task>/{choice.json,summary.*,validation/,test/}. arith and csqa sweep the
-# whole 5 x 6 grid; math generates up to 256 tokens per problem, so it sweeps beta at
-# alpha 0.1 only (7 validation runs instead of 31: about 1-2 hours on 2 cores, not 5-10).
-python scripts/eval.py --task arith --tune --val-n 500 --n 500 --adapter arith \
+# -> $OUT/tuned/<task>/{choice.json,summary.*,validation/,test/}. Each sweeps the beta grid at
+# alpha 0.1 (7 validation runs, as scripts/knowledge_all.sh does): the whole 5 x 6 grid is 31
+# runs, and a CoLD run of arith's 500 validation problems takes ~5 minutes on 2 cores (16
+# token rows a step), so the grid would be ~2.5 hours for arith alone. Drop --alpha for it.
+python scripts/eval.py --task arith --tune --val-n 500 --n 500 --adapter arith --alpha 0.1 \
     --max-new-tokens 32 --out "$OUT/tuned/arith"
-python scripts/eval.py --task csqa --tune --val-n 200 --n 411 --adapter csqa \
+python scripts/eval.py --task csqa --tune --val-n 200 --n 411 --adapter csqa --alpha 0.1 \
     --max-new-tokens 24 --out "$OUT/tuned/csqa"
 python scripts/eval.py --task gsm_symbolic --tune --val-n 200 --n 500 --adapter math --alpha 0.1 \
     --max-new-tokens 256 --out "$OUT/tuned/math"

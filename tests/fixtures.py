@@ -90,8 +90,10 @@ def write_model(path, cfg=None, seed=0, dtype="float32", shards=1, weights=None)
 
 
 def write_adapter(path, cfg, rank=4, alpha=8, targets=("q_proj", "v_proj"), seed=1, scale=0.3,
-                  layers=None):
-    """A PEFT LoRA adapter directory; returns {"tensors": {...}, "scaling": alpha/r}."""
+                  layers=None, dtype="float32", scale_b=None):
+    """A PEFT LoRA adapter directory saved in `dtype` (lora_A values of size `scale`, lora_B of
+    `scale_b`, default the same); returns {"tensors": {...} (the stored values, as float32),
+    "scaling": alpha/r}."""
     rng = np.random.default_rng(seed)
     dims = _dims(cfg)
     tensors = {}
@@ -100,9 +102,16 @@ def write_adapter(path, cfg, rank=4, alpha=8, targets=("q_proj", "v_proj"), seed
             i_in, i_out = PROJ_DIMS[m]
             base = f"base_model.model.model.layers.{i}.{_parent(m)}.{m}"
             tensors[base + ".lora_A.weight"] = (rng.standard_normal((rank, dims[i_in])) * scale).astype(np.float32)
-            tensors[base + ".lora_B.weight"] = (rng.standard_normal((dims[i_out], rank)) * scale).astype(np.float32)
+            tensors[base + ".lora_B.weight"] = (rng.standard_normal((dims[i_out], rank))
+                                                * (scale if scale_b is None else scale_b)).astype(np.float32)
     os.makedirs(path, exist_ok=True)
-    save_file(tensors, os.path.join(path, "adapter_model.safetensors"))
+    target = os.path.join(path, "adapter_model.safetensors")
+    if dtype == "bfloat16":
+        write_bf16_safetensors(target, tensors)
+        tensors = {n: bf16_round(a) for n, a in tensors.items()}
+    else:
+        save_file({n: a.astype(dtype) for n, a in tensors.items()}, target)
+        tensors = {n: a.astype(dtype).astype(np.float32) for n, a in tensors.items()}
     with open(os.path.join(path, "adapter_config.json"), "w") as f:
         json.dump({"peft_type": "LORA", "r": rank, "lora_alpha": alpha, "target_modules": list(targets),
                    "lora_dropout": 0.0, "bias": "none", "task_type": "CAUSAL_LM",

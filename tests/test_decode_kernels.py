@@ -1,6 +1,7 @@
 """The decode kernels against numpy, odd sizes included. (The whole-layer kernel is checked end
 to end: tests/test_model_parity.py and tests/test_generation.py run prompt chunks and decode
 steps through it against the numpy model.)"""
+import mindspore as ms
 import numpy as np
 import pytest
 from mindspore import Tensor, nn
@@ -57,6 +58,32 @@ def test_decode_linear_with_and_without_lora(rows, seq, n_in, n_out, layout):
     want = x @ w.T + np.stack([x[i] @ a[s].T @ b[s] if s >= 0 else np.zeros((seq, n_out)) for i, s in enumerate(idx)])
     got = Project()(_t(x), _t(stored), _t(a), _t(b), _t(idx, np.int32))
     np.testing.assert_allclose(got.asnumpy(), want, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("stack", [ms.float16, ms.bfloat16])
+@pytest.mark.parametrize("rows,seq,n_in,n_out", [(1, 1, 576, 192), (3, 5, 37, 53), (2, 1, 600, 1536)])
+def test_lora_stacks_kept_in_half_precision(rows, seq, n_in, n_out, stack):
+    """float16/bfloat16 stacks (as PEFT saves adapters) are read as the same numbers: the result
+    is the float32 stacks' of those values (up to the compiler fusing a multiply-add in one
+    instantiation and not the other: ~1 ulp) and numpy's."""
+    rng = np.random.default_rng(rows * 7 + seq)
+    rank, slots = 8, 2
+    x, w = rng.standard_normal((rows, seq, n_in)), rng.standard_normal((n_out, n_in))
+    a, b = rng.standard_normal((slots, rank, n_in)) * 0.3, rng.standard_normal((slots, rank, n_out)) * 0.3
+    a, b = (half_values(v, stack) for v in (a, b))
+    idx = rng.integers(-1, slots, rows)
+    full = Project()(_t(x), _t(w), _t(a), _t(b), _t(idx, np.int32)).asnumpy()
+    half = Project()(_t(x), _t(w), _t(a).astype(stack), _t(b).astype(stack), _t(idx, np.int32)).asnumpy()
+    np.testing.assert_allclose(half, full, rtol=1e-6, atol=2e-6)
+    want = x @ w.T + np.stack([x[i] @ a[s].T @ b[s] if s >= 0 else np.zeros((seq, n_out)) for i, s in enumerate(idx)])
+    np.testing.assert_allclose(half, want, rtol=1e-5, atol=1e-4)
+
+
+def half_values(v, dtype):
+    """float32 values that float16 (or bfloat16: the top 16 bits) holds exactly."""
+    if dtype == ms.float16:
+        return v.astype(np.float16).astype(np.float32)
+    return (v.astype(np.float32).view(np.uint32) & 0xFFFF0000).view(np.float32)
 
 
 def test_rms_norm():

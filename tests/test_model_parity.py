@@ -9,6 +9,7 @@ from mindspore import Tensor
 
 import fixtures
 from cold_ms import wtypes
+from cold_ms.formats.adapters import exact_dtype
 import numpy_llama as ref
 from helpers import all_logits, engine_for
 
@@ -79,6 +80,35 @@ def test_adapter_scaling_and_rslora(tmp_path, tiny):
     adapter["scaling"] = 16 / np.sqrt(4)
     _check(eng, tiny["cfg"], tiny["weights"], adapter, 0)
     assert os.path.isfile(path / "adapter_model.safetensors")
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_an_adapter_saved_in_half_precision_is_stacked_so(tmp_path, tiny, dtype):
+    """PEFT adapters are mostly saved in float16/bfloat16: with scaling 2 every stacked value
+    stays exact, so the layer kernels keep the stacks in that type (half the bytes a step
+    reads) and give the numpy model's logits on the stored values. Scaling 1.5 leaves values
+    no half type holds: float32 stacks. (bfloat16 values inside float16's normal range are
+    float16 values too, and would be kept so: this adapter's lora_A lies below it.)"""
+    targets = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    scales = {"float16": (0.3, 0.3), "bfloat16": (3e-6, 3e4)}[dtype]
+    for alpha, kept in ((8, dtype), (6, "float32")):
+        path = tmp_path / f"{dtype}_{alpha}"
+        adapter = fixtures.write_adapter(str(path), tiny["cfg"], rank=4, alpha=alpha, targets=targets, seed=12,
+                                         dtype=dtype, scale=scales[0], scale_b=scales[1])
+        eng = engine_for(dict(tiny, adapter_dir={"half": str(path)}), ("half",))
+        assert eng.adapters.layout().dtype == kept
+        assert {str(p.dtype) for n, p in eng.lm.parameters_and_names() if ".lora_" in n} == {
+            {"float16": "Float16", "bfloat16": "BFloat16", "float32": "Float32"}[kept]}
+        _check(eng, tiny["cfg"], tiny["weights"], adapter, 0)
+
+
+def test_exact_dtype_is_the_narrowest_that_holds_every_value():
+    f16 = np.array([0.5, -3.25, 1024.0, 2.0 ** -20], np.float32)  # 2^-20: a float16 subnormal
+    bf16 = np.array([1e30, 0.5], np.float32).view(np.uint32) & 0xFFFF0000
+    assert exact_dtype([f16]) == "float16"
+    assert exact_dtype([f16, bf16.view(np.float32)]) == "bfloat16"  # 1e30 overflows float16
+    assert exact_dtype([f16, np.array([0.1], np.float32)]) == "float32"
+    assert exact_dtype([np.float16([0.1, 7.0])]) == "float16"
 
 
 @pytest.mark.parametrize("seq", [21, 70])  # 42 token rows: panel tiles of 8 rows, then 2; 140: of 8, then 4

@@ -4,6 +4,7 @@ import mindspore as ms
 from mindspore import nn, ops, Parameter, Tensor
 from mindspore.common.initializer import initializer
 
+from cold_ms.cells.spec import COMPUTE_DTYPES
 from cold_ms.ops.decode import NO_LORA
 from cold_ms.ops.linear import project
 from cold_ms.ops.registry import cpu_kernels, select_backend
@@ -30,7 +31,7 @@ class MultiLoraLinear(nn.Cell):
     """
 
     def __init__(self, in_dim, out_dim, num_slots=0, rank=0, backend="custom", prepared=None,
-                 compute_dtype=ms.float32):
+                 compute_dtype=ms.float32, lora_dtype=ms.float32):
         super().__init__()
         self.in_dim, self.out_dim = in_dim, out_dim
         self.backend = select_backend(backend)
@@ -40,10 +41,10 @@ class MultiLoraLinear(nn.Cell):
         self.matmul = ops.MatMul(transpose_b=True)
         self.has_lora = num_slots > 0 and rank > 0
         if self.has_lora:
-            self.lora_a = Parameter(initializer("zeros", (num_slots, rank, in_dim), ms.float32),
-                                    name="lora_a")
-            self.lora_b = Parameter(initializer("zeros", (num_slots, rank, out_dim), ms.float32),
-                                    name="lora_b")
+            # the kernels read narrower stacks; MindSpore's ops (gather backend, training) float32
+            dtype = lora_dtype if self.kernels else ms.float32
+            self.lora_a = Parameter(initializer("zeros", (num_slots, rank, in_dim), dtype), name="lora_a")
+            self.lora_b = Parameter(initializer("zeros", (num_slots, rank, out_dim), dtype), name="lora_b")
 
     def lora_pair(self):
         """(A, B) stacks, or the placeholder pair the decode-layer kernels skip."""
@@ -64,4 +65,4 @@ def target_linear(name, in_dim, out_dim, spec):
     spec: the Cells' construction spec (cells/transformer.py: Spec)."""
     slots = spec.lora.num_slots if name in spec.lora.targets else 0
     return MultiLoraLinear(in_dim, out_dim, slots, spec.lora.rank, spec.backend, spec.weight(name),
-                           spec.compute_dtype)
+                           spec.compute_dtype, COMPUTE_DTYPES[spec.lora.dtype])

@@ -4,7 +4,8 @@ each) into the kernel build, so the ops.Custom call (ops/decode.py), the kernel
 (custom_ops/cpu/layer.cc, wtypes.h) and the ctypes test harness read the same list.
 (name, kind): kind "f32" float32 data, "int" int32, "weight" a projection (float32 rows or
 panels, or uint8 rows of blocks or integer panels; its kind in `wtypes`), "lora" an adapter
-stack (float32; a (1, 1, 1) placeholder where the module has no slots).
+stack (float32, float16 or bfloat16, A and B alike; a float32 (1, 1, 1) placeholder where the
+module has no slots).
 """
 from cold_ms.ops.contrastive import EXTRA
 from cold_ms.wtypes import TYPES

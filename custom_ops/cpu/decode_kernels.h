@@ -24,7 +24,9 @@ class LoraTerm {
  public:
   LoraTerm(const I* idx, std::vector<float>* v) : idx_(idx), v_(v) {}
 
-  int Add(const float* x, const float* a, const float* b, float* y, const Dims& d) {
+  // a, b: float32, or the float16/bfloat16 a stack is kept in (F16, BF16)
+  template <typename TW>
+  int Add(const float* x, const TW* a, const TW* b, float* y, const Dims& d) {
     if (d.slots != grouped_for_) {
       if (GroupBySlot(idx_, d, &groups_)) return 1;
       grouped_for_ = d.slots;
@@ -33,6 +35,14 @@ class LoraTerm {
     Shrink(x, a, v_->data(), groups_, d);
     Expand(y, v_->data(), b, y, groups_, d);  // in place: y += v B for the grouped tokens
     return 0;
+  }
+
+  // The same with stacks of MindSpore dtype `dt` (A and B share it).
+  int Add(const char* dt, const float* x, const void* a, const void* b, float* y, const Dims& d) {
+    if (!std::strcmp(dt, "float32")) return Add(x, static_cast<const float*>(a), static_cast<const float*>(b), y, d);
+    if (!std::strcmp(dt, "float16")) return Add(x, static_cast<const F16*>(a), static_cast<const F16*>(b), y, d);
+    if (!std::strcmp(dt, "bfloat16")) return Add(x, static_cast<const BF16*>(a), static_cast<const BF16*>(b), y, d);
+    return Fail("LoRA stacks must be float32, float16 or bfloat16");
   }
 
  private:

@@ -36,7 +36,8 @@ class Projector {
   Projector(const int32_t* idx, int64_t rows, int64_t seq, std::vector<float>* v)
       : rows_(rows), seq_(seq), lora_(idx, v) {}
 
-  int operator()(const float* x, const WeightRef& w, const Tensor& a, const Tensor& b, float* y) {
+  // a, b: the LoRA stacks, both of MindSpore dtype `dt`
+  int operator()(const float* x, const WeightRef& w, const Tensor& a, const Tensor& b, const char* dt, float* y) {
     DenseWeight(x, w, y, rows_ * seq_);
     if (a.ndim != 3 || a.shape[2] != w.in) return 0;  // a placeholder: this module has no LoRA
     Dims d;
@@ -48,7 +49,7 @@ class Projector {
     d.rank = a.shape[1];
     if (b.ndim != 3 || b.shape[0] != d.slots || b.shape[1] != d.rank || b.shape[2] != w.out)
       return Fail("layer step: lora_a and lora_b do not fit");
-    return lora_.Add(x, static_cast<const float*>(a.data), static_cast<const float*>(b.data), y, d);
+    return lora_.Add(dt, x, a.data, b.data, y, d);
   }
 
  private:
@@ -56,13 +57,16 @@ class Projector {
   LoraTerm<int32_t> lora_;
 };
 
-// Operand dtypes against their declared kinds (a weight is float32 or uint8).
+// Operand dtypes against their declared kinds (a weight is float32 or uint8, a LoRA stack
+// float32, float16 or bfloat16).
 bool Types(const char** dtypes) {
   for (int i = 0; i < kLayerOperands; ++i) {
-    const char* kind = kLayerKinds[i];
-    const bool ok = !std::strcmp(kind, "int") ? !std::strcmp(dtypes[i], "int32")
-                    : !std::strcmp(kind, "weight") ? !std::strcmp(dtypes[i], "float32") || !std::strcmp(dtypes[i], "uint8")
-                                                   : !std::strcmp(dtypes[i], "float32");
+    const char *kind = kLayerKinds[i], *dt = dtypes[i];
+    const bool ok = !std::strcmp(kind, "int") ? !std::strcmp(dt, "int32")
+                    : !std::strcmp(kind, "weight") ? !std::strcmp(dt, "float32") || !std::strcmp(dt, "uint8")
+                    : !std::strcmp(kind, "lora") ? !std::strcmp(dt, "float32") || !std::strcmp(dt, "float16") ||
+                                                       !std::strcmp(dt, "bfloat16")
+                                                 : !std::strcmp(dt, "float32");
     if (!ok) return false;
   }
   return true;
@@ -133,7 +137,10 @@ extern "C" int LayerStep(int nparam, void** p, int* ndims, int64_t** shapes, con
   float* kv = Take(s.kv, n * kvh * hd);
   Projector project(idx, rows, seq, &s.lora);
   // projection wi of `in`, with the LoRA pair whose A is operand a (its B follows it)
-  const auto run = [&](const float* in, int wi, int a, float* out) { return project(in, w[wi], t[a], t[a + 1], out); };
+  const auto run = [&](const float* in, int wi, int a, float* out) {
+    if (std::strcmp(dtypes[a], dtypes[a + 1])) return Fail("layer step: a LoRA pair's A and B differ in dtype");
+    return project(in, w[wi], t[a], t[a + 1], dtypes[a], out);
+  };
   RmsNormRows(F(t[kOpH]), F(t[kOpLn1]), *F(t[kOpEps1]), x, n, dim);
   if (run(x, Q, kOpAq, proj)) return 1;
   RopeRows(proj, F(cos), F(t[kOpSin]), q, n, heads * hd, hd);

@@ -38,20 +38,18 @@ int Run(bool lora, int nparam, void** p, int* ndims, int64_t** shapes, const cha
   const float* x = static_cast<const float*>(p[0]);
   DenseWeight(x, w, y, d.rows * d.seq);
   if (!lora) return 0;
-  if (ndims[3] != 3 || ndims[4] != 3 || ndims[5] != 1 || std::strcmp(dtypes[3], "float32") ||
-      std::strcmp(dtypes[4], "float32"))
-    return Fail("decode linear: LoRA stacks must be 3-D float32 with 1-D indices");
+  if (ndims[3] != 3 || ndims[4] != 3 || ndims[5] != 1 || std::strcmp(dtypes[3], dtypes[4]))
+    return Fail("decode linear: LoRA stacks must be 3-D, of one dtype, with 1-D indices");
   d.slots = shapes[3][0];
   d.rank = shapes[3][1];
   if (shapes[3][2] != d.in || shapes[4][0] != d.slots || shapes[4][1] != d.rank || shapes[4][2] != d.out ||
       shapes[5][0] != d.rows)
     return Fail("decode linear: LoRA stacks do not fit x and W");
-  const float *a = static_cast<const float*>(p[3]), *b = static_cast<const float*>(p[4]);
   std::vector<float> v;
   if (!std::strcmp(dtypes[5], "int32"))
-    return LoraTerm<int32_t>(static_cast<const int32_t*>(p[5]), &v).Add(x, a, b, y, d);
+    return LoraTerm<int32_t>(static_cast<const int32_t*>(p[5]), &v).Add(dtypes[3], x, p[3], p[4], y, d);
   if (!std::strcmp(dtypes[5], "int64"))
-    return LoraTerm<int64_t>(static_cast<const int64_t*>(p[5]), &v).Add(x, a, b, y, d);
+    return LoraTerm<int64_t>(static_cast<const int64_t*>(p[5]), &v).Add(dtypes[3], x, p[3], p[4], y, d);
   return Fail("indices must be int32 or int64");
 }
 

@@ -9,6 +9,9 @@
 #include <cstring>
 #include <thread>
 #include <vector>
+#if defined(__F16C__)
+#include <immintrin.h>
+#endif
 
 namespace cold {
 
@@ -61,10 +64,14 @@ inline void Store(BF16* p, float v) {                             // round to ne
 
 inline Vec Load(const float* p) { Vec v; std::memcpy(&v, p, sizeof(v)); return v; }
 inline Vec Load(const F16* p) {
+#if defined(__F16C__)  // one instruction; GCC converts a _Float16 vector lane by lane
+  return (Vec)_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+#else
   typedef F16 H8 __attribute__((vector_size(16)));
   H8 h;
   std::memcpy(&h, p, sizeof(h));
   return __builtin_convertvector(h, Vec);
+#endif
 }
 inline Vec Load(const BF16* p) {
   typedef uint16_t U16 __attribute__((vector_size(16)));
@@ -79,9 +86,13 @@ inline Vec Load(const BF16* p) {
 
 inline void StoreVec(float* p, Vec v) { std::memcpy(p, &v, sizeof(v)); }
 inline void StoreVec(F16* p, Vec v) {
+#if defined(__F16C__)
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_cvtps_ph((__m256)v, _MM_FROUND_TO_NEAREST_INT));
+#else
   typedef F16 H8 __attribute__((vector_size(16)));
   H8 h = __builtin_convertvector(v, H8);  // round to nearest even
   std::memcpy(p, &h, sizeof(h));
+#endif
 }
 inline void StoreVec(BF16* p, Vec v) {  // round to nearest even, NaN stays NaN
   typedef uint32_t U32 __attribute__((vector_size(32)));
@@ -150,9 +161,11 @@ int GroupBySlot(const I* idx, const Dims& d, Groups* g) {
   return 0;
 }
 
-// out[t][j] = dot(x_t, a_j) over n values for NT tokens and NJ rank rows at once.
-template <int NT, int NJ, typename T>
-void DotTile(const T* const* x, const T* const* a, int64_t n, float* const* out, int64_t j0) {
+// out[t][j] = dot(x_t, a_j) over n values for NT tokens and NJ rank rows at once. The
+// tokens (TX) and the stack (TA) may differ in type: float32 activations against a float16
+// or bfloat16 stack where a decode kernel keeps the adapter as it is stored.
+template <int NT, int NJ, typename TX, typename TA>
+void DotTile(const TX* const* x, const TA* const* a, int64_t n, float* const* out, int64_t j0) {
   Vec acc[NT][NJ] = {};
   int64_t k = 0;
   for (; k + kLanes <= n; k += kLanes) {
@@ -174,14 +187,14 @@ void DotTile(const T* const* x, const T* const* a, int64_t n, float* const* out,
     }
 }
 
-template <int NT, typename T>
-void DotRows(const T* const* x, const T* a, const Dims& d, float* const* out, int64_t j, int64_t j1) {
+template <int NT, typename TX, typename TA>
+void DotRows(const TX* const* x, const TA* a, const Dims& d, float* const* out, int64_t j, int64_t j1) {
   for (; j + kRanks <= j1; j += kRanks) {
-    const T* rows[kRanks] = {a + j * d.in, a + (j + 1) * d.in, a + (j + 2) * d.in};
+    const TA* rows[kRanks] = {a + j * d.in, a + (j + 1) * d.in, a + (j + 2) * d.in};
     DotTile<NT, kRanks>(x, rows, d.in, out, j);
   }
   for (; j < j1; ++j) {
-    const T* row = a + j * d.in;
+    const TA* row = a + j * d.in;
     DotTile<NT, 1>(x, &row, d.in, out, j);
   }
 }
@@ -189,8 +202,8 @@ void DotRows(const T* const* x, const T* a, const Dims& d, float* const* out, in
 // v[tok] = A[s] x[tok] for every grouped token; tokens of no slot get zeros.
 // Work items are (slot, tile of kTokens tokens, block of kRankBlock rank rows), spread
 // over the cores once the call is big enough to repay waking them.
-template <typename T>
-void Shrink(const T* x, const T* a, float* v, const Groups& g, const Dims& d) {
+template <typename TX, typename TA>
+void Shrink(const TX* x, const TA* a, float* v, const Groups& g, const Dims& d) {
   std::memset(v, 0, sizeof(float) * d.rows * d.seq * d.rank);
   struct Item { int64_t slot, first, rank0; };
   std::vector<Item> items;
@@ -202,13 +215,13 @@ void Shrink(const T* x, const T* a, float* v, const Groups& g, const Dims& d) {
     const Item it = items[w];
     const int64_t end = g.offsets[it.slot + 1];
     const int nt = static_cast<int>(end - it.first < kTokens ? end - it.first : kTokens);
-    const T* xs[kTokens];
+    const TX* xs[kTokens];
     float* vs[kTokens];
     for (int t = 0; t < nt; ++t) {
       xs[t] = x + g.tokens[it.first + t] * d.in;
       vs[t] = v + g.tokens[it.first + t] * d.rank;
     }
-    const T* as = a + it.slot * d.rank * d.in;
+    const TA* as = a + it.slot * d.rank * d.in;
     const int64_t j1 = it.rank0 + kRankBlock < d.rank ? it.rank0 + kRankBlock : d.rank;
     switch (nt) {
       case 4: DotRows<4>(xs, as, d, vs, it.rank0, j1); break;
@@ -220,15 +233,15 @@ void Shrink(const T* x, const T* a, float* v, const Groups& g, const Dims& d) {
 }
 
 // y[t][c0 .. c0 + 8*NC) += sum_{j in [j0, j1)} v_t[j] * b_j[...] for NT tokens, in registers.
-template <int NT, int NC, typename T>
-void AxpyTile(const float* const* v, const T* b, const Dims& d, T* const* y, int64_t c0,
+template <int NT, int NC, typename TY, typename TB>
+void AxpyTile(const float* const* v, const TB* b, const Dims& d, TY* const* y, int64_t c0,
               int64_t j0, int64_t j1) {
   Vec acc[NT][NC];
   for (int t = 0; t < NT; ++t)
     for (int c = 0; c < NC; ++c) acc[t][c] = Load(y[t] + c0 + c * kLanes);
   for (int64_t j = j0; j < j1; ++j) {
     Vec bv[NC];
-    const T* row = b + j * d.out + c0;
+    const TB* row = b + j * d.out + c0;
 #pragma GCC unroll 4
     for (int c = 0; c < NC; ++c) bv[c] = Load(row + c * kLanes);
 #pragma GCC unroll 4
@@ -244,8 +257,8 @@ void AxpyTile(const float* const* v, const T* b, const Dims& d, T* const* y, int
 
 // Rank rows are taken kDepth at a time across the whole width, so only kDepth rows of B
 // stream at once (prefetch-friendly) while y is revisited rank/kDepth times from cache.
-template <int NT, typename T>
-void AxpyRows(const float* const* v, const T* b, const Dims& d, T* const* y, int64_t c, int64_t c1) {
+template <int NT, typename TY, typename TB>
+void AxpyRows(const float* const* v, const TB* b, const Dims& d, TY* const* y, int64_t c, int64_t c1) {
   for (int64_t j0 = 0; j0 < d.rank; j0 += kDepth) {
     const int64_t j1 = j0 + kDepth < d.rank ? j0 + kDepth : d.rank;
     int64_t cc = c;
@@ -261,20 +274,20 @@ void AxpyRows(const float* const* v, const T* b, const Dims& d, T* const* y, int
 }
 
 // y_out = y_in, then y_out[tok] += v[tok] @ B[s] for every grouped token. Each thread
-// owns a band of output columns, so B is still read once in all.
-template <typename T>
-void Expand(const T* y_in, const float* v, const T* b, T* y_out, const Groups& g, const Dims& d) {
-  if (y_out != y_in) std::memcpy(y_out, y_in, sizeof(T) * d.rows * d.seq * d.out);
+// owns a band of output columns, so B is still read once in all. B (TB) may be narrower than y.
+template <typename TY, typename TB>
+void Expand(const TY* y_in, const float* v, const TB* b, TY* y_out, const Groups& g, const Dims& d) {
+  if (y_out != y_in) std::memcpy(y_out, y_in, sizeof(TY) * d.rows * d.seq * d.out);
   const int64_t work = static_cast<int64_t>(g.tokens.size()) * d.rank * d.out;
   const int64_t bands = (d.out + kBand - 1) / kBand;
   ForEach(bands, work >= kParallelWork, [&](int64_t band) {
     const int64_t c0 = band * kBand, c1 = c0 + kBand < d.out ? c0 + kBand : d.out;
     for (int64_t s = 0; s < d.slots; ++s) {
-      const T* bs = b + s * d.rank * d.out;
+      const TB* bs = b + s * d.rank * d.out;
       for (int64_t i = g.offsets[s]; i < g.offsets[s + 1]; i += kTokens) {
         const int nt = static_cast<int>(g.offsets[s + 1] - i < kTokens ? g.offsets[s + 1] - i : kTokens);
         const float* vs[kTokens];
-        T* ys[kTokens];
+        TY* ys[kTokens];
         for (int t = 0; t < nt; ++t) {
           vs[t] = v + g.tokens[i + t] * d.rank;
           ys[t] = y_out + g.tokens[i + t] * d.out;
