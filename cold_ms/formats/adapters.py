@@ -120,7 +120,8 @@ def exact_dtype(arrays):
     fits = {"float16": True, "bfloat16": True}
     for array in arrays:
         x = np.ascontiguousarray(array, np.float32)
-        fits["float16"] = fits["float16"] and np.array_equal(x.astype(np.float16).astype(np.float32), x)
+        with np.errstate(over="ignore"):  # a value past float16's range is an answer, not a fault
+            fits["float16"] = fits["float16"] and np.array_equal(x.astype(np.float16).astype(np.float32), x)
         fits["bfloat16"] = fits["bfloat16"] and not (x.view(np.uint32) & 0xFFFF).any()
         if not any(fits.values()):
             return "float32"
