@@ -93,7 +93,9 @@ class ModelConfig:
             bos_token_id=f.int("bos_token_id", None, minimum=0), eos_token_ids=f.token_ids("eos_token_id"),
             head_dim=f.int("head_dim", 0), name=name)
 
-LORA_DTYPES = ("float32", "float16", "bfloat16")
+
+# The float types the project computes or stores LoRA stacks in, by MindSpore's names.
+FLOAT_DTYPES = ("float32", "float16", "bfloat16")
 
 
 @dataclass(frozen=True)
@@ -113,8 +115,8 @@ class LoraLayout:
                               f"supported: {', '.join(LORA_TARGETS)}")
         if self.num_slots < 0 or (self.num_slots and self.rank <= 0):
             raise ConfigError("LoRA layout needs a positive rank for a positive slot count")
-        if self.dtype not in LORA_DTYPES:
-            raise ConfigError(f"LoRA stack dtype must be one of {', '.join(LORA_DTYPES)}, got {self.dtype!r}")
+        if self.dtype not in FLOAT_DTYPES:
+            raise ConfigError(f"LoRA stack dtype must be one of {', '.join(FLOAT_DTYPES)}, got {self.dtype!r}")
 
 
 @dataclass(frozen=True)

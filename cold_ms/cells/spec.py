@@ -3,10 +3,10 @@ from dataclasses import dataclass, field, replace
 
 import mindspore as ms
 
-from cold_ms.config import LoraLayout
+from cold_ms.config import FLOAT_DTYPES, LoraLayout
 from cold_ms.errors import ConfigError
 
-COMPUTE_DTYPES = {"float32": ms.float32, "float16": ms.float16, "bfloat16": ms.bfloat16}
+COMPUTE_DTYPES = {name: getattr(ms, name) for name in FLOAT_DTYPES}
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """The engine options every entry point offers (infer.py, serve.py, eval.py, bench.py), declared
 once, and the one-line summary each prints of what it runs."""
+from cold_ms.config import FLOAT_DTYPES
 from cold_ms.ops.prepare import ACTIVATIONS
 from cold_ms.runtime import device
 from cold_ms.wtypes import CHOICES
@@ -23,7 +24,7 @@ def add_engine_arguments(p, modes=True):
                         "up to ~1.6), float32 (the stored rows dequantised: exact)")
     p.add_argument("--lora-backend", choices=("custom", "gather"), default=DEFAULTS["lora_backend"],
                    help="custom: the compiled kernels; gather: plain MindSpore ops with the gather-BMM twin")
-    p.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default=DEFAULTS["dtype"],
+    p.add_argument("--dtype", choices=FLOAT_DTYPES, default=DEFAULTS["dtype"],
                    help="compute dtype of the MindSpore Cells path (gather backend, Ascend); "
                         "the CPU kernels always accumulate in float32")
 
