@@ -3,16 +3,24 @@ import math
 from dataclasses import dataclass, field
 from typing import Optional, Tuple
 
+from cold_ms.architectures import FAMILIES
 from cold_ms.errors import ConfigError
-from cold_ms.fields import Fields
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-SUPPORTED_MODEL_TYPES = ("llama", "mistral")
+ROPE_TYPES = ("default", "linear", "llama3")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """LLaMA-family architecture; names follow HF `config.json`."""
+    """A decoder of one of cold_ms.architectures' families; names follow HF `config.json`.
+
+    family: the declared differences from the LLaMA block; layer_windows: per layer, the
+    sliding window (a query at p sees keys p - w < j <= p) or 0 for global attention;
+    rope_local_theta: the rope base of sliding-window layers where it differs (Gemma 3), else 0;
+    rope_scaling: (("rope_type", ...), (parameter, value), ...) of the global rope, () for none;
+    rope_freq_factors: per frequency, a divisor of the rope frequencies (GGUF's rope_freqs tensor);
+    query_pre_attn_scalar: attention logits scale by its -1/2 power (0: head_dim);
+    final_logit_softcapping: logits = cap * tanh(logits / cap) where > 0."""
     vocab_size: int
     hidden_size: int
     intermediate_size: int
@@ -27,6 +35,13 @@ class ModelConfig:
     eos_token_ids: Tuple[int, ...] = ()
     head_dim: int = 0  # 0: hidden_size // num_heads
     name: str = "llama"
+    family: str = "llama"
+    layer_windows: Tuple[int, ...] = ()  # () = every layer global
+    rope_local_theta: float = 0.0
+    rope_scaling: Tuple[Tuple[str, object], ...] = ()
+    rope_freq_factors: Tuple[float, ...] = ()
+    query_pre_attn_scalar: float = 0.0
+    final_logit_softcapping: float = 0.0
 
     def __post_init__(self):
         for key in ("vocab_size", "hidden_size", "intermediate_size", "num_layers",
@@ -44,54 +59,60 @@ class ModelConfig:
         if self.head_dim % 2:
             raise ConfigError(f"model config: head_dim={self.head_dim} must be even for rotary embeddings")
         object.__setattr__(self, "eos_token_ids", tuple(int(e) for e in self.eos_token_ids))
+        if self.family not in FAMILIES:
+            raise ConfigError(f"model config: unknown family {self.family!r} (known: {', '.join(FAMILIES)})")
+        windows = tuple(int(w) for w in self.layer_windows) or (0,) * self.num_layers
+        if len(windows) != self.num_layers or min(windows) < 0:
+            raise ConfigError(f"model config: layer_windows needs one window >= 0 per layer "
+                              f"({self.num_layers}), got {self.layer_windows}")
+        object.__setattr__(self, "layer_windows", windows)
+        kind = dict(self.rope_scaling).get("rope_type", "default")
+        if kind not in ROPE_TYPES:
+            raise ConfigError(f"model config: rope scaling '{kind}' is not supported (supported: "
+                              f"{', '.join(ROPE_TYPES)})")
+        if self.rope_freq_factors and len(self.rope_freq_factors) != self.head_dim // 2:
+            raise ConfigError(f"model config: rope_freq_factors needs head_dim / 2 = {self.head_dim // 2} "
+                              f"values, got {len(self.rope_freq_factors)}")
+        if not self.query_pre_attn_scalar:
+            object.__setattr__(self, "query_pre_attn_scalar", float(self.head_dim))
+
+    @property
+    def arch(self):
+        """The family's declared differences from the LLaMA block (cold_ms.architectures.Family)."""
+        return FAMILIES[self.family]
+
+    @property
+    def attn_scale(self):
+        return self.query_pre_attn_scalar ** -0.5
+
+    def layer_rope(self, layer):
+        """0 where `layer` rotates with the global rope, 1 with the local one (rope_local_theta)."""
+        return int(bool(self.layer_windows[layer] and self.rope_local_theta))
 
     @property
     def num_params(self) -> int:
         d, f, L = self.hidden_size, self.intermediate_size, self.num_layers
         qo = 2 * d * self.num_heads * self.head_dim
         kv = 2 * d * self.num_kv_heads * self.head_dim
-        per_layer = qo + kv + 3 * d * f + 2 * d
+        arch = self.arch
+        norms = 2 * d * (2 if arch.sandwich_norms else 1) + (2 * self.head_dim if arch.qk_norm else 0)
+        bias = (self.num_heads + 2 * self.num_kv_heads) * self.head_dim if arch.qkv_bias else 0
+        per_layer = qo + kv + 3 * d * f + norms + bias
         head = 0 if self.tie_word_embeddings else self.vocab_size * d
         return self.vocab_size * d + L * per_layer + d + head
 
     def to_hf(self) -> dict:
         """A HF `config.json` dict that from_hf reads back to this config."""
-        return {"model_type": "llama", "architectures": ["LlamaForCausalLM"],
-                "vocab_size": self.vocab_size, "hidden_size": self.hidden_size,
-                "intermediate_size": self.intermediate_size, "num_hidden_layers": self.num_layers,
-                "num_attention_heads": self.num_heads, "num_key_value_heads": self.num_kv_heads,
-                "head_dim": self.head_dim, "rms_norm_eps": self.rms_norm_eps, "rope_theta": self.rope_theta,
-                "max_position_embeddings": self.max_position_embeddings,
-                "tie_word_embeddings": self.tie_word_embeddings, "bos_token_id": self.bos_token_id,
-                "eos_token_id": list(self.eos_token_ids), "torch_dtype": "float32"}
+        from cold_ms.hf_config import to_hf
+        return to_hf(self)
 
     @classmethod
     def from_hf(cls, cfg: dict, name: str = "llama", where: str = "config.json") -> "ModelConfig":
         """Build from a HF `config.json` dict (transformers 4 and 5 spellings) read from `where`;
-        every field it uses is type- and range-checked here (ConfigError naming the field)."""
-        f = Fields(cfg, where)
-        model_type = f.text("model_type", "llama")
-        if model_type not in SUPPORTED_MODEL_TYPES:
-            f.refuse(f"model_type '{model_type}' is not supported (supported: {', '.join(SUPPORTED_MODEL_TYPES)})")
-        if f.int("sliding_window", 0, minimum=0):
-            f.refuse("sliding-window attention is not supported")
-        rope_params, scaling = f.section("rope_parameters"), f.section("rope_scaling")
-        kind = scaling.text("rope_type", scaling.text("type", rope_params.text("rope_type", "default")))
-        if kind != "default":
-            f.refuse(f"rope scaling '{kind}' is not supported")
-        if f.flag("attention_bias") or f.flag("mlp_bias"):
-            f.refuse("attention/MLP biases are not supported (LLaMA has none)")
-        heads = f.int("num_attention_heads")
-        return f.build(
-            cls, vocab_size=f.int("vocab_size"), hidden_size=f.int("hidden_size"),
-            intermediate_size=f.int("intermediate_size"), num_layers=f.int("num_hidden_layers"),
-            num_heads=heads, num_kv_heads=f.int("num_key_value_heads", heads),
-            rms_norm_eps=f.number("rms_norm_eps", 1e-6),
-            rope_theta=rope_params.number("rope_theta", f.number("rope_theta", 10000.0)),
-            max_position_embeddings=f.int("max_position_embeddings", 2048),
-            tie_word_embeddings=f.flag("tie_word_embeddings"),
-            bos_token_id=f.int("bos_token_id", None, minimum=0), eos_token_ids=f.token_ids("eos_token_id"),
-            head_dim=f.int("head_dim", 0), name=name)
+        every field it uses is type- and range-checked (ConfigError naming the field), and
+        what cold_ms cannot run is refused (cold_ms/hf_config.py)."""
+        from cold_ms.hf_config import from_hf
+        return from_hf(cls, cfg, name, where)
 
 
 # The float types the project computes or stores LoRA stacks in, by MindSpore's names.

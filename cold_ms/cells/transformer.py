@@ -7,7 +7,7 @@ from cold_ms.cells.attention import Attention
 from cold_ms.cells.lora_linear import weight_parameter
 from cold_ms.cells.mlp import MLP
 from cold_ms.cells.norm import RMSNorm
-from cold_ms.cells.rope import rope_tables
+from cold_ms.cells.rope import inv_freq, rope_tables
 from cold_ms.cells.spec import Spec, compute_dtype
 from cold_ms.errors import ConfigError
 from cold_ms.ops import decode
@@ -98,7 +98,7 @@ class CausalLM(nn.Cell):
         if not self.tied:
             self.lm_head = Embedding(cfg.vocab_size, cfg.hidden_size, spec.weights.get("lm_head.weight"), False,
                                      spec.compute_dtype)
-        cos, sin = rope_tables(cfg.head_dim, self.length, cfg.rope_theta)
+        cos, sin = rope_tables(inv_freq(cfg), self.length)
         self.cos, self.sin = Tensor(cos), Tensor(sin)
         self.matmul = ops.MatMul(transpose_b=True)
 

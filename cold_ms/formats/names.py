@@ -1,5 +1,6 @@
-"""The base model's tensor names and shapes (HF LLaMA names), and the check that a loaded
-checkpoint holds exactly them: shared by every loader and the adapter stacks."""
+"""The base model's tensor names and shapes (HF names, with each family's extra tensors from
+cold_ms.architectures), and the check that a loaded checkpoint holds exactly them: shared by
+every loader and the adapter stacks."""
 from cold_ms.errors import CheckpointError
 
 ATTN = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -25,13 +26,24 @@ def expected_shapes(cfg):
     shapes = {"model.embed_tokens.weight": (cfg.vocab_size, d), "model.norm.weight": (d,)}
     if not cfg.tie_word_embeddings:
         shapes["lm_head.weight"] = (cfg.vocab_size, d)
+    arch = cfg.arch
     for i in range(cfg.num_layers):
-        shapes[f"model.layers.{i}.input_layernorm.weight"] = (d,)
-        shapes[f"model.layers.{i}.post_attention_layernorm.weight"] = (d,)
+        for norm in filter(None, arch.norms):
+            shapes[f"model.layers.{i}.{norm}.weight"] = (d,)
         for m in ATTN + MLP:
             n_in, n_out = module_dims(cfg, m)
             shapes[module_path(i, m) + ".weight"] = (n_out, n_in)
+            if arch.qkv_bias and m in ("q_proj", "k_proj", "v_proj"):
+                shapes[module_path(i, m) + ".bias"] = (n_out,)
+        if arch.qk_norm:
+            for norm in ("q_norm", "k_norm"):
+                shapes[f"model.layers.{i}.self_attn.{norm}.weight"] = (cfg.head_dim,)
     return shapes
+
+
+def is_norm(name):
+    """Whether `name` is an RMSNorm weight (the ones a family may store with an offset)."""
+    return name.endswith(("norm.weight", "layernorm.weight"))
 
 
 def check_weights(cfg, weights, source):
