@@ -10,7 +10,7 @@ import os
 from cold_ms.config import ModelConfig
 from cold_ms.errors import CheckpointError
 from cold_ms.fields import Fields
-from cold_ms.formats.names import check_weights
+from cold_ms.formats.names import check_weights, with_norm_offset
 from cold_ms.formats.safetensors_io import load_safetensors
 
 
@@ -69,4 +69,4 @@ def load_hf_checkpoint(model_dir):
     if cfg.tie_word_embeddings:
         weights.pop("lm_head.weight", None)
     check_weights(cfg, weights, model_dir)
-    return cfg, weights
+    return cfg, with_norm_offset(cfg, weights)

@@ -61,3 +61,14 @@ def check_weights(cfg, weights, source):
         if tuple(weights[name].shape) != shape:
             raise CheckpointError(f"{source}: tensor {name} has shape {tuple(weights[name].shape)}, "
                                   f"the config implies {shape} (checkpoint and config do not match)")
+
+
+def with_norm_offset(cfg, weights):
+    """The weights with every RMSNorm weight as the scale it applies: a family that stores w and
+    scales by (offset + w) (Gemma: 1 + w) gets offset + w here, once, at load, so the Cells and the
+    kernels read one kind of norm. (llama.cpp's converter stores Gemma's 1 + w already: GGUF
+    loaders do not call this.)"""
+    offset = cfg.arch.norm_offset
+    if not offset:
+        return weights
+    return {n: (w + offset).astype(w.dtype) if is_norm(n) else w for n, w in weights.items()}
