@@ -154,6 +154,15 @@ class CausalLM(nn.Cell):
             out = self.softcap - 2 * self.softcap / (ops.exp(out * (2 / self.softcap)) + 1)
         return out
 
+    def attention_masks(self, query, keys):
+        """The additive mask (R, 1, 1, T, L) of each window in self.windows, for query positions
+        (R, T, 1) and key positions (1, 1, L): a key is visible at j <= p, and on a sliding-window
+        layer only at p - w < j <= p."""
+        visible = keys <= query  # (R, T, L)
+        shape = (query.shape[0], 1, 1, query.shape[1], keys.shape[2])
+        return [additive_mask(visible if not w else visible & (keys > query - w)).reshape(shape)
+                for w in self.windows]
+
     def construct(self, tokens, positions, cache_rows, last, lora_idx):
         """tokens, positions (R, T) int32; cache_rows (R,) or None (= all rows in order);
         last (R,) index in T of the token to score; lora_idx (R,) slot or -1. -> (R, V)."""
@@ -167,11 +176,7 @@ class CausalLM(nn.Cell):
             flat_idx = ((row_ids.reshape(rows, 1, 1) * kvh + heads) * self.length
                         + positions.reshape(rows, 1, seq)).reshape(-1)  # (R*KVH*T,)
             keys = ops.arange(0, self.length, dtype=ms.int32).reshape(1, 1, self.length)
-            query = positions.reshape(rows, seq, 1)
-            visible = keys <= query  # (R, T, L)
-            # a sliding-window layer sees keys p - w < j <= p
-            masks = [additive_mask(visible if not w else visible & (keys > query - w)).reshape(
-                rows, 1, 1, seq, self.length) for w in self.windows]
+            masks = self.attention_masks(positions.reshape(rows, seq, 1), keys)
             h = self.hidden(tokens, positions, flat_idx, masks, cache_rows, lora_idx)  # (R, T, d)
         pick = ops.arange(0, rows, dtype=ms.int32) * seq + last
         return self.logits(ops.gather(h.reshape(rows * seq, -1), pick, 0))  # (R, V)
