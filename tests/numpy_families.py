@@ -139,8 +139,8 @@ def forward(w, cfg, tokens):
     return np.tanh(logits / cap) * cap if cap else logits
 
 
-def generate(cfg, expert_w, amateur_w, prompt, n, alpha=0.1, beta=0.5):
-    """CoLD tokens (greedy when amateur_w is None), recomputing every prefix."""
+def generate(cfg, expert_w, amateur_w, prompt, n, alpha=0.1, beta=0.5, eos=None):
+    """CoLD tokens (greedy when amateur_w is None), recomputing every prefix; stops after `eos`."""
     seq, out = list(prompt), []
     for _ in range(n):
         s_e = forward(expert_w, cfg, seq)[-1]
@@ -148,4 +148,6 @@ def generate(cfg, expert_w, amateur_w, prompt, n, alpha=0.1, beta=0.5):
             cold_next(s_e, forward(amateur_w, cfg, seq)[-1], alpha, beta)
         out.append(tok)
         seq.append(tok)
+        if tok == eos:
+            break
     return out
