@@ -8,6 +8,8 @@ A type stores a matrix row by row in blocks of `block` values, `block_bytes` byt
     q4_0  (18 B / 32)   d fp16, nibbles[16]                     w = d * (q - 8)
     q4_1  (20 B / 32)   d fp16, m fp16, nibbles[16]             w = d * q + m
           byte j holds value j (low nibble) and value j + 16 (high nibble)
+    q5_0  (22 B / 32)   d fp16, qh uint32, nibbles[16]         w = d * (q - 16)
+          q's low 4 bits as q4_0's, bit 4 of value j is bit j of qh (little-endian)
     q4_k  (144 B / 256) d, dmin fp16, 8 x (6-bit scale, 6-bit min) in 12 bytes, nibbles[128]
           w = d * sc_s * q - dmin * m_s for sub-block s of 32; bytes 32c.. hold sub-blocks
           2c (low nibbles) and 2c + 1 (high nibbles)
@@ -115,6 +117,11 @@ def _q4_1_to(raw):
     return _f16(raw, 0) * _nibbles(raw[:, 4:]) + _f16(raw, 2)
 
 
+def _q5_0_to(raw):
+    high = np.unpackbits(raw[:, 2:6], axis=1, bitorder="little").astype(np.float32)  # (n, 32): bit j of qh
+    return _f16(raw, 0) * (_nibbles(raw[:, 6:]) + 16 * high - 16)
+
+
 def k4_scales(sc):
     """q4_k's 12 scale bytes (n, 12) -> 6-bit scales and mins (n, 8) each, as float32."""
     sc = sc.astype(np.uint8)
@@ -173,6 +180,7 @@ TYPES = {t.name: t for t in (
     WeightType("q4_1", 5, 3, 32, 20, _q4_1_to, _q4_1_from, panel_bytes=320),
     WeightType("q4_k", 6, 12, 256, 144, _q4_k_to),
     WeightType("q6_k", 7, 14, 256, 210, _q6_k_to),
+    WeightType("q5_0", 8, 6, 32, 22, _q5_0_to),
 )}
 BY_GGUF = {t.gguf: t for t in TYPES.values()}
 F32 = TYPES["f32"]

@@ -28,7 +28,7 @@ def random_blocks(t, n, rng):
     finite, small fp16 scales written where the type keeps them."""
     raw = rng.integers(0, 256, (n, t.block_bytes), dtype=np.uint8)
     half = lambda k, s: (rng.standard_normal((n, k)) * s).astype(np.float16).view(np.uint8)  # noqa: E731
-    if t.name in ("q8_0", "q4_0"):
+    if t.name in ("q8_0", "q4_0", "q5_0"):
         raw[:, 0:2] = half(1, 0.02)
     elif t.name == "q4_1":
         raw[:, 0:4] = half(2, 0.02)
