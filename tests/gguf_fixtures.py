@@ -138,20 +138,21 @@ def write_family_gguf(path, cfg, weights, vocab, arch):
     _finish(w)
 
 
-def bpe_vocab(texts, vocab_size=300):
-    """A byte-level BPE trained with `tokenizers`, as GGUF tokenizer fields (+ the Tokenizer)."""
+def bpe_vocab(texts, vocab_size=300, specials=("<unk>", "<s>", "</s>")):
+    """A byte-level BPE trained with `tokenizers`, as GGUF tokenizer fields (+ the Tokenizer);
+    `specials` are control tokens (ids 0, 1, ...; BOS 1, EOS 2)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<unk>", "<s>", "</s>"],
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(specials),
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(texts, trainer)
     import json
     model = json.loads(tok.to_str())["model"]
     tokens = [t for t, _ in sorted(model["vocab"].items(), key=lambda kv: kv[1])]
     merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
-    types = [3 if t in ("<unk>", "<s>", "</s>") else 1 for t in tokens]
+    types = [3 if t in specials else 1 for t in tokens]
     return {"model": "gpt2", "pre": "default", "tokens": tokens, "types": types, "merges": merges,
             "bos": 1, "eos": 2, "add_bos": True}, tok
 
