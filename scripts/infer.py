@@ -51,7 +51,7 @@ def parse_args(argv=None):
     p.add_argument("--prompt-ids", action="append", default=[], help="comma-separated ids, repeatable")
     p.add_argument("--chat", action="store_true", help="wrap text prompts in the chat template")
     p.add_argument("--system", help="system message for --chat")
-    p.add_argument("--chat-template", help="built-in template (chatml, llama2) instead of the checkpoint's")
+    p.add_argument("--chat-template", help="built-in template (chatml, llama2, gemma) instead of the checkpoint's")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout, nothing else")
     p.add_argument("--input-file", help="batch job: JSON lines {id, prompt|messages, adapter, amateur, "
                                         "alpha, beta, max_tokens}")

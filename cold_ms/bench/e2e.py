@@ -49,7 +49,8 @@ def random_checkpoint(spec, root):
 
 
 def add_arguments(p):
-    p.add_argument("--model", help="model directory or .gguf, or random:SIZE for a seeded random LLaMA "
+    p.add_argument("--model", help="model directory or .gguf, a model package's name (smollm2, gemma3), or "
+                                   "random:SIZE for a seeded random model of that size and family "
                                    f"({', '.join(SIZES)}) with a random r=16 LoRA expert; "
                                    "default: the embedded SmolLM2-135M-Instruct")
     p.add_argument("--adapter", default="math", help="expert: shipped adapter name or NAME=DIR "

@@ -10,7 +10,14 @@ LLAMA2 = ("{% if messages[0]['role'] == 'system' %}{% set system = '<<SYS>>\\n' 
           "{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + (system if loop.first else '') "
           "+ message['content'] | trim + ' [/INST]' }}{% else %}{{ ' ' + message['content'] | trim + ' ' "
           "+ eos_token }}{% endif %}{% endfor %}")
-BUILTIN = {"chatml": CHATML, "llama2": LLAMA2}
+# Gemma's turns (its instruction models' template): the assistant's role is "model", a system
+# message opens the first user turn
+GEMMA = ("{{ bos_token }}{% if messages[0]['role'] == 'system' %}{% set first = messages[0]['content'] + '\n\n' %}"
+         "{% set messages = messages[1:] %}{% else %}{% set first = '' %}{% endif %}{% for message in messages %}"
+         "{{ '<start_of_turn>' + ('model' if message['role'] == 'assistant' else message['role']) + '\n' "
+         "+ (first if loop.first else '') + message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}"
+         "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}")
+BUILTIN = {"chatml": CHATML, "llama2": LLAMA2, "gemma": GEMMA}
 
 
 def _raise(message):

@@ -1,16 +1,19 @@
-"""HF LLaMA checkpoints (config.json + safetensors, single or sharded) -> ModelConfig + weights.
+"""HF checkpoints (config.json + safetensors, single or sharded) of every family in
+cold_ms.architectures (LLaMA/Mistral, Qwen2/2.5, Qwen3, Gemma 3 text) -> ModelConfig + weights.
 
 Weights come back as {our parameter name: weight}, matrices in their stored type (float32
-arrays; bf16/f16 as cold_ms.wtypes.Packed), vectors float32; our names are the HF names, so
-loading is a shape check, not a renaming maze. Pickled `.bin` files are never loaded.
+arrays; bf16/f16 as cold_ms.wtypes.Packed), vectors (norms, biases) float32, norms as their
+effective scale (names.effective_norms); our names are the HF names, so loading is a shape
+check, not a renaming maze. Pickled `.bin` files are never loaded.
 """
+import dataclasses
 import json
 import os
 
 from cold_ms.config import ModelConfig
 from cold_ms.errors import CheckpointError
 from cold_ms.fields import Fields
-from cold_ms.formats.names import check_weights, with_norm_offset
+from cold_ms.formats.names import check_weights, effective_norms
 from cold_ms.formats.safetensors_io import load_safetensors
 
 
@@ -39,14 +42,24 @@ def _weight_files(model_dir):
     raise CheckpointError(f"{model_dir}: no model.safetensors or model.safetensors.index.json{hint}")
 
 
+def _generation_eos(model_dir):
+    """generation_config.json's eos_token_id (one id or a list: Qwen and Gemma stop on several), or ()."""
+    path = os.path.join(model_dir, "generation_config.json")
+    return Fields(_read_json(path), path).token_ids("eos_token_id") if os.path.isfile(path) else ()
+
+
 def read_config(model_dir):
-    """The ModelConfig of a model directory's config.json."""
+    """The ModelConfig of a model directory's config.json, its EOS set joined with
+    generation_config.json's (HF generation stops on either)."""
     path = os.path.join(model_dir, "config.json")
-    return ModelConfig.from_hf(_read_json(path), name=os.path.basename(os.path.normpath(model_dir)), where=path)
+    cfg = ModelConfig.from_hf(_read_json(path), name=os.path.basename(os.path.normpath(model_dir)), where=path)
+    eos = tuple(dict.fromkeys(cfg.eos_token_ids + _generation_eos(model_dir)))
+    return dataclasses.replace(cfg, eos_token_ids=eos)
 
 
 def load_converted(model_dir):
-    """(ModelConfig, weights) of a directory written by scripts/convert.py (config.json + model.ckpt)."""
+    """(ModelConfig, weights) of a directory written by scripts/convert.py (config.json + model.ckpt);
+    its norms were written as loaded (effective scales): no offset is added."""
     from cold_ms.formats.mindformers_ckpt import read_checkpoint
     cfg = read_config(model_dir)
     weights = read_checkpoint(os.path.join(model_dir, "model.ckpt"))
@@ -55,7 +68,7 @@ def load_converted(model_dir):
 
 
 def load_hf_checkpoint(model_dir):
-    """(ModelConfig, {name: weight as stored}) from a HF LLaMA model directory."""
+    """(ModelConfig, {name: weight as stored, norms as effective scales}) from a HF model directory."""
     if not os.path.isdir(model_dir):
         raise CheckpointError(f"model directory not found: {model_dir}")
     cfg = read_config(model_dir)
@@ -69,4 +82,4 @@ def load_hf_checkpoint(model_dir):
     if cfg.tie_word_embeddings:
         weights.pop("lm_head.weight", None)
     check_weights(cfg, weights, model_dir)
-    return cfg, with_norm_offset(cfg, weights)
+    return cfg, effective_norms(cfg, weights)

@@ -1,30 +1,38 @@
-"""GGUF (llama.cpp) checkpoints -> ModelConfig + weights as stored + tokenizer.
+"""GGUF (llama.cpp) checkpoints of every family in cold_ms.architectures -> ModelConfig + weights
+as stored + tokenizer.
 
 Matrices stay in their stored type (Q4_0/Q4_1/Q8_0/K-quants/F16/BF16/..., cold_ms.wtypes.Packed;
 F32 as float32 arrays): an engine chooses what to read them as (cold_ms/ops/prepare.py).
-llama.cpp stores LLaMA's Q and K rows permuted for its interleaved rotary layout; they are
-permuted back to the HF rotate-half layout here (whole rows: the stored blocks are unchanged).
+llama.cpp stores LLaMA's Q and K rows permuted for its interleaved rotary layout (a family's
+gguf_permuted_qk); they are permuted back to the HF rotate-half layout here (whole rows: the
+stored blocks are unchanged). Norms come as llama.cpp's converter wrote them, already their
+effective scale (Gemma's 1 + w): nothing is added (names.effective_norms).
 """
 import numpy as np
 
 from cold_ms import wtypes
+from cold_ms.architectures import BY_GGUF_ARCH
 from cold_ms.config import ModelConfig
 from cold_ms.errors import CheckpointError
 from cold_ms.fields import REQUIRED, Fields
 
-SUPPORTED_ARCHS = ("llama",)
 _NAMES = {"token_embd.weight": "model.embed_tokens.weight", "output_norm.weight": "model.norm.weight",
           "output.weight": "lm_head.weight"}
-_LAYER = {"attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm",
-          "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
-          "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
-          "ffn_down": "mlp.down_proj"}
+_LAYER = {"attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
+          "attn_output": "self_attn.o_proj", "attn_q_norm": "self_attn.q_norm", "attn_k_norm": "self_attn.k_norm",
+          "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj"}
+# llama.cpp's names of a layer's norms in the order of Family.norms' roles (attention in, attention
+# out, MLP in, MLP out): its ffn_norm is the MLP's input norm, HF's post_attention_layernorm in
+# LLaMA and Qwen but pre_feedforward_layernorm in Gemma's sandwich
+_NORM_ROLES = ("attn_norm", "post_attention_norm", "ffn_norm", "post_ffw_norm")
+_ROPE_FREQS = "rope_freqs.weight"  # per-frequency divisors (Llama 3.1's rope): config, not a weight
+_TOKEN_IDS = ("bos_token_id", "eos_token_id", "eot_token_id", "eom_token_id")
 
 
 def open_gguf(path):
-    import gguf
+    from cold_ms.formats.gguf_file import GGUFFile
     try:
-        return gguf.GGUFReader(path)
+        return GGUFFile(path)
     except FileNotFoundError:
         raise CheckpointError(f"GGUF file not found: {path}") from None
     except (ValueError, IndexError, KeyError, OSError, UnicodeDecodeError) as e:
@@ -41,45 +49,78 @@ def unpermute(w, heads):
     return w.reshape(heads, w.shape[0] // heads // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
+def _gemma3(meta, key, layers, dim, heads):
+    """What llama.cpp assumes of a Gemma 3 GGUF, which does not store it (src/llama-model.cpp):
+    every 6th layer global, the others sliding-window with rope base 10000; attention scale
+    1/sqrt(head_dim), but 1/sqrt(hidden / heads) for the 27B (62 layers)."""
+    window = meta.int(key("attention.sliding_window"))
+    return dict(layer_windows=tuple(0 if (i + 1) % 6 == 0 else window for i in range(layers)),
+                rope_local_theta=10000.0, query_pre_attn_scalar=dim / heads if layers == 62 else 0.0)
+
+
+_IMPLIED = {"gemma3": _gemma3}  # per GGUF architecture, the hyper-parameters llama.cpp hard-codes
+
+
+def _rope_scaling(meta, key):
+    kind = meta.text(key("rope.scaling.type"), "none")
+    if kind == "none":
+        return ()
+    if kind != "linear":
+        meta.refuse(f"'{key('rope.scaling.type')}' {kind!r} is not supported (supported: none, linear)")
+    return (("rope_type", "linear"), ("factor", _f32_value(meta.number(key("rope.scaling.factor")))))
+
+
+def _rope_freq_factors(reader):
+    """llama.cpp's rope_freqs tensor (Llama 3.1+: theta_i divided by factor i), or ()."""
+    found = [t for t in reader.tensors if t.name == _ROPE_FREQS]
+    return tuple(float(x) for x in np.asarray(found[0].data, np.float32)) if found else ()
+
+
 def gguf_config(reader, path):
     """The ModelConfig of a GGUF file's metadata, every key it uses checked here."""
     names = {t.name for t in reader.tensors}
     tokens = reader.fields.get("tokenizer.ggml.tokens")
     # scalars only: the tokenizer's arrays are large and read by gguf_vocab
     meta = Fields({k: f.contents() for k, f in reader.fields.items() if not k.startswith("tokenizer.ggml.")
-                   or k in ("tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id")}, path, "metadata")
+                   or k in tuple(f"tokenizer.ggml.{i}" for i in _TOKEN_IDS)}, path, "metadata")
     arch = meta.text("general.architecture")
-    if arch not in SUPPORTED_ARCHS:
-        meta.refuse(f"GGUF architecture '{arch}' is not supported yet (supported: {', '.join(SUPPORTED_ARCHS)})")
+    family = BY_GGUF_ARCH.get(arch)
+    if family is None:
+        meta.refuse(f"GGUF architecture '{arch}' is not supported (supported: {', '.join(BY_GGUF_ARCH)})")
     key = lambda k: f"{arch}.{k}"  # noqa: E731
-    heads, dim = meta.int(key("attention.head_count")), meta.int(key("embedding_length"))
-    scaling = meta.text(key("rope.scaling.type"), "none")
-    if scaling != "none":
-        meta.refuse(f"rope scaling '{scaling}' is not supported")
-    if meta.int(key("rope.dimension_count"), dim // heads) != dim // heads:
-        meta.refuse("partial rotary embeddings are not supported")
-    eos = meta.int("tokenizer.ggml.eos_token_id", None, minimum=0)
+    heads, dim, layers = meta.int(key("attention.head_count")), meta.int(key("embedding_length")), \
+        meta.int(key("block_count"))
+    head_dim = meta.int(key("attention.key_length"), dim // heads)
+    if meta.int(key("attention.value_length"), head_dim) != head_dim:
+        meta.refuse(f"'{key('attention.value_length')}' differs from its key_length: not supported")
+    if meta.int(key("rope.dimension_count"), head_dim) != head_dim:
+        meta.refuse(f"'{key('rope.dimension_count')}': partial rotary embeddings are not supported")
+    ids = [meta.int(f"tokenizer.ggml.{i}", None, minimum=0) for i in _TOKEN_IDS]
+    implied = _IMPLIED[arch](meta, key, layers, dim, heads) if arch in _IMPLIED else {}
     return meta.build(
-        ModelConfig, vocab_size=meta.int(key("vocab_size"), len(tokens.data) if tokens else REQUIRED),
+        ModelConfig, vocab_size=meta.int(key("vocab_size"), len(tokens.contents()) if tokens else REQUIRED),
         hidden_size=dim, intermediate_size=meta.int(key("feed_forward_length")),
-        num_layers=meta.int(key("block_count")), num_heads=heads,
-        num_kv_heads=meta.int(key("attention.head_count_kv"), heads),
-        rms_norm_eps=_f32_value(meta.number(key("attention.layer_norm_rms_epsilon"), 1e-5)),
+        num_layers=layers, num_heads=heads, num_kv_heads=meta.int(key("attention.head_count_kv"), heads),
+        head_dim=head_dim, rms_norm_eps=_f32_value(meta.number(key("attention.layer_norm_rms_epsilon"), 1e-5)),
         rope_theta=_f32_value(meta.number(key("rope.freq_base"), 10000.0)),
         max_position_embeddings=meta.int(key("context_length"), 2048),
-        tie_word_embeddings="output.weight" not in names,
-        bos_token_id=meta.int("tokenizer.ggml.bos_token_id", None, minimum=0),
-        eos_token_ids=() if eos is None else (eos,),
-        name=meta.text("general.name", "gguf"))
+        tie_word_embeddings="output.weight" not in names, bos_token_id=ids[0],
+        eos_token_ids=tuple(dict.fromkeys(i for i in ids[1:] if i is not None)),  # EOS, end of turn, end of message
+        name=meta.text("general.name", "gguf"), family=family.name, rope_scaling=_rope_scaling(meta, key),
+        rope_freq_factors=_rope_freq_factors(reader), **implied)
 
 
-def _our_name(name):
+def _our_name(name, family):
+    """Our (HF) name of a GGUF tensor of a `family` model."""
     if name in _NAMES:
         return _NAMES[name]
     parts = name.split(".")
-    if len(parts) == 4 and parts[0] == "blk" and parts[2] in _LAYER:
-        return f"model.layers.{parts[1]}.{_LAYER[parts[2]]}.{parts[3]}"
-    raise CheckpointError(f"unexpected GGUF tensor {name} for a LLaMA model")
+    if len(parts) == 4 and parts[0] == "blk":
+        part = parts[2]
+        module = _LAYER.get(part) or (family.norms[_NORM_ROLES.index(part)] if part in _NORM_ROLES else None)
+        if module:
+            return f"model.layers.{parts[1]}.{module}.{parts[3]}"
+    raise CheckpointError(f"unexpected GGUF tensor {name} for a {family.name} model")
 
 
 def _foreign(tensor_type):
@@ -109,22 +150,25 @@ def stored_tensor(t, path):
 
 
 def gguf_weights(reader, cfg, path):
-    weights = {}
+    """{our name: weight as stored} of every tensor but the config's (rope_freqs)."""
+    weights, permuted = {}, cfg.arch.gguf_permuted_qk
     for t in reader.tensors:
+        if t.name == _ROPE_FREQS:
+            continue
         try:
             w = stored_tensor(t, path)
         except (ValueError, NotImplementedError, KeyError) as e:
             raise CheckpointError(f"{path}: cannot read {t.name} ({t.tensor_type.name}): {e}") from None
         for suffix, heads in (("attn_q.weight", cfg.num_heads), ("attn_k.weight", cfg.num_kv_heads)):
-            if t.name.endswith(suffix):  # whole rows move: a quantised row's blocks stay as they are
+            if permuted and t.name.endswith(suffix):  # whole rows move: a quantised row's blocks stay as they are
                 order = unpermute(np.arange(w.shape[0]), heads)
                 w = w.take_rows(order) if isinstance(w, wtypes.Packed) else np.ascontiguousarray(w[order])
-        weights[_our_name(t.name)] = w
+        weights[_our_name(t.name, cfg.arch)] = w
     return weights
 
 
 def load_gguf(path):
-    """(ModelConfig, weights, tokenizer) from a LLaMA-architecture GGUF file."""
+    """(ModelConfig, weights, tokenizer) from a GGUF file of a family cold_ms runs (architectures.BY_GGUF_ARCH)."""
     from cold_ms.formats.names import check_weights
     from cold_ms.formats.gguf_vocab import gguf_tokenizer
     reader = open_gguf(path)

@@ -1,6 +1,8 @@
 """The base model's tensor names and shapes (HF names, with each family's extra tensors from
 cold_ms.architectures), and the check that a loaded checkpoint holds exactly them: shared by
 every loader and the adapter stacks."""
+import numpy as np
+
 from cold_ms.errors import CheckpointError
 
 ATTN = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -46,6 +48,22 @@ def is_norm(name):
     return name.endswith(("norm.weight", "layernorm.weight"))
 
 
+def effective_norms(cfg, weights):
+    """`weights` (a HF checkpoint's, HF names) with every RMSNorm weight made its effective scale.
+
+    The convention of every loaded weights dict: an RMSNorm multiplies by its weight, nothing
+    added. HF stores a family with a norm offset (Gemma: w, applied as 1 + w) without it, so
+    the HF/safetensors loader adds cfg.arch.norm_offset here, q/k norms included. A GGUF written
+    by llama.cpp's converter already stores 1 + w, and our own converted checkpoints (scripts/
+    convert.py) store the loaded weights, so those loaders add nothing.
+    """
+    offset = cfg.arch.norm_offset
+    if not offset:
+        return weights
+    return {name: (w + np.float32(offset)).astype(np.float32) if is_norm(name) else w
+            for name, w in weights.items()}
+
+
 def check_weights(cfg, weights, source):
     """Raise CheckpointError unless `weights` holds exactly the base model's tensors."""
     shapes = expected_shapes(cfg)
@@ -62,13 +80,3 @@ def check_weights(cfg, weights, source):
             raise CheckpointError(f"{source}: tensor {name} has shape {tuple(weights[name].shape)}, "
                                   f"the config implies {shape} (checkpoint and config do not match)")
 
-
-def with_norm_offset(cfg, weights):
-    """The weights with every RMSNorm weight as the scale it applies: a family that stores w and
-    scales by (offset + w) (Gemma: 1 + w) gets offset + w here, once, at load, so the Cells and the
-    kernels read one kind of norm. (llama.cpp's converter stores Gemma's 1 + w already: GGUF
-    loaders do not call this.)"""
-    offset = cfg.arch.norm_offset
-    if not offset:
-        return weights
-    return {n: (w + offset).astype(w.dtype) if is_norm(n) else w for n, w in weights.items()}

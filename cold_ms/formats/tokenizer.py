@@ -31,6 +31,30 @@ class Tokenizer:
         """The text of one token id (special tokens included), or None."""
         raise NotImplementedError
 
+    def token_id(self, text):
+        """The id of the vocabulary entry `text` (special tokens included), or None."""
+        raise NotImplementedError
+
+
+def _alternation(words):
+    """A regex matching any of `words`, the longest where several match, written as a trie: Python
+    compiles Gemma's 6,249 control tokens so in ~50 ms, as a flat alternation in 1.2 s."""
+    trie = {}
+    for word in words:
+        node = trie
+        for ch in word:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def regex(node):
+        branches = [re.escape(ch) + regex(child) for ch, child in sorted(node.items()) if ch]
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        return f"(?:{body})?" if "" in node else body  # greedy: the longer word first
+
+    return regex(trie)
+
 
 class SentencePieceTokenizer(Tokenizer):
     def __init__(self, path=None, model_proto=None, add_bos=True, source=None):
@@ -52,8 +76,7 @@ class SentencePieceTokenizer(Tokenizer):
         self.add_bos = add_bos
         controls = {self.sp.IdToPiece(i): i for i in range(self.vocab_size) if self.sp.IsControl(i)}
         self._controls = controls
-        self._split = re.compile("(" + "|".join(re.escape(p) for p in sorted(controls, key=len, reverse=True))
-                                 + ")") if controls else None
+        self._split = re.compile("(" + _alternation(controls) + ")") if controls else None
 
     def encode(self, text, add_bos=None):
         ids = [self.bos_id] if (self.add_bos if add_bos is None else add_bos) and self.bos_id is not None else []
@@ -70,6 +93,10 @@ class SentencePieceTokenizer(Tokenizer):
 
     def token(self, token_id):
         return self.sp.IdToPiece(int(token_id)) if 0 <= int(token_id) < self.vocab_size else None
+
+    def token_id(self, text):
+        index = self.sp.PieceToId(text)  # unk_id for a text not in the vocabulary
+        return index if self.sp.IdToPiece(index) == text else None
 
 
 class HFTokenizer(Tokenizer):
@@ -105,6 +132,9 @@ class HFTokenizer(Tokenizer):
 
     def token(self, token_id):
         return self.tok.id_to_token(int(token_id))
+
+    def token_id(self, text):
+        return self.tok.token_to_id(text)
 
 
 def _tokenizer_flags(model_dir):
