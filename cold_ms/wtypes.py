@@ -122,6 +122,13 @@ def _q5_0_to(raw):
     return _f16(raw, 0) * (_nibbles(raw[:, 6:]) + 16 * high - 16)
 
 
+def _q5_0_as_q8_0(raw):
+    """q5_0 blocks as q8_0 blocks of the same values, bit for bit: the scale d kept, q - 16 in int8."""
+    high = np.unpackbits(raw[:, 2:6], axis=1, bitorder="little")
+    q = (_nibbles(raw[:, 6:]).astype(np.int16) + 16 * high - 16).astype(np.int8)
+    return np.concatenate([raw[:, 0:2], q.view(np.uint8)], axis=1)
+
+
 def k4_scales(sc):
     """q4_k's 12 scale bytes (n, 12) -> 6-bit scales and mins (n, 8) each, as float32."""
     sc = sc.astype(np.uint8)
@@ -162,6 +169,10 @@ class WeightType:
     to_float: Callable   # (n, block_bytes) uint8 -> (n, block) float32
     from_float: Optional[Callable] = None  # (n, block) float32 -> (n, block_bytes) uint8; None: never made
     panel_bytes: int = 0  # bytes of one block of a 16-output int8 panel (ops/panels.py); 0: no such layout
+    # (type name, blocks -> its blocks): a type with integer panels that holds every value of this
+    # one exactly, which `--weights auto` reads instead where those panels run (faster than
+    # dequantising this type in L1 for every token)
+    widens_to: Optional[tuple] = None
 
     @property
     def quantised(self):
@@ -180,7 +191,7 @@ TYPES = {t.name: t for t in (
     WeightType("q4_1", 5, 3, 32, 20, _q4_1_to, _q4_1_from, panel_bytes=320),
     WeightType("q4_k", 6, 12, 256, 144, _q4_k_to),
     WeightType("q6_k", 7, 14, 256, 210, _q6_k_to),
-    WeightType("q5_0", 8, 6, 32, 22, _q5_0_to),
+    WeightType("q5_0", 8, 6, 32, 22, _q5_0_to, widens_to=("q8_0", _q5_0_as_q8_0)),
 )}
 BY_GGUF = {t.gguf: t for t in TYPES.values()}
 F32 = TYPES["f32"]
@@ -255,6 +266,15 @@ def type_of(w):
 def to_float(w):
     """float32 values of a weight (an ndarray is returned as is)."""
     return w.to_float() if isinstance(w, Packed) else w
+
+
+def widen(w):
+    """A Packed matrix of a type with `widens_to`, as that type: the same values, exactly."""
+    name, blocks = w.wtype.widens_to
+    target = TYPES[name]
+    rows, cols = w.shape
+    raw = blocks(w.data.reshape(rows * cols // w.wtype.block, w.wtype.block_bytes))
+    return Packed(target, w.shape, np.ascontiguousarray(raw.reshape(rows, -1)))
 
 
 def fits(wtype, shape):

@@ -34,7 +34,7 @@ def _train(tmp_path, name):
     return cfg, weights, trainer, losses
 
 
-@pytest.mark.parametrize("name", ["gemma3", "qwen2", "qwen3"])
+@pytest.mark.parametrize("name", ["gemma3", "qwen2", "qwen3", "llama3"])
 def test_trained_adapter_exports_what_was_trained(tmp_path, name):
     cfg, weights, trainer, losses = _train(tmp_path, name)
     assert len(losses) == 2 and all(np.isfinite(losses))

@@ -162,3 +162,12 @@ def test_the_avx2_build_takes_the_avx2_paths():
     lib = ctypes.CDLL(cpu_library("haswell"))
     lib.ColdKernelPaths.restype = ctypes.c_char_p
     assert lib.ColdKernelPaths().decode() == "avx2" and lib.ColdIntegerPanels() == 0
+
+
+@pytest.mark.parametrize("t", [t for t in wtypes.TYPES.values() if t.widens_to], ids=lambda t: t.name)
+def test_a_widened_type_holds_the_same_values(t):
+    """`--weights auto` reads q5_0 as q8_0 integer panels: every value must be the stored one."""
+    w = random_matrix(t, 48, 96, np.random.default_rng(7))
+    wide = wtypes.widen(w)
+    assert wide.wtype.name == t.widens_to[0] and wide.wtype.panel_bytes
+    np.testing.assert_array_equal(wide.to_float(), w.to_float())
