@@ -1,7 +1,8 @@
 """The server's life around a request: clients that leave, the model's id, start-up that fails.
 
-A long-context tiny model (4096 positions, EOS never chosen) keeps a request decoding for
-~10 s, so a slot freed within a second can only have been freed by the disconnect.
+A long-context tiny model (4096 positions, 12 layers, EOS never chosen) keeps a request decoding
+for seconds (a step runs the request's rows only), so a slot freed within a second can only have
+been freed by the disconnect.
 """
 import json
 import os
@@ -24,7 +25,7 @@ LONG = 4000  # tokens a request would decode if nobody cancelled it
 
 
 def _long_context_model(root):
-    cfg = dict(fixtures.TINY, max_position_embeddings=4096)
+    cfg = dict(fixtures.TINY, max_position_embeddings=4096, num_hidden_layers=12)
     weights = fixtures.random_weights(cfg)
     weights["lm_head.weight"][cfg["eos_token_id"]] = 0.0  # logit 0: never the maximum, so no early EOS
     path = str(root / NAME)

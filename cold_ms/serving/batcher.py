@@ -34,6 +34,7 @@ class Job:
     finish_reason: Optional[str] = None    # set once, when the job ends
     submitted: float = field(default_factory=time.perf_counter)
     first_token_s: Optional[float] = None
+    stops_from: Optional[int] = None       # where stop strings count from (past min_tokens tokens)
     done: threading.Event = field(default_factory=threading.Event)
 
 
@@ -105,12 +106,15 @@ class Batcher:
     def _deliver(self, job, token, reason):
         if job.first_token_s is None:
             job.first_token_s = time.perf_counter() - job.submitted
+        full = before = job.stream.sent if job.stream is not None else job.text
         job.tokens.append(token)
-        full = job.text
         if job.stream is not None:
             job.stream.push(token)
             full = job.stream.sent
-        cut = min((full.find(s) for s in job.stop if s in full), default=-1)
+        if job.stops_from is None and len(job.tokens) > job.request.min_tokens:
+            job.stops_from = len(before)  # a stop string counts from the first token past min_tokens
+        found = [full.find(s, job.stops_from) for s in job.stop] if job.stops_from is not None else []
+        cut = min((i for i in found if i >= 0), default=-1)
         if cut >= 0:
             if not reason:  # the scheduler still holds the slot
                 self.scheduler.cancel(job.id)
