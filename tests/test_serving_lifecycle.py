@@ -133,6 +133,12 @@ def _run(script, *args):
     (["--adapters-dir", "/nonexistent/adapters"], "adapter directory not found"),
     (["--default-beta", "inf"], "beta must be >= 0 and finite"),
     (["--slots", "0"], "--slots must be >= 1"),
+    (["--max-step-tokens", "0"], "--max-step-tokens must be >= 1"),
+    (["--slots", "4", "--max-step-tokens", "7"], "max_step_tokens 7 cannot hold a decode step of 4 slots (8 rows)"),
+    (["--max-loras", "2"], "--max-loras sizes the runtime adapter slots: it needs --allow-runtime-adapters"),
+    (["--allow-runtime-adapters"], "--allow-runtime-adapters needs --adapters-dir"),
+    (["--allow-runtime-adapters", "--adapters-dir", "/tmp", "--max-loras", "3", "--max-cpu-loras", "2"],
+     "max_cpu_loras >= max_loras"),
 ])
 def test_serve_with_a_bad_setting_exits_with_one_error_line(tiny, args, message):
     model = [] if "--model" in args else ["--model", tiny["model_dir"]]

@@ -152,6 +152,10 @@ class Engine:
             raise InputError(f"{where}: amateur {req.amateur!r}: " + (
                 f"this engine's amateur rows run its separate amateur model: amateur='{AMATEUR_MODEL}' or None"
                 if self.amateur_model is not None else "this engine has no separate amateur model"))
+        named = {req.adapter, self._amateur_adapter(req)} - {None, "base"}
+        if len(named) > self.adapters.layout().num_slots:  # it could never be admitted
+            raise InputError(f"{where}: adapters {sorted(named)} need {len(named)} adapter slots; this engine "
+                             f"has {self.adapters.layout().num_slots}")
         self.adapters.pin(req.adapter)
         try:
             self.adapters.pin(self._amateur_adapter(req))
