@@ -167,3 +167,24 @@ def test_the_adapter_routes_need_the_key(server):
     url, _ = server
     r = post(url, "/v1/load_lora_adapter", {"lora_name": "all", "lora_path": "extra/all"}, headers={})
     assert r.status_code == 401 and "all" not in _models(url)
+
+
+def _metrics(url):
+    """{'name{labels}': value} of GET /metrics."""
+    lines = httpx.get(url + "/metrics", headers=KEY).text.splitlines()
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in lines if line and line[0] != "#"}
+
+
+def test_metrics_count_tokens_latencies_and_adapters(server):
+    url, _ = server
+    before = _metrics(url)
+    _completion(url, "qv", 4, ignore_eos=True, amateur="base")
+    after = _metrics(url)
+    delta = lambda name: after.get(name, 0) - before.get(name, 0)  # noqa: E731
+    assert delta("cold_prompt_tokens_total") == len(PROMPT) and delta("cold_generated_tokens_total") == 4
+    assert delta("cold_time_to_first_token_seconds_count") == 1
+    assert delta("cold_inter_token_seconds_count") == 3  # between 4 tokens
+    assert delta('cold_adapter_requests_total{adapter="qv",role="expert"}') == 1
+    assert delta('cold_adapter_requests_total{adapter="base",role="amateur"}') == 1
+    assert after["cold_requests_running"] == 0 and after["cold_requests_waiting"] == 0
+    assert after['cold_inter_token_seconds_bucket{le="+Inf"}'] == after["cold_inter_token_seconds_count"]
