@@ -9,7 +9,7 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from cold_ms.ops.contrastive import EXTRA, SCHEDULES
+from cold_ms.ops.contrastive import SCHEDULES
 
 
 @dataclass
