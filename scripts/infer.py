@@ -137,7 +137,7 @@ def build(args, log):
     engine = Engine(model, adapters, slots=min(len(prompts), 8), max_len=max_len,
                     contrastive=amateur is not None, mask=args.mask, amateur_model=amateur_model(args, amateur),
                     **engine_options(args))
-    compile_s = engine.warmup(max(len(p) for p in prompts))
+    compile_s = engine.warmup()
     if expert is None and not args.no_adapter:
         shipped = ", ".join(shipped_adapters()) or "none"
         log("cold_ms: no expert adapter chosen, so this run decodes greedily with the base model "

@@ -22,6 +22,22 @@ def parse_args(argv=None):
     p.add_argument("--adapters-dir", help="directory of PEFT adapters, one per sub-directory, served by "
                                           "their directory names (default: the shipped adapters)")
     p.add_argument("--slots", type=int, default=4, help="requests decoded together")
+    p.add_argument("--max-step-tokens", type=int,
+                   help="token rows per engine step, decode rows included (default: 256, at least 2 x slots): a "
+                        "joining prompt is written in chunks of what decoding leaves, so running requests wait "
+                        "at most one such step per token")
+    p.add_argument("--allow-runtime-adapters", action="store_true",
+                   help="enable POST /v1/load_lora_adapter and /v1/unload_lora_adapter (paths inside "
+                        "--adapters-dir only)")
+    p.add_argument("--max-loras", type=int,
+                   help="with --allow-runtime-adapters: adapters resident in the engine's LoRA slots "
+                        "(default: those in --adapters-dir, at least 1)")
+    p.add_argument("--max-cpu-loras", type=int,
+                   help="with --allow-runtime-adapters: adapters kept in host memory, the least recently used "
+                        "idle one dropped past it (default: --max-loras or those loaded at start)")
+    p.add_argument("--max-lora-rank", type=int,
+                   help="with --allow-runtime-adapters: the largest rank an adapter may have (default: 16 or "
+                        "the largest at start)")
     add_engine_arguments(p)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
@@ -45,9 +61,16 @@ def check(args):
         ColdParams(args.default_alpha, args.default_beta)
     except ConfigError as e:
         raise ConfigError(f"--default-alpha/--default-beta: {e}") from None
-    for flag in ("slots", "max_len", "max_tokens_limit", "max_queue", "max_body_bytes"):
-        if getattr(args, flag) < 1:
+    for flag in ("slots", "max_len", "max_tokens_limit", "max_queue", "max_body_bytes", "max_step_tokens",
+                 "max_loras", "max_cpu_loras", "max_lora_rank"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
             raise ConfigError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+    runtime = [f for f in ("max_loras", "max_cpu_loras", "max_lora_rank") if getattr(args, f) is not None]
+    if runtime and not args.allow_runtime_adapters:
+        raise ConfigError(f"--{runtime[0].replace('_', '-')} sizes the runtime adapter slots: "
+                          f"it needs --allow-runtime-adapters")
+    if args.allow_runtime_adapters and not args.adapters_dir:
+        raise ConfigError("--allow-runtime-adapters needs --adapters-dir: adapters load from inside it only")
 
 
 def one_line(error):
@@ -71,7 +94,8 @@ def main(argv=None):
     from cold_ms.serving.runtime import build_engine
     cfg = ServerConfig(max_body_bytes=args.max_body_bytes, max_tokens_limit=args.max_tokens_limit,
                        max_queue=args.max_queue, default_alpha=args.default_alpha, default_beta=args.default_beta,
-                       api_key=args.api_key, chat_template=args.chat_template)
+                       api_key=args.api_key, chat_template=args.chat_template,
+                       runtime_adapters_dir=args.adapters_dir if args.allow_runtime_adapters else None)
     failed = []
 
     def stop(error):  # the model did not load: an orchestrator should see the process end

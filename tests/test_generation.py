@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 import numpy_llama as ref
-from cold_ms.pipeline.batching import Request, chunk_plan
+from cold_ms.errors import ConfigError, InputError
+from cold_ms.pipeline.batching import Request
 from helpers import engine_for
 
 PROMPTS = [[1, 5, 7, 9], [1, 20, 30], [1, 33, 60, 61, 62, 63, 64, 65, 70, 71, 2, 90], [1, 4]]
@@ -54,13 +55,13 @@ def test_batch_equals_each_prompt_alone(tiny, cold4):
     assert batched == [alone.generate([_req(p)])[0].token_ids for p in PROMPTS]
 
 
-def test_prefill_over_the_token_budget_goes_slot_by_slot(tiny, monkeypatch):
-    from cold_ms.pipeline import engine as engine_module
-    monkeypatch.setattr(engine_module, "PREFILL_TOKEN_BUDGET", 8)  # 8 rows x a 16-token chunk exceed it
-    eng = engine_for(tiny, ("qv", "all"), slots=4)
+def test_prompts_over_the_step_budget_are_written_in_chunks(tiny):
+    """A budget of 8 rows: the 12-token CoLD prompt (24 rows) takes several steps, each within
+    the budget, while the short prompts join and decode beside it; tokens match the reference."""
+    eng = engine_for(tiny, ("qv", "all"), slots=4, max_step_tokens=8)
     got = [r.token_ids for r in eng.generate([_req(p) for p in PROMPTS])]
     assert got == [_ref(tiny, p, "qv", "base") for p in PROMPTS]
-    assert all(key[1] == 2 for key in eng.stats["compile_s"] if key[0] == "prefill")
+    assert {key[1] for key in eng.stats["compile_s"]} <= {1, 2, 4, 8}
 
 
 def test_more_requests_than_slots_reuse_freed_slots(tiny):
@@ -70,22 +71,17 @@ def test_more_requests_than_slots_reuse_freed_slots(tiny):
     assert got == [_ref(tiny, p, "qv", "base", n=n) for p, n in zip(PROMPTS, (3, 9, 5, 7))]
 
 
-def test_prefill_plan_covers_the_prompt_at_least_cost():
-    # cost = tokens computed (padding included) + the smallest size per call, worked by hand
-    assert chunk_plan(80, (16, 64, 256)) == [(0, 64), (64, 16)]      # 112, not 256 + 16
-    assert chunk_plan(44, (16, 64, 256)) == [(0, 64)]                # 80, not 3 x 16 + 48
-    assert chunk_plan(250, (16, 64, 256)) == [(0, 256)]
-    assert chunk_plan(300, (16, 64, 256)) == [(0, 256), (256, 64)]
-    assert chunk_plan(3, (4, 8)) == [(0, 4)]
-
-
-def test_chunked_prefill_equals_one_chunk(tiny):
+def test_a_long_prompt_in_small_steps_equals_the_reference(tiny):
     rng = np.random.default_rng(4)
-    prompts = [list(rng.integers(3, 96, 21)), list(rng.integers(3, 96, 11))]  # plan: 16 + 8
-    chunked = engine_for(tiny, ("qv",), slots=2, chunk_sizes=(4, 8, 16))
+    prompts = [list(rng.integers(3, 96, 21)), list(rng.integers(3, 96, 11))]
+    chunked = engine_for(tiny, ("qv",), slots=2, max_step_tokens=6)  # 3 CoLD prompt tokens a step
     got = [r.token_ids for r in chunked.generate([_req(p) for p in prompts])]
     assert got == [_ref(tiny, p, "qv", "base") for p in prompts]
-    assert {("prefill", 4, 16), ("prefill", 4, 8)} <= set(chunked.stats["compile_s"])
+
+
+def test_a_step_budget_below_one_decode_step_is_refused(tiny):
+    with pytest.raises(ConfigError, match="max_step_tokens 7 cannot hold a decode step of 4 slots"):
+        engine_for(tiny, ("qv",), slots=4, max_step_tokens=7)
 
 
 def test_graph_and_pynative_agree(tiny, cold4):
@@ -102,6 +98,26 @@ def test_eos_stops_a_request(tiny, cold4):
     assert res.token_ids == first[:2] and res.finish_reason == "stop"
 
 
+@pytest.mark.parametrize("min_tokens", [0, 1, 2, 5])
+def test_min_tokens_keeps_an_early_eos_as_a_token(tiny, min_tokens):
+    """EOS = the 2nd reference token (and its later repeats): it stops the request only once more
+    than min_tokens tokens are out; ignore_eos never stops it."""
+    want = _ref(tiny, PROMPTS[0], "qv", "base", n=N)
+    eos = want[1]
+    eng = engine_for(tiny, ("qv",), slots=1)
+    eng.eos_ids = {eos}
+    res = eng.generate([Request(PROMPTS[0], adapter="qv", max_new_tokens=N, min_tokens=min_tokens)])[0]
+    stop = next((i + 1 for i, t in enumerate(want) if t == eos and i + 1 > min_tokens), None)
+    assert res.token_ids == want[:stop] and res.finish_reason == ("stop" if stop else "length")
+    ignored = eng.generate([Request(PROMPTS[0], adapter="qv", max_new_tokens=N, ignore_eos=True)])[0]
+    assert ignored.token_ids == want and ignored.finish_reason == "length"
+
+
+def test_min_tokens_above_max_new_tokens_is_refused(tiny, cold4):
+    with pytest.raises(InputError, match=r"request 0: min_tokens must be in \[0, max_new_tokens=4\], got 5"):
+        cold4.generate([Request(PROMPTS[0], adapter="qv", max_new_tokens=4, min_tokens=5)])
+
+
 def test_custom_kernel_and_gather_twin_give_the_same_tokens(tiny):
     reqs = [_req(PROMPTS[0], "qv", "all"), _req(PROMPTS[2], "all", "base"), _req(PROMPTS[1], None, "qv")]
     runs = {}
@@ -115,10 +131,8 @@ def test_custom_kernel_and_gather_twin_give_the_same_tokens(tiny):
 
 
 def test_more_rows_than_a_register_tile(tiny):
-    """33 slots = 66 cache rows: every decode step runs 66 token rows through the layer
-    kernel (panel tiles of 8 rows, then 2), and the all-slot prefill exceeds the token budget,
-    so the slots prefill one at a time (2 rows x 16 tokens); every request matches the numpy
-    reference."""
+    """33 slots = 66 cache rows: a decode step runs 66 token rows through the layer kernel
+    (panel tiles of 8 rows, then 2) in a bucket of 128; every request matches the numpy reference."""
     rng = np.random.default_rng(8)
     prompts = [list(rng.integers(3, 96, int(rng.integers(2, 9)))) for _ in range(33)]
     pairs = [("qv", "base"), ("all", "qv"), (None, "all")]

@@ -29,15 +29,45 @@ def _run(scheduler, limit=200):
     raise AssertionError("the scheduler did not finish")
 
 
-def test_admission_fills_an_empty_engine_at_once_then_one_slot_per_step(eng):
+def test_admission_fills_every_free_slot_and_joins_ride_along_decode_steps(eng):
     scheduler = Scheduler(eng)
     for i, p in enumerate(PROMPTS):
         scheduler.submit(_req(p, n=2 + 2 * i), i)
     tokens, steps = _run(scheduler)
     assert steps[0] == ("prefill", 2) and scheduler.queue_length() == 0
-    assert [kind for kind, _ in steps].count("prefill") == 3  # both slots at once, then one newcomer each
+    kinds = [kind for kind, _ in steps]
+    assert kinds.count("prefill") == 1 and kinds.count("mixed") == 2  # each newcomer joins a decode step
     assert tokens == {i: r.token_ids for i, r in enumerate(eng.generate([_req(p, n=2 + 2 * i)
                                                                           for i, p in enumerate(PROMPTS)]))}
+
+
+@pytest.mark.parametrize("amateur", [None, "base"], ids=["greedy", "cold"])
+def test_a_join_costs_running_requests_one_budgeted_step_per_token(tiny, amateur):
+    """A budget of 4 rows: a CoLD request decoding takes 2, so a joining CoLD prompt goes in one
+    token per step (greedy: 3 decode rows free, 3 tokens). The running request gets a token at
+    every step of the join, no step exceeds the budget, and both get the tokens they get alone."""
+    eng = engine_for(tiny, ("qv",), slots=2, max_len=64, max_step_tokens=4)
+    first, joiner = Request(PROMPTS[0], adapter="qv", amateur=amateur, max_new_tokens=12, ignore_eos=True), \
+        Request([1] + list(range(40, 49)), adapter=None, amateur=amateur, max_new_tokens=4, ignore_eos=True)
+    alone = [eng.generate([r])[0].token_ids for r in (first, joiner)]
+    scheduler = Scheduler(eng)
+    scheduler.submit(first, 0)
+    got = {0: [], 1: []}
+    for ev in scheduler.step() + scheduler.step():
+        got[ev.index].append(ev.token_id)
+    scheduler.submit(joiner, 1)
+    join_steps = 0
+    while scheduler.has_work():
+        events = scheduler.step()
+        plan = eng.stats["last"]
+        assert plan.key[1] <= 4 and plan.decode_rows + plan.prefill_tokens * (1 + (amateur is not None)) <= 4
+        if plan.prefill_tokens:
+            join_steps += 1
+            assert 0 in {ev.index for ev in events}  # the running request got its token in this step
+        for ev in events:
+            got[ev.index].append(ev.token_id)
+    assert join_steps == (10 if amateur else 4)  # 10 prompt tokens, 1 (CoLD) or 3 (greedy) a step
+    assert [got[0], got[1]] == alone
 
 
 def test_a_cancelled_request_leaves_at_the_next_step_and_others_are_unchanged(eng):
@@ -55,7 +85,8 @@ def test_a_cancelled_request_leaves_at_the_next_step_and_others_are_unchanged(en
     assert sorted(scheduler.running()) == [0, 1] and scheduler.queue_length() == 1
     scheduler.cancel(0)
     scheduler.cancel(99)  # unknown: ignored
-    assert collect(scheduler.step()) == {2} and sorted(scheduler.running()) == [1, 2]  # its slot went to request 2
+    # its slot went to request 2, whose prompt is written in the step that decodes request 1
+    assert collect(scheduler.step()) == {1, 2} and sorted(scheduler.running()) == [1, 2]
     while scheduler.has_work():
         collect(scheduler.step())
     assert got == {0: alone[0][:2], 1: alone[1], 2: alone[2]}

@@ -72,6 +72,11 @@ def test_models_health_and_metrics(server):
         assert name in metrics
 
 
+def test_runtime_adapter_routes_exist_only_when_allowed(server):
+    r = post(server, "/v1/load_lora_adapter", {"lora_name": "x", "lora_path": "qv"})
+    assert r.status_code == 404
+
+
 def openai_error(r, status):
     """The OpenAI error body of `r`, checked for its status and shape; returns the message."""
     assert r.status_code == status, (r.status_code, r.text)

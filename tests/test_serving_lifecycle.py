@@ -1,7 +1,8 @@
 """The server's life around a request: clients that leave, the model's id, start-up that fails.
 
-A long-context tiny model (4096 positions, EOS never chosen) keeps a request decoding for
-~10 s, so a slot freed within a second can only have been freed by the disconnect.
+A long-context tiny model (4096 positions, 12 layers, EOS never chosen) keeps a request decoding
+for seconds (a step runs the request's rows only), so a slot freed within a second can only have
+been freed by the disconnect.
 """
 import json
 import os
@@ -24,7 +25,7 @@ LONG = 4000  # tokens a request would decode if nobody cancelled it
 
 
 def _long_context_model(root):
-    cfg = dict(fixtures.TINY, max_position_embeddings=4096)
+    cfg = dict(fixtures.TINY, max_position_embeddings=4096, num_hidden_layers=12)
     weights = fixtures.random_weights(cfg)
     weights["lm_head.weight"][cfg["eos_token_id"]] = 0.0  # logit 0: never the maximum, so no early EOS
     path = str(root / NAME)
@@ -132,6 +133,12 @@ def _run(script, *args):
     (["--adapters-dir", "/nonexistent/adapters"], "adapter directory not found"),
     (["--default-beta", "inf"], "beta must be >= 0 and finite"),
     (["--slots", "0"], "--slots must be >= 1"),
+    (["--max-step-tokens", "0"], "--max-step-tokens must be >= 1"),
+    (["--slots", "4", "--max-step-tokens", "7"], "max_step_tokens 7 cannot hold a decode step of 4 slots (8 rows)"),
+    (["--max-loras", "2"], "--max-loras sizes the runtime adapter slots: it needs --allow-runtime-adapters"),
+    (["--allow-runtime-adapters"], "--allow-runtime-adapters needs --adapters-dir"),
+    (["--allow-runtime-adapters", "--adapters-dir", "/tmp", "--max-loras", "3", "--max-cpu-loras", "2"],
+     "max_cpu_loras >= max_loras"),
 ])
 def test_serve_with_a_bad_setting_exits_with_one_error_line(tiny, args, message):
     model = [] if "--model" in args else ["--model", tiny["model_dir"]]

@@ -24,7 +24,7 @@ from cold_ms.formats.names import module_path
 from cold_ms.ops.prepare import EMBED, HEAD, Prepared
 from cold_ms.pipeline import batching
 from cold_ms.pipeline.batching import Request
-from cold_ms.pipeline.engine import AMATEUR_MODEL, DEFAULT_CHUNKS, Engine
+from cold_ms.pipeline.engine import AMATEUR_MODEL, Engine
 from cold_ms.runtime import configure
 
 VARIANTS = ("greedy", "cold", "cold_two_pass", "cold_two_models", "cold_model")
@@ -109,7 +109,7 @@ class SplitVariant:
 
     def prefill(self, prompt):
         chunks = [batching.prefill_chunk([prompt] * self.batch, start, size, self.max_len)
-                  for start, size in batching.chunk_plan(len(prompt), DEFAULT_CHUNKS)]
+                  for start, size in batching.chunk_plan(len(prompt), batching.DEFAULT_CHUNKS)]
         start = time.perf_counter()
         for tokens, positions, last in chunks:  # the last chunk holds the prompt's last token
             self.ids = self._choose(tokens, positions, last)

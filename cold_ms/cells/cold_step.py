@@ -22,13 +22,17 @@ def one_shape(cell, mode):
 
 
 class ColdStep(nn.Cell):
-    """rows = [expert rows of the slots | amateur rows of the same slots] -> next ids (S,);
-    rows of the experts alone (S, no amateur: greedy, or a draw) -> the expert's choice.
+    """Token rows through the model, the picked tokens scored, next ids (K,) out.
 
-    Compiled once per input shape: decode is (2S, 1) over every cache row in order
-    (cache_rows None); prefill is (R, T) chunks written into the listed cache rows.
-    alpha, beta (S,) and extra (S, 4) (ops/contrastive.py: EXTRA: the beta schedule,
-    temperature, top_p and the draw's u) are float32 Tensors, so new values never recompile.
+    tokens, positions (R, T) and cache_rows, lora_idx (R,): every row writes its tokens into its
+    own cache row at its own positions (rows of one request may be many, e.g. the tokens of a
+    prompt chunk as R rows of T = 1, and may share a cache row). pick (2K,) int32: the tokens to
+    score as flat indices into the R*T tokens, [expert tokens of the K choices | their amateur
+    tokens] (a choice without an amateur names its expert token twice, with beta 0: plain
+    greedy), or (K,) expert tokens alone on an engine without amateurs.
+    alpha, beta (K,) and extra (K, 4) (ops/contrastive.py: EXTRA: the beta schedule,
+    temperature, top_p and the draw's u) are float32 Tensors, so new values never recompile;
+    a graph is compiled per (R, T, K).
     """
 
     def __init__(self, lm, mask="logit"):
@@ -38,40 +42,41 @@ class ColdStep(nn.Cell):
         self.lm, self.mask = lm, mask
         self.kernel = cpu_kernels(lm.backend)
 
-    def construct(self, tokens, positions, cache_rows, last, lora_idx, alpha, beta, extra):
-        return choose(self.lm(tokens, positions, cache_rows, last, lora_idx), alpha, beta, extra, self.mask,
+    def construct(self, tokens, positions, cache_rows, pick, lora_idx, alpha, beta, extra):
+        return choose(self.lm.score(tokens, positions, cache_rows, pick, lora_idx), alpha, beta, extra, self.mask,
                       self.kernel)
 
 
 class TwoModelStep(nn.Cell):
-    """ColdStep with a separate amateur model (the paper's §5.1: another model as amateur):
-    rows [experts | amateurs] as ColdStep's, the first half through the expert's model, the
-    second through the amateur's (its cache rows numbered from 0 again), scored together,
-    in one graph. The two models share the tokenizer; the amateur runs no adapter."""
+    """ColdStep with a separate amateur model (the paper's §5.1: another model as amateur): the
+    rows are two halves of R/2, the first through the expert's model, the second through the
+    amateur's (its cache rows numbered from 0 again); pick (2K,) [expert picks into the first
+    half | amateur picks into the second half, counted from its start], scored together, in one
+    graph. The two models share the tokenizer; the amateur runs no adapter."""
 
-    def __init__(self, lm, amateur, slots, mask="logit"):
+    def __init__(self, lm, amateur, mask="logit"):
         super().__init__()
         if mask not in MASKS:
             raise ValueError(f"mask must be one of {MASKS}, got {mask!r}")
-        self.lm, self.amateur, self.slots, self.mask = lm, amateur, slots, mask
+        self.lm, self.amateur, self.mask = lm, amateur, mask
         self.kernel = cpu_kernels(lm.backend)
 
-    def construct(self, tokens, positions, cache_rows, last, lora_idx, alpha, beta, extra):
-        rows = tokens.shape[0]
+    def construct(self, tokens, positions, cache_rows, pick, lora_idx, alpha, beta, extra):
+        rows, k = tokens.shape[0], pick.shape[0] // 2
         first = ops.arange(0, rows // 2, dtype=ms.int32)
         second = ops.arange(rows // 2, rows, dtype=ms.int32)
-        e_rows, a_rows = None, None
-        if cache_rows is not None:
-            e_rows, a_rows = ops.gather(cache_rows, first, 0), ops.gather(cache_rows, second, 0) - self.slots
-        expert = self.lm(ops.gather(tokens, first, 0), ops.gather(positions, first, 0), e_rows,
-                         ops.gather(last, first, 0), ops.gather(lora_idx, first, 0))
-        amateur = self.amateur(ops.gather(tokens, second, 0), ops.gather(positions, second, 0), a_rows,
-                               ops.gather(last, second, 0), ops.full((rows // 2,), -1, dtype=ms.int32))
+        e_pick = ops.gather(pick, ops.arange(0, k, dtype=ms.int32), 0)
+        a_pick = ops.gather(pick, ops.arange(k, 2 * k, dtype=ms.int32), 0)
+        expert = self.lm.score(ops.gather(tokens, first, 0), ops.gather(positions, first, 0),
+                               ops.gather(cache_rows, first, 0), e_pick, ops.gather(lora_idx, first, 0))
+        amateur = self.amateur.score(ops.gather(tokens, second, 0), ops.gather(positions, second, 0),
+                                     ops.gather(cache_rows, second, 0), a_pick,
+                                     ops.full((rows // 2,), -1, dtype=ms.int32))
         return choose(ops.concat((expert, amateur), 0), alpha, beta, extra, self.mask, self.kernel)
 
 
 def choose(logits, alpha, beta, extra, mask, kernel):
-    """Next ids (S,) of [experts | amateurs] logits (2S, V), or experts alone (S, V)."""
+    """Next ids (K,) of [experts | amateurs] logits (2K, V), or experts alone (K, V)."""
     if kernel:
         return decode.cold_select(logits, alpha, beta, mask, extra)
     slots = alpha.shape[0]

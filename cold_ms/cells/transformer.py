@@ -167,6 +167,13 @@ class CausalLM(nn.Cell):
         """tokens, positions (R, T) int32; cache_rows (R,) or None (= all rows in order);
         last (R,) index in T of the token to score; lora_idx (R,) slot or -1. -> (R, V)."""
         rows, seq = tokens.shape[0], tokens.shape[1]
+        pick = ops.arange(0, rows, dtype=ms.int32) * seq + last
+        return self.score(tokens, positions, cache_rows, pick, lora_idx)
+
+    def score(self, tokens, positions, cache_rows, pick, lora_idx):
+        """construct's forward, scoring the tokens at `pick` (N,) int32, indices into the R*T tokens
+        in row-major order (a token may be picked twice) -> (N, V)."""
+        rows, seq = tokens.shape[0], tokens.shape[1]
         row_ids = ops.arange(0, rows, dtype=ms.int32) if cache_rows is None else cache_rows
         if self.layer_kernels:  # the layer kernel writes the cache rows and masks by position itself
             h = self.hidden(tokens, positions, None, None, row_ids, lora_idx)  # (R, T, d)
@@ -178,8 +185,7 @@ class CausalLM(nn.Cell):
             keys = ops.arange(0, self.length, dtype=ms.int32).reshape(1, 1, self.length)
             masks = self.attention_masks(positions.reshape(rows, seq, 1), keys)
             h = self.hidden(tokens, positions, flat_idx, masks, cache_rows, lora_idx)  # (R, T, d)
-        pick = ops.arange(0, rows, dtype=ms.int32) * seq + last
-        return self.logits(ops.gather(h.reshape(rows * seq, -1), pick, 0))  # (R, V)
+        return self.logits(ops.gather(h.reshape(rows * seq, -1), pick, 0))  # (N, V)
 
 
 def additive_mask(visible):

@@ -129,10 +129,12 @@ def exact_dtype(arrays):
 
 
 class AdapterRegistry:
-    """Adapters by name, each in one slot; 'base' (or None) is slot -1, the bare base model."""
+    """Adapters by name, each in one slot for the engine's life; 'base' (or None) is slot -1, the
+    bare base model. (Adapters that come and go: formats/adapter_slots.py, the same interface.)"""
 
     def __init__(self, adapters=()):
         self.adapters = list(adapters)
+        self.write = None  # the engine's stack writer: unused, the stacks never change
         self._slots, self._cache = {}, {}
         for i, a in enumerate(self.adapters):
             if a.name == BASE or a.name in self._slots:
@@ -150,6 +152,19 @@ class AdapterRegistry:
             known = ", ".join(self.names) or "none loaded"
             raise AdapterError(f"unknown adapter '{name}' (loaded: {known}; 'base' = no adapter)")
         return self._slots[name]
+
+    # a request's adapters: checked at submission, their fixed slots at admission, nothing to free
+    def pin(self, name):
+        self.slot(name)
+
+    def acquire(self, name):
+        return self.slot(name)
+
+    def deactivate(self, name):
+        pass
+
+    def unpin(self, name):
+        pass
 
     def layout(self):
         if not self.adapters:

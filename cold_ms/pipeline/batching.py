@@ -1,15 +1,15 @@
-"""Host-side preparation of the compiled steps' inputs (numpy only, never in the graph).
+"""Requests, their slot state and stop rules, and host-side pieces of the compiled steps' inputs
+(numpy only, never in the graph). How a step's rows are packed: cold_ms/pipeline/packing.py.
 
-Row layout: with an amateur, slot s owns expert row s and amateur row S + s; without,
-slot s owns row s. Padding tokens go to the cache's scratch position, which no real
-token ever attends to, so rows of different lengths share one static shape.
+Padding tokens go to the cache's scratch position, which no real token ever attends to, so
+rows of different lengths share one static shape.
 """
 from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
 
 import numpy as np
 
-from cold_ms.ops.contrastive import EXTRA, SCHEDULES
+from cold_ms.ops.contrastive import SCHEDULES
 
 
 @dataclass
@@ -17,7 +17,8 @@ class Request:
     """One generation request. adapter: expert adapter name (None = base model);
     amateur: 'base', an adapter name, 'model' (the engine's separate amateur model), or None
     for plain greedy on the expert. beta_schedule, temperature, top_p, seed: see
-    cold_ms.config.ChoiceParams (the defaults: fixed beta, argmax)."""
+    cold_ms.config.ChoiceParams (the defaults: fixed beta, argmax). ignore_eos, min_tokens:
+    vLLM's: EOS never stops the request / does not stop it before min_tokens generated tokens."""
     prompt_ids: List[int]
     adapter: Optional[str] = None
     amateur: Optional[str] = "base"
@@ -25,6 +26,7 @@ class Request:
     beta: float = 0.5
     max_new_tokens: int = 64
     ignore_eos: bool = False
+    min_tokens: int = 0
     stop_token_ids: Tuple[int, ...] = ()
     beta_schedule: str = "fixed"
     temperature: float = 0.0
@@ -38,19 +40,28 @@ class SlotState:
     request: Request
     expert: int                # adapter slot of the expert row, -1 = base
     amateur: int               # adapter slot of the amateur row, -1 = base
-    pos: int = 0               # next cache position to write
+    pos: int = 0               # next cache position to write (below the prompt's length: prefilling)
+    admitted: int = 0          # admission order: joining slots prefill first come, first served
+    bound: bool = False        # holds its adapters' device slots (from admission to its end)
     tokens: List[int] = field(default_factory=list)
     finish_reason: Optional[str] = None
 
     def accept(self, token, eos_ids):
-        """Record a generated token; return the finish reason once the request is done."""
+        """Record a generated token; return the finish reason once the request is done.
+
+        The min_tokens rule (vLLM's semantics, without masking the scores): an EOS or stop id
+        among the first min_tokens generated tokens is kept as an ordinary token, not a stop."""
         self.tokens.append(int(token))
         req = self.request
-        if token in req.stop_token_ids or (not req.ignore_eos and token in eos_ids):
+        stops = token in req.stop_token_ids or (not req.ignore_eos and token in eos_ids)
+        if stops and len(self.tokens) > req.min_tokens:
             self.finish_reason = "stop"
         elif len(self.tokens) >= req.max_new_tokens:
             self.finish_reason = "length"
         return self.finish_reason
+
+
+DEFAULT_CHUNKS = (16, 64, 256)  # prompt chunk sizes of the unfused baselines (cold_ms/bench/e2e_variants.py)
 
 
 def chunk_plan(longest, chunk_sizes):
@@ -94,12 +105,6 @@ def prefill_chunk(prompts, start, size, scratch):
     return tokens, positions, last
 
 
-def slot_rows(slots, num_slots, contrastive):
-    """Cache rows of the given slots: experts first, then amateurs."""
-    slots = list(slots)
-    return slots + [num_slots + s for s in slots] if contrastive else slots
-
-
 def contrast_beta(request):
     """beta as applied: a request without an amateur is plain greedy (beta 0)."""
     return request.beta if request.amateur is not None else 0.0
@@ -116,33 +121,3 @@ def choice_knobs(state):
     req = state.request
     return (SCHEDULES[req.beta_schedule], req.temperature, req.top_p,
             uniform(req.seed, len(state.tokens)) if req.temperature > 0 else 0.0)
-
-
-def slot_params(states, contrastive):
-    """lora_idx per row ([experts | amateurs]), and per slot alpha, beta and the knobs of the
-    choice (S, 4) for the given states."""
-    lora_idx = [st.expert for st in states]
-    if contrastive:
-        lora_idx += [st.amateur for st in states]
-    alpha = np.array([st.request.alpha for st in states], np.float32)
-    beta = np.array([contrast_beta(st.request) for st in states], np.float32)
-    extra = np.array([choice_knobs(st) for st in states], np.float32).reshape(len(states), len(EXTRA))
-    return np.array(lora_idx, np.int32), alpha, beta, extra
-
-
-def decode_inputs(states, num_slots, contrastive, scratch):
-    """Inputs of one decode step over every row; empty slots write to the scratch position."""
-    rows = 2 * num_slots if contrastive else num_slots
-    tokens = np.zeros((rows, 1), np.int32)
-    positions = np.full((rows, 1), scratch, np.int32)
-    lora_idx = np.full((rows,), -1, np.int32)
-    alpha = np.ones((num_slots,), np.float32)
-    beta = np.zeros((num_slots,), np.float32)
-    extra = np.zeros((num_slots, len(EXTRA)), np.float32)
-    for s, st in enumerate(states):
-        if st is None:
-            continue
-        for r, idx in zip(slot_rows([s], num_slots, contrastive), (st.expert, st.amateur)):
-            tokens[r, 0], positions[r, 0], lora_idx[r] = st.tokens[-1], st.pos, idx
-        alpha[s], beta[s], extra[s] = st.request.alpha, contrast_beta(st.request), choice_knobs(st)
-    return tokens, positions, lora_idx, alpha, beta, extra

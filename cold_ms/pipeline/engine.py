@@ -1,10 +1,11 @@
-"""The generation engine: slots, prompt chunks and the compiled steps.
+"""The generation engine: slots, steps under a token budget and the compiled steps.
 
-Host code in numpy prepares static-shape inputs; the compiled ColdStep does the
-forward and the scoring and returns token ids. generate/stream hand the requests to a
-Scheduler (admission, stop rules), the same one the HTTP server drives: requests take free
-slots as they open (continuous batching), so a batch larger than the slot count still runs
-to completion.
+Host code in numpy packs each step's token rows (cold_ms/pipeline/packing.py: the decoding slots'
+next tokens plus prompt chunks of joining slots, only the rows occupied slots need, padded to a
+row-count bucket); the compiled ColdStep of that bucket does the forward and the scoring and
+returns token ids. generate/stream hand the requests to a Scheduler (admission, stop rules), the
+same one the HTTP server drives: requests take free slots as they open (continuous batching), so a
+batch larger than the slot count still runs to completion.
 """
 import time
 from dataclasses import dataclass
@@ -21,16 +22,17 @@ from cold_ms.ops.contrastive import EXTRA
 from cold_ms.errors import ConfigError, InputError
 from cold_ms.ops.registry import explain_kernel_error
 from cold_ms.pipeline import batching
+from cold_ms.pipeline.packing import Packer
 from cold_ms.pipeline.scheduler import Scheduler
 from cold_ms.formats.adapters import AdapterRegistry
 from cold_ms.runtime import configure, stop_compile_cache, use_compile_cache
 
-DEFAULT_CHUNKS = (16, 64, 256)
-# Token rows one all-slot prefill call may hold. Written with MindSpore ops (the gather
-# backend) a call's graph keeps every activation (about 2.5 MB per token row for
-# SmolLM2-135M: 16 rows x 256 tokens needed over 10 GB; the layer kernels keep about
-# 0.1 MB); past this budget the slots are prefilled one at a time.
-PREFILL_TOKEN_BUDGET = 1024
+# Token rows one step may hold (decode rows included): a prompt joining running requests is
+# written in chunks of what the decode rows leave, so they wait at most one such step per token.
+# Written with MindSpore ops (the gather backend) a step's graph keeps every activation and each
+# row's cache copy (about 2.5 MB per row for SmolLM2-135M at max_len 2048; the layer kernels keep
+# about 0.1 MB): keep its budget small there.
+DEFAULT_STEP_TOKENS = 256
 
 
 @dataclass
@@ -69,7 +71,7 @@ class Engine:
 
     def __init__(self, model, adapters=None, *, slots=1, max_len=None, contrastive=True,
                  mode="graph", lora_backend="custom", mask="logit",
-                 chunk_sizes=DEFAULT_CHUNKS, compile_cache=True, weights="auto", activations="int16",
+                 max_step_tokens=None, compile_cache=True, weights="auto", activations="int16",
                  dtype="float32", amateur_model=None):
         configure(mode)
         cfg = model.config
@@ -83,9 +85,8 @@ class Engine:
         ColdParams(mask=mask)
         self.adapters = adapters or AdapterRegistry()
         self.contrastive = bool(contrastive)
-        self.chunk_sizes = tuple(chunk_sizes)
         self.eos_ids = set(cfg.eos_token_ids) | set(getattr(model.tokenizer, "eos_ids", ()) or ())
-        self.rows = rows = 2 * self.slots if self.contrastive else self.slots
+        rows = 2 * self.slots if self.contrastive else self.slots  # cache rows: expert s, amateur S + s
         self.amateur_model = amateur_model
         layout = self.adapters.layout()
         # with a separate amateur model the expert's model holds the expert rows only
@@ -93,24 +94,36 @@ class Engine:
                                           self.max_len, lora_backend, weights, activations, dtype)
         self.lora_backend, self.weights = self.lm.backend, self.lm.weights_summary
         assign(self.lm, self.adapters.stacked(cfg))
+        self.adapters.write = lambda arrays: assign(self.lm, arrays)  # adapters loaded at runtime
         key = (cfg, layout, rows, self.max_len, mode, self.lora_backend, mask, self.contrastive, dtype,
                self.lm.weights_key)
         make_step = lambda: ColdStep(self.lm, mask)  # noqa: E731
         if amateur_model is not None:
             self.amateur_lm, self.amateur_prepared = amateur_lm(self, amateur_model, weights, activations, dtype)
             key += (amateur_model.config, self.amateur_lm.weights_key)
-            make_step = lambda: TwoModelStep(self.lm, self.amateur_lm, self.slots, mask)  # noqa: E731
+            make_step = lambda: TwoModelStep(self.lm, self.amateur_lm, mask)  # noqa: E731
         # the Parameters hold what they read; mapped file pages come back if read again
         for m in (model, amateur_model, self.adapters):
             if m is not None:
                 m.release_pages()
+        self.packer = Packer(self.slots, self.contrastive, amateur_model is not None,
+                             self._step_budget(max_step_tokens), self.max_len)
+        self.max_step_tokens = self.packer.budget
         # warmup() compiles through the compile cache, under this key plus its graph list
-        self.cache_key = compile_cache and key
-        self.step = make_step()
-        # Decode steps have one shape for the engine's life: their own step Cell (same lm,
-        # same Parameters) runs them without the per-call compile check.
-        self.decode_step = one_shape(make_step(), mode)
-        self.stats = {"compile_s": {}, "decode_ms": [], "prefill_s": 0.0}
+        self.cache_key = compile_cache and key + (self.max_step_tokens,)
+        # One step Cell per row bucket (same lm, same Parameters): each sees a single input
+        # shape, so it runs its graph without the per-call compile check (one_shape).
+        self._make_step, self._steps = make_step, {}
+        self.stats = {"compile_s": {}, "decode_ms": [], "prefill_s": 0.0, "last": None}
+
+    def _step_budget(self, asked):
+        """Rows per step: every decoding slot's rows must fit one step."""
+        needed = 2 * self.slots if self.contrastive and self.amateur_model is None else self.slots
+        budget = int(asked) if asked is not None else max(DEFAULT_STEP_TOKENS, needed)
+        if budget < needed:
+            raise ConfigError(f"max_step_tokens {budget} cannot hold a decode step of {self.slots} slots "
+                              f"({needed} rows): give at least {needed}")
+        return budget
 
     # ---- validation -------------------------------------------------------------------
     def new_state(self, index, req):
@@ -126,6 +139,9 @@ class Engine:
         ChoiceParams(req.beta_schedule, req.temperature, req.top_p, req.seed)
         if int(req.max_new_tokens) < 1:
             raise InputError(f"{where}: max_new_tokens must be >= 1")
+        if not 0 <= int(req.min_tokens) <= req.max_new_tokens:
+            raise InputError(f"{where}: min_tokens must be in [0, max_new_tokens={req.max_new_tokens}], "
+                             f"got {req.min_tokens}")
         if len(ids) + req.max_new_tokens > self.max_len:
             raise InputError(f"{where}: prompt ({len(ids)} tokens) + max_new_tokens "
                              f"({req.max_new_tokens}) exceeds the context of {self.max_len} tokens")
@@ -136,18 +152,53 @@ class Engine:
             raise InputError(f"{where}: amateur {req.amateur!r}: " + (
                 f"this engine's amateur rows run its separate amateur model: amateur='{AMATEUR_MODEL}' or None"
                 if self.amateur_model is not None else "this engine has no separate amateur model"))
-        amateur = self.adapters.slot(req.amateur) if req.amateur not in (None, AMATEUR_MODEL) else -1
-        return batching.SlotState(index, req, self.adapters.slot(req.adapter), amateur)
+        named = {req.adapter, self._amateur_adapter(req)} - {None, "base"}
+        if len(named) > self.adapters.layout().num_slots:  # it could never be admitted
+            raise InputError(f"{where}: adapters {sorted(named)} need {len(named)} adapter slots; this engine "
+                             f"has {self.adapters.layout().num_slots}")
+        self.adapters.pin(req.adapter)
+        try:
+            self.adapters.pin(self._amateur_adapter(req))
+        except Exception:
+            self.adapters.unpin(req.adapter)
+            raise
+        return batching.SlotState(index, req, -1, -1)
+
+    @staticmethod
+    def _amateur_adapter(req):
+        return None if req.amateur == AMATEUR_MODEL else req.amateur
+
+    # ---- a request's adapter slots (the Scheduler calls these) ----------------------------
+    def bind(self, state):
+        """Give an admitted request the device slots of its adapters; False if one has none free
+        (every slot serves running requests: it waits)."""
+        req = state.request
+        expert = self.adapters.acquire(req.adapter)
+        if expert is None:
+            return False
+        amateur = self.adapters.acquire(self._amateur_adapter(req))
+        if amateur is None:
+            self.adapters.deactivate(req.adapter)
+            return False
+        state.expert, state.amateur, state.bound = expert, amateur, True
+        return True
+
+    def finish(self, state):
+        """A request ended (finished, cancelled, waiting or running): its adapters are free again."""
+        for name in (state.request.adapter, self._amateur_adapter(state.request)):
+            if state.bound:
+                self.adapters.deactivate(name)
+            self.adapters.unpin(name)
 
     # ---- compiled calls ---------------------------------------------------------------
-    def _call(self, key, tokens, positions, cache_rows, last, lora_idx, alpha, beta, extra):
+    def _call(self, key, inputs):
+        """Run the step Cell of bucket key = ("step", rows, choices) on the numpy `inputs`."""
         configure(self.mode)
-        args = [Tensor(tokens), Tensor(positions),
-                None if cache_rows is None else Tensor(np.asarray(cache_rows, np.int32)),
-                Tensor(last), Tensor(lora_idx), Tensor(alpha), Tensor(beta), Tensor(extra)]
+        if key not in self._steps:
+            self._steps[key] = one_shape(self._make_step(), self.mode)
         start = time.perf_counter()
         try:
-            ids = (self.decode_step if key[0] == "decode" else self.step)(*args).asnumpy()
+            ids = self._steps[key](*(Tensor(a) for a in inputs)).asnumpy()
         except RuntimeError as e:
             raise explain_kernel_error(e) or e
         elapsed = time.perf_counter() - start
@@ -155,103 +206,52 @@ class Engine:
             self.stats["compile_s"][key] = elapsed  # the first call of a shape compiles it
         return ids, elapsed
 
-    def _prefill_group(self, slot_ids, slots):
-        """Prefill the given slots (all slots in order, or one); {slot: first token}."""
-        states = [slots[s] for s in slot_ids]
-        everyone = len(slot_ids) == self.slots
-        rows = None if everyone else batching.slot_rows(slot_ids, self.slots, self.contrastive)
-        prompts = [st.request.prompt_ids for st in states]
-        row_prompts = prompts * 2 if self.contrastive else prompts
-        lora_idx, alpha, beta, extra = batching.slot_params(states, self.contrastive)
-        first = {}
-        for start, size in batching.chunk_plan(max(len(p) for p in prompts), self.chunk_sizes):
-            tokens, positions, last = batching.prefill_chunk(row_prompts, start, size, self.max_len)
-            key = ("prefill", len(row_prompts), size)
-            ids, _ = self._call(key, tokens, positions, rows, last, lora_idx, alpha, beta, extra)
-            for j, st in enumerate(states):
-                if start < len(prompts[j]) <= start + size:  # its last prompt token is in this chunk
-                    first[slot_ids[j]] = int(ids[j])
-        return first
+    # ---- step-wise API (the Scheduler drives this) ------------------------------------
+    def step(self, slots):
+        """One step over `slots` (SlotState or None): the next token of every decoding slot and the
+        prompt tokens of joining ones the budget leaves (cold_ms/pipeline/packing.py).
+        Returns [(slot, token)] for the decoding slots and the joining ones whose prompt is in."""
+        plan = self.packer.plan(slots)
+        if plan is None:
+            return []
+        ids, elapsed = self._call(plan.key, plan.inputs)
+        self.stats["last"] = plan
+        if plan.prefill_tokens:
+            self.stats["prefill_s"] += elapsed
+        else:
+            self.stats["decode_ms"].append(elapsed * 1e3)
+        for s, pos in plan.advance.items():
+            slots[s].pos = pos
+        return [(s, int(ids[j])) for j, s in enumerate(plan.scored)]
 
-    # ---- step-wise API (the Scheduler drives these) -----------------------------------
-    def prefill(self, slot_ids, slots):
-        """Write the prompts of slots[s] for s in slot_ids into the cache: all slots at once
-        when every slot is listed and the call fits PREFILL_TOKEN_BUDGET, else one slot at a
-        time (the others' rows untouched).
-        Returns [(slot, first generated token)]."""
+    def graphs(self):
+        """The keys of every step graph: one per row bucket."""
+        return [("step", n, self.packer.choices(n)) for n in self.packer.sizes]
+
+    def warmup(self):
+        """Compile every step graph now rather than at the first request; returns seconds.
+        The dummy steps write only to the scratch position, so no cache row is disturbed."""
         start = time.perf_counter()
-        longest = max(len(slots[s].request.prompt_ids) for s in slot_ids)
-        together = len(slot_ids) == self.slots and self._fits_together(longest)
-        groups = [list(slot_ids)] if together else [[s] for s in slot_ids]
-        out = []
-        for group in groups:
-            for s, token in self._prefill_group(group, slots).items():
-                slots[s].pos = len(slots[s].request.prompt_ids)
-                out.append((s, token))
-        self.stats["prefill_s"] += time.perf_counter() - start
-        return out
-
-    def _fits_together(self, longest):
-        """Whether an all-slot prefill of prompts up to `longest` tokens fits the budget."""
-        largest = max(size for _, size in batching.chunk_plan(longest, self.chunk_sizes))
-        return self.rows * largest <= PREFILL_TOKEN_BUDGET
-
-    def decode(self, slots):
-        """One decode step of every occupied slot; [(slot, next token)]."""
-        tokens, positions, lora_idx, alpha, beta, extra = batching.decode_inputs(
-            slots, self.slots, self.contrastive, self.max_len)
-        last = np.zeros((tokens.shape[0],), np.int32)
-        ids, elapsed = self._call(("decode", tokens.shape[0], 1), tokens, positions, None, last,
-                                  lora_idx, alpha, beta, extra)
-        self.stats["decode_ms"].append(elapsed * 1e3)
-        out = []
-        for s, st in enumerate(slots):
-            if st is not None:
-                st.pos += 1
-                out.append((s, int(ids[s])))
-        return out
-
-    def warmup(self, longest_prompt=None, per_slot=False):
-        """Compile now rather than on the first request; returns seconds.
-
-        longest_prompt: compile the prefill graphs prefill() uses for a prompt of that
-        length (all slots at once, or one slot's if over PREFILL_TOKEN_BUDGET); per_slot:
-        compile every prefill graph a long-lived Scheduler (a server) may call for any prompt:
-        one slot's graphs of every chunk size, and the all-slot graphs within the budget
-        (an empty engine admits into every slot at once).
-        The dummy steps write only to the scratch position, so no cache row is disturbed.
-        """
-        start = time.perf_counter()
-        rows = self.rows
-        shapes = [(("decode", rows, 1), rows, 1, None)]
-        one = batching.slot_rows([0], self.slots, self.contrastive)
-        if longest_prompt:
-            if self._fits_together(longest_prompt):
-                sizes = {size for _, size in batching.chunk_plan(longest_prompt, self.chunk_sizes)}
-                shapes += [(("prefill", rows, size), rows, size, None) for size in sorted(sizes)]
-            else:  # prefill() will take the slots one at a time
-                per_slot = True
-        if per_slot:  # one slot's rows; with a single slot these are all the rows, read in place
-            cache_rows = one if self.slots > 1 else None
-            shapes += [(("prefill", len(one), size), len(one), size, cache_rows) for size in self.chunk_sizes]
-            shapes += [(("prefill", rows, size), rows, size, None) for size in self.chunk_sizes
-                       if rows * size <= PREFILL_TOKEN_BUDGET]
-        # each graph once, in the order listed
-        shapes = list({s[0]: s for s in shapes if s[0] not in self.stats["compile_s"]}.values())
+        shapes = [key for key in self.graphs() if key not in self.stats["compile_s"]]
         # MindSpore's cache matches graphs by compile order only: a fixed list, in a fixed
         # order, is what makes file n the same graph in every process (see runtime.py)
         cached = self.cache_key and shapes and use_compile_cache((self.cache_key, shapes))
         try:
-            for key, n, seq, cache_rows in shapes:
-                slots = max(1, n // 2) if self.contrastive else n
-                self._call(key, np.zeros((n, seq), np.int32), np.full((n, seq), self.max_len, np.int32),
-                           cache_rows, np.zeros((n,), np.int32), np.full((n,), -1, np.int32),
-                           np.ones((slots,), np.float32), np.zeros((slots,), np.float32),
-                           np.zeros((slots, len(EXTRA)), np.float32))
+            for key in shapes:
+                self._call(key, self._dummy_inputs(key))
         finally:
             if cached:
                 stop_compile_cache()
         return time.perf_counter() - start
+
+    def _dummy_inputs(self, key):
+        """Inputs of a step graph whose rows all pad (token 0 at the scratch position)."""
+        _, n, k = key
+        rows = 2 * n if self.amateur_model is not None else n
+        picks = 2 * k if self.contrastive else k
+        return (np.zeros((rows, 1), np.int32), np.full((rows, 1), self.max_len, np.int32),
+                np.zeros((rows,), np.int32), np.zeros((picks,), np.int32), np.full((rows,), -1, np.int32),
+                np.ones((k,), np.float32), np.zeros((k,), np.float32), np.zeros((k, len(EXTRA)), np.float32))
 
     # ---- public API -------------------------------------------------------------------
     def stream(self, requests):

@@ -3,11 +3,11 @@
 Engine.stream/generate and the HTTP server both drive a Scheduler, so a request is admitted,
 stepped and stopped by the same code whichever door it came in by.
 
-Admission policy: an empty engine takes a waiting request into every slot at once (the
-engine prefills all its slots in one call where that fits its prefill budget); otherwise a
-step admits one waiting request into one free slot. A step is either that prefill or one
-decode step of every occupied slot, so slots that are decoding wait for at most one prefill
-between their tokens, and a cancellation takes effect at the next step.
+Admission policy: every free slot takes the next waiting request at the start of a step. A step
+carries the next token of every decoding slot plus as many prompt tokens of the joining slots
+(first come, first served) as the engine's step budget leaves (chunked prefill), so a decoding
+request gets a token at every step however many prompts join, and a cancellation takes effect at
+the next step.
 
 Thread use: one thread calls step(); submit(), cancel() and the counters may be called
 from any thread.
@@ -32,7 +32,8 @@ class Scheduler:
         self.pending = deque()
         self._cancelled = set()              # indices to drop at the next step
         self._lock = threading.Lock()
-        self.last_step = None                # what step() ran last: "prefill", "decode" or None
+        self.last_step = None                # what step() ran last: "prefill", "mixed", "decode" or None
+        self._admissions = 0
 
     # ---- any thread -------------------------------------------------------------------
     def submit(self, request, index):
@@ -61,35 +62,35 @@ class Scheduler:
 
     # ---- the stepping thread ----------------------------------------------------------
     def step(self) -> List[Event]:
-        """Apply cancellations, then run one prefill (of newly admitted requests) or one decode
-        step; returns the events, in the order the tokens were produced."""
+        """Apply cancellations, admit waiting requests into free slots, run one engine step;
+        returns the events, in the order the tokens were produced."""
         self._apply_cancellations()
-        admitted = self._admit()
-        self.last_step = "prefill" if admitted else "decode" if self.busy_slots() else None
-        if admitted:
-            produced = self.engine.prefill(admitted, self.slots)
-        elif self.last_step:
-            produced = self.engine.decode(self.slots)
-        else:
-            produced = []
+        self._admit()
+        busy = self.busy_slots()
+        produced = self.engine.step(self.slots) if busy else []
+        plan = self.engine.stats["last"] if busy else None
+        self.last_step = plan and (("mixed" if plan.decode_rows else "prefill") if plan.prefill_tokens
+                                   else "decode")
         return [self._accept(s, token) for s, token in produced]
 
     def _apply_cancellations(self):
         with self._lock:
             cancelled, self._cancelled = self._cancelled, set()
             if cancelled:
+                for st in [st for st in list(self.pending) + self.slots if st is not None and st.index in cancelled]:
+                    self.engine.finish(st)
                 self.pending = deque(st for st in self.pending if st.index not in cancelled)
                 self.slots = [None if st is not None and st.index in cancelled else st for st in self.slots]
 
     def _admit(self):
-        """Slots given to waiting requests this step: every slot of an empty engine, else one."""
+        """Give every free slot the next waiting request (its prompt is written by the next steps)."""
         with self._lock:
-            free = [s for s, st in enumerate(self.slots) if st is None]
-            take = free if len(free) == len(self.slots) else free[:1]
-            take = take[:len(self.pending)]
-            for s in take:
-                self.slots[s] = self.pending.popleft()
-        return take
+            for s in [s for s, st in enumerate(self.slots) if st is None][:len(self.pending)]:
+                if not self.engine.bind(self.pending[0]):
+                    break  # its adapter waits for a device slot: first come, first served
+                st = self.slots[s] = self.pending.popleft()
+                st.admitted = self._admissions
+                self._admissions += 1
 
     def _accept(self, s, token):
         """The stop rules (EOS, stop ids, max_new_tokens): a finished request frees its slot."""
@@ -97,4 +98,5 @@ class Scheduler:
         reason = st.accept(token, self.engine.eos_ids)
         if reason:
             self.slots[s] = None
+            self.engine.finish(st)
         return Event(st.index, token, reason)

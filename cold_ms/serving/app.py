@@ -23,6 +23,7 @@ from cold_ms.serving.batcher import Batcher, QueueFull
 from cold_ms.serving.errors import ApiError
 from cold_ms.serving.limits import BodyLimit
 from cold_ms.serving.metrics import Metrics
+from cold_ms.serving.adapter_routes import LiveNames, add_adapter_routes
 from cold_ms.serving.requests import Served, engine_request
 from cold_ms.serving.schemas import ChatRequest, CompletionRequest
 
@@ -40,6 +41,7 @@ class ServerConfig:
     retry_after_s: int = 2
     api_key: Optional[str] = None
     chat_template: Optional[str] = None
+    runtime_adapters_dir: Optional[str] = None  # set: the load/unload routes serve adapters from inside it
 
 
 class Runtime:
@@ -55,7 +57,7 @@ class Runtime:
         """Load and compile (in a background thread); a failure goes to on_failure, else the log."""
         try:
             model, engine = self.build()
-            self.served = Served(model.tokenizer, model.config.name, tuple(engine.adapters.names),
+            self.served = Served(model.tokenizer, model.config.name, LiveNames(engine.adapters),
                                  model.config.vocab_size, engine.max_len, self.cfg.chat_template)
             self.batcher = Batcher(engine, model.tokenizer, self.cfg.max_queue, self.metrics)
         except Exception as e:  # noqa: BLE001 - reported once, by on_failure or the log
@@ -160,6 +162,9 @@ def create_app(build, cfg: ServerConfig, on_failure=None):
     @app.post("/v1/chat/completions")
     async def chat(body: ChatRequest, request: Request):
         return await rt.serve(body, request, chat=True)
+
+    if cfg.runtime_adapters_dir:
+        add_adapter_routes(app, lambda: rt.ready().batcher.scheduler.engine.adapters, cfg.runtime_adapters_dir)
 
     return app
 

@@ -34,6 +34,8 @@ class Job:
     finish_reason: Optional[str] = None    # set once, when the job ends
     submitted: float = field(default_factory=time.perf_counter)
     first_token_s: Optional[float] = None
+    last_token_at: Optional[float] = None  # perf_counter() when its latest token was delivered
+    stops_from: Optional[int] = None       # where stop strings count from (past min_tokens tokens)
     done: threading.Event = field(default_factory=threading.Event)
 
 
@@ -58,6 +60,8 @@ class Batcher:
                       TextStream(self.tokenizer) if self.tokenizer else None)
             self.scheduler.submit(request, job.id)
             self.jobs[job.id] = job
+            if self.metrics:
+                self.metrics.submitted(request)
             self.cond.notify()
         return job
 
@@ -103,14 +107,21 @@ class Batcher:
                         self._deliver(job, ev.token_id, ev.finish_reason)
 
     def _deliver(self, job, token, reason):
+        now = time.perf_counter()
         if job.first_token_s is None:
-            job.first_token_s = time.perf_counter() - job.submitted
+            job.first_token_s = now - job.submitted
+        if self.metrics:
+            self.metrics.token(None if job.last_token_at is None else now - job.last_token_at)
+        job.last_token_at = now
+        full = before = job.stream.sent if job.stream is not None else job.text
         job.tokens.append(token)
-        full = job.text
         if job.stream is not None:
             job.stream.push(token)
             full = job.stream.sent
-        cut = min((full.find(s) for s in job.stop if s in full), default=-1)
+        if job.stops_from is None and len(job.tokens) > job.request.min_tokens:
+            job.stops_from = len(before)  # a stop string counts from the first token past min_tokens
+        found = [full.find(s, job.stops_from) for s in job.stop] if job.stops_from is not None else []
+        cut = min((i for i in found if i >= 0), default=-1)
         if cut >= 0:
             if not reason:  # the scheduler still holds the slot
                 self.scheduler.cancel(job.id)

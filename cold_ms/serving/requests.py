@@ -105,7 +105,12 @@ def engine_request(served, body, cfg, chat):
         amateur = None  # nothing to contrast with: plain greedy
     asked = body.max_tokens if getattr(body, "max_completion_tokens", None) is None else body.max_completion_tokens
     max_tokens = _max_tokens(served, ids, asked, cfg, "messages" if chat else "prompt")
-    request = Request(ids, adapter=expert, amateur=amateur, max_new_tokens=max_tokens, **params)
+    min_tokens = body.min_tokens or 0
+    if not 0 <= min_tokens <= max_tokens:
+        raise ApiError(400, f"min_tokens must be in [0, max_tokens={max_tokens}], got {min_tokens}",
+                       "invalid_value", "min_tokens")
+    request = Request(ids, adapter=expert, amateur=amateur, max_new_tokens=max_tokens, min_tokens=min_tokens,
+                      ignore_eos=bool(body.ignore_eos), **params)
     return request, _stops(body.stop)
 
 

@@ -3,6 +3,7 @@ import logging
 import os
 
 from cold_ms.errors import ConfigError
+from cold_ms.formats.adapter_slots import AdapterSlots
 from cold_ms.formats.adapters import AdapterRegistry, load_peft_adapter
 from cold_ms.pipeline.engine import Engine
 from cold_ms.pipeline.options import engine_options, runs_on
@@ -25,15 +26,27 @@ def build_engine(args):
     model = load_model(args.model)
     root = args.adapters_dir or (SHIPPED_DIR if args.model is None else None)
     dirs = adapter_dirs(root) if root else {}
-    adapters = AdapterRegistry(list(model.builtin_adapters) +
-                               [load_peft_adapter(p, n, model.config) for n, p in dirs.items()])
+    loaded = list(model.builtin_adapters) + [load_peft_adapter(p, n, model.config) for n, p in dirs.items()]
+    adapters = runtime_slots(args, model, loaded, dirs) if args.allow_runtime_adapters else AdapterRegistry(loaded)
     if args.max_len > model.config.max_position_embeddings:
         raise ConfigError(f"--max-len {args.max_len} exceeds the model's context "
                           f"{model.config.max_position_embeddings}")
     engine = Engine(model, adapters, slots=args.slots, max_len=args.max_len, contrastive=True,
-                    **engine_options(args))
-    seconds = engine.warmup(per_slot=True)
-    log.info("ready: %s (%.1fM params, stored %s), adapters [%s], %d slots, max_len %d; %s; compiled in %.1fs",
-             model.config.name, model.config.num_params / 1e6, model.stored, ", ".join(adapters.names),
-             args.slots, args.max_len, runs_on(engine), seconds)
+                    max_step_tokens=args.max_step_tokens, **engine_options(args))
+    seconds = engine.warmup()
+    log.info("ready: %s (%.1fM params, stored %s), adapters [%s], %d slots, max_len %d, %d rows a step; %s; "
+             "%d graphs compiled in %.1fs", model.config.name, model.config.num_params / 1e6, model.stored,
+             ", ".join(adapters.names), args.slots, args.max_len, engine.max_step_tokens, runs_on(engine),
+             len(engine.graphs()), seconds)
     return model, engine
+
+
+def runtime_slots(args, model, loaded, dirs):
+    """AdapterSlots sized by --max-loras/--max-cpu-loras/--max-lora-rank holding the start-up adapters
+    (the built-in ones have no directory: they stay in host memory)."""
+    max_loras = args.max_loras or max(1, len(loaded))
+    slots = AdapterSlots(model.config, max_loras, args.max_cpu_loras or max(max_loras, len(loaded)),
+                         args.max_lora_rank or max([16] + [a.rank for a in loaded]))
+    for adapter in loaded:
+        slots.add(adapter, dirs.get(adapter.name))
+    return slots

@@ -33,6 +33,10 @@ class _Common(BaseModel):
     temperature: Optional[float] = Field(None, description="0 or omitted: greedy CoLD; > 0: a draw over the plausible set")
     top_p: Optional[float] = None
     seed: Optional[int] = Field(None, description="the same seed gives the same tokens")
+    # vLLM's extensions, which benchmarks send for fixed-length outputs
+    ignore_eos: Optional[bool] = Field(None, description="true: the end-of-sequence token does not stop the request")
+    min_tokens: Optional[int] = Field(None, description="EOS, stop ids and stop strings do not stop the request "
+                                                        "before this many generated tokens")
     # OpenAI fields that leave the answer unchanged at their neutral values (see requests.py)
     n: Optional[int] = None
     presence_penalty: Optional[float] = None
@@ -71,3 +75,16 @@ class ChatRequest(_Common):
     metadata: Optional[Dict[str, Any]] = None
     store: Optional[bool] = None
     service_tier: Optional[str] = None
+
+
+class LoadLoraRequest(BaseModel):
+    model_config = _STRICT
+    lora_name: str = Field(description="the name requests will give as `model` or `amateur`")
+    lora_path: str = Field(description="a PEFT adapter directory inside the server's --adapters-dir "
+                                       "(absolute, or relative to it)")
+
+
+class UnloadLoraRequest(BaseModel):
+    model_config = _STRICT
+    lora_name: str
+    lora_int_id: Optional[int] = Field(None, description="vLLM's; ignored")

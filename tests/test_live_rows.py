@@ -1,0 +1,84 @@
+"""Live rows: a step runs only the rows of occupied slots (a greedy request no amateur row),
+packed into row buckets, so one request costs on an 8-slot engine what it costs on a 1-slot one."""
+import numpy as np
+import pytest
+
+import numpy_llama as ref
+from cold_ms.pipeline.batching import Request, SlotState
+from cold_ms.pipeline.packing import Packer, buckets
+from helpers import engine_for
+
+PROMPT = [1, 5, 7, 9, 11]
+
+
+def _req(amateur="base", beta=0.5, adapter="qv", prompt=PROMPT, n=8):
+    return Request(prompt, adapter=adapter, amateur=amateur, beta=beta, max_new_tokens=n, ignore_eos=True)
+
+
+def _ref(tiny, req):
+    w = lambda name: ref.effective_weights(tiny["weights"], tiny["adapters"].get(name))  # noqa: E731
+    am = None if req.amateur is None else w(req.amateur)
+    return ref.generate(tiny["cfg"], w(req.adapter), am, req.prompt_ids, req.max_new_tokens, req.alpha, req.beta)
+
+
+@pytest.fixture(scope="module")
+def engines(tiny):
+    return {n: engine_for(tiny, ("qv", "all"), slots=n) for n in (1, 8)}
+
+
+def test_buckets_are_powers_of_two_up_to_the_budget():
+    assert buckets(16) == [1, 2, 4, 8, 16] and buckets(12) == [1, 2, 4, 8, 12] and buckets(1) == [1]
+
+
+@pytest.mark.parametrize("amateur, beta, rows", [("base", 0.5, 2), (None, 0.5, 1), ("all", 0.0, 1)],
+                         ids=["cold", "greedy", "beta0"])
+def test_one_request_on_eight_slots_runs_the_smallest_bucket_and_its_one_slot_tokens(tiny, engines, amateur,
+                                                                                    beta, rows):
+    req = _req(amateur, beta)
+    got = {}
+    for n, eng in engines.items():
+        eng.stats["compile_s"].clear()
+        got[n] = eng.generate([req])[0].token_ids
+        # the prompt in one step (5 tokens, one or two rows each), then decode steps of `rows` rows
+        assert set(eng.stats["compile_s"]) == {("step", 8 if rows == 1 else 16, min(n, 4 if rows == 1 else 8)),
+                                               ("step", rows, 1)}
+        assert eng.stats["last"].key == ("step", rows, 1)
+    assert got[8] == got[1] == _ref(tiny, req)
+
+
+def test_greedy_and_cold_requests_in_one_batch_get_their_tokens_alone(tiny, engines):
+    reqs = [_req("base", 0.5), _req(None, prompt=[1, 20, 30]), _req("qv", 1.0, adapter="all", prompt=[1, 4]),
+            _req("all", 0.0, adapter=None, prompt=[1, 33, 60, 61])]
+    alone = [engines[1].generate([r])[0].token_ids for r in reqs]
+    assert [r.token_ids for r in engines[8].generate(reqs)] == alone == [_ref(tiny, r) for r in reqs]
+    # 2 CoLD + 2 greedy requests decode in 6 rows: the bucket of 8 (4 choices), not 16 rows
+    assert engines[8].stats["last"].key == ("step", 8, 4) and engines[8].stats["last"].decode_rows == 6
+
+
+def _state(slot, req, pos, tokens=()):
+    st = SlotState(slot, req, 0, -1, pos)
+    st.tokens = list(tokens)
+    return st
+
+
+def test_packed_rows_address_the_cache_by_slot():
+    """Worked by hand: slot 1 decodes CoLD at position 6, slot 3 greedy at 4, slot 2 joins with a
+    3-token CoLD prompt; 8 slots, cache rows expert s and amateur 8 + s, a budget of 16 rows."""
+    packer = Packer(8, True, False, 16, 99)
+    slots = [None] * 8
+    slots[1] = _state(1, _req(), 6, [42])
+    slots[3] = _state(3, _req(None, prompt=[1, 2, 3]), 4, [43])
+    slots[2] = _state(2, _req(prompt=[1, 2, 3]), 0)
+    plan = packer.plan(slots)
+    tokens, positions, cache_rows, pick, lora_idx, alpha, beta, extra = plan.inputs
+    # rows: experts [slot 1, slot 3, slot 2 x3] | amateurs [slot 1, slot 2 x3] | 1 pad = 10 of bucket 16
+    assert plan.key == ("step", 16, 8) and plan.decode_rows == 3 and plan.prefill_tokens == 3
+    assert tokens[:, 0].tolist() == [42, 43, 1, 2, 3, 42, 1, 2, 3] + [0] * 7
+    assert positions[:, 0].tolist() == [6, 4, 0, 1, 2, 6, 0, 1, 2] + [99] * 7
+    assert cache_rows.tolist() == [1, 3, 2, 2, 2, 9, 10, 10, 10] + [0] * 7
+    assert lora_idx.tolist() == [0, 0, 0, 0, 0, -1, -1, -1, -1] + [-1] * 7
+    # choices: slot 1 (rows 0 | 5), slot 3 greedy (row 1 with itself, beta 0), slot 2 (rows 4 | 8)
+    assert plan.scored == [1, 3, 2]
+    assert pick.tolist() == [0, 1, 4, 0, 0, 0, 0, 0] + [5, 1, 8, 0, 0, 0, 0, 0]
+    np.testing.assert_array_equal(beta, [0.5, 0, 0.5, 0, 0, 0, 0, 0])
+    assert plan.advance == {1: 7, 3: 5, 2: 3}
