@@ -80,7 +80,8 @@ def _sentencepiece(reader, tokens, types, path):
     pieces = b"".join(_piece(token, score, UNKNOWN if i == unk else kind)  # Gemma's GGUF types <unk> CONTROL
                       for i, (token, score, kind) in enumerate(zip(tokens, scores, types)))
     return SentencePieceTokenizer(model_proto=proto.SerializeToString() + pieces,
-                                  add_bos=bool(_field(reader, "add_bos_token", True)), source=path)
+                                  add_bos=bool(_field(reader, "add_bos_token", True)), source=path,
+                                  literals=[i for i, kind in enumerate(types) if kind == USER_DEFINED])
 
 
 def _varint(n):

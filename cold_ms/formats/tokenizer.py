@@ -57,7 +57,11 @@ def _alternation(words):
 
 
 class SentencePieceTokenizer(Tokenizer):
-    def __init__(self, path=None, model_proto=None, add_bos=True, source=None):
+    def __init__(self, path=None, model_proto=None, add_bos=True, source=None, literals=()):
+        """literals: ids of user-defined pieces matched whole in the raw text before segmentation, as
+        llama.cpp does with a GGUF vocabulary's USER_DEFINED tokens (Gemma's runs of spaces, tabs
+        and newlines: its pieces hold the raw characters, which sentencepiece, matching after
+        escaping whitespace, would never see)."""
         import sentencepiece as spm
         source = source or path
         self.sp = spm.SentencePieceProcessor()
@@ -75,6 +79,7 @@ class SentencePieceTokenizer(Tokenizer):
         self.eos_ids = (self.sp.eos_id(),) if self.sp.eos_id() >= 0 else ()
         self.add_bos = add_bos
         controls = {self.sp.IdToPiece(i): i for i in range(self.vocab_size) if self.sp.IsControl(i)}
+        controls.update({self.sp.IdToPiece(i): i for i in literals})
         self._controls = controls
         self._split = re.compile("(" + _alternation(controls) + ")") if controls else None
 
@@ -82,7 +87,7 @@ class SentencePieceTokenizer(Tokenizer):
         ids = [self.bos_id] if (self.add_bos if add_bos is None else add_bos) and self.bos_id is not None else []
         parts = self._split.split(text) if self._split else [text]
         for i, part in enumerate(parts):
-            if i % 2:  # a control token written in the text
+            if i % 2:  # a control token (or a literal piece) written in the text
                 ids.append(self._controls[part])
             elif part:
                 ids.extend(self.sp.EncodeAsIds(part))
