@@ -86,3 +86,14 @@ def test_bad_sizes_and_ranks_are_refused(tiny):
         small.load("all", tiny["adapter_dir"]["all"])
     with pytest.raises(AdapterError, match="reserved"):
         small.load("base", tiny["adapter_dir"]["qv"])
+
+
+def test_a_refused_batch_leaves_no_adapter_pinned(tiny):
+    eng, reg = _engine(tiny, 1, 3, names=("qv", "all"))
+    with pytest.raises(AdapterError, match="unknown adapter 'nope'"):
+        eng.generate([_req("qv"), _req("all", amateur=None), _req("nope")])
+    with pytest.raises(Exception, match=r"need 2 adapter slots; this engine has 1"):
+        eng.generate([_req("qv", amateur="all")])
+    assert not +reg.pins  # nothing holds them: both may be unloaded at once
+    reg.unload("qv")
+    assert "qv" not in reg.known

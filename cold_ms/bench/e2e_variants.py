@@ -32,7 +32,7 @@ ALPHA, BETA = 0.1, 0.5
 
 
 class EngineVariant:
-    """greedy and cold: the product path, through the Engine's own prefill/decode."""
+    """greedy and cold: the product path, through the Engine's own steps."""
 
     def __init__(self, model, adapters, expert, batch, max_len, mode, contrastive, weights, activations,
                  amateur_model=None):
@@ -49,14 +49,16 @@ class EngineVariant:
                         max_new_tokens=self.engine.max_len - len(prompt), ignore_eos=True)
                 for _ in range(self.batch)]
         self.slots = [self.engine.new_state(i, r) for i, r in enumerate(reqs)]
+        for st in self.slots:
+            self.engine.bind(st)
         start = time.perf_counter()
-        for s, token in self.engine.prefill(list(range(self.batch)), self.slots):
-            self.slots[s].tokens.append(token)
+        while not all(st.tokens for st in self.slots):  # the prompts in steps of the engine's budget
+            self.step()
         return time.perf_counter() - start
 
     def step(self):
         start = time.perf_counter()
-        for s, token in self.engine.decode(self.slots):
+        for s, token in self.engine.step(self.slots):
             self.slots[s].tokens.append(token)
         return time.perf_counter() - start
 

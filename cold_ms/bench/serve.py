@@ -1,11 +1,13 @@
-"""`bench.py serve`: a bounded load test of the HTTP server on loopback.
+"""`bench.py serve`: load the HTTP server on loopback and report what `vllm bench serve` reports.
 
-For each slot count a server is started (or --url is used), every request kind is sent
-once alone to learn its answer, then CLIENTS concurrent clients send REQUESTS requests in
-total. Every answer must equal the one given alone (a request's tokens do not depend on
-the batch). Prints requests/s, generated tokens/s and latency percentiles.
+For each slot count a server is started (or --url is used); for each --clients value the
+streaming load of cold_ms/bench/serve_client.py runs --num-prompts requests (closed-loop, or
+open-loop Poisson at --request-rate) and prints request and output-token throughput with TTFT,
+TPOT, ITL and E2E median and p99. load_test() is the correctness load the tests run: every answer
+under concurrency must equal the one given alone.
 """
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -21,10 +23,18 @@ def add_arguments(p):
     p.add_argument("--url", help="an already running server (default: start one per --slots value)")
     p.add_argument("--model", help="model for the started servers (default: embedded)")
     p.add_argument("--adapters-dir", help="adapters for the started servers (default: shipped)")
-    p.add_argument("--slots", type=int, nargs="+", default=[1, 4, 8])
-    p.add_argument("--clients", type=int, default=16)
-    p.add_argument("--requests", type=int, default=200)
-    p.add_argument("--max-tokens", type=int, default=32)
+    p.add_argument("--slots", type=int, nargs="+", default=[8])
+    p.add_argument("--server-args", default="", help="more arguments for the started servers, one string")
+    p.add_argument("--clients", type=int, nargs="+", default=[8],
+                   help="concurrent clients (closed loop), or the concurrency cap of --request-rate")
+    p.add_argument("--request-rate", type=float, help="open loop: Poisson arrivals of this many requests/s")
+    p.add_argument("--num-prompts", type=int, default=64, help="requests per run")
+    p.add_argument("--prompt-tokens", type=int, default=256, help="about this many prompt tokens, distinct text each")
+    p.add_argument("--max-tokens", type=int, default=128, help="output tokens per request (ignore_eos is sent)")
+    p.add_argument("--models", nargs="+", help="adapters assigned round-robin (default: the base model)")
+    p.add_argument("--beta", type=float, default=0.5, help="CoLD beta of every request (0: greedy)")
+    p.add_argument("--alpha", type=float, default=0.1)
+    p.add_argument("--json", action="store_true", help="one JSON object per run instead of the table")
 
 
 def free_port():
@@ -110,14 +120,27 @@ def load_test(url, clients=16, total=200, max_tokens=32, headers=None):
     return figures, wrong
 
 
+COLUMNS = ("slots", "clients", "failed", "request_throughput", "output_tokens_per_s", "ttft_median_ms",
+           "ttft_p99_ms", "tpot_median_ms", "tpot_p99_ms", "itl_median_ms", "itl_p99_ms", "e2e_median_ms", "e2e_p99_ms")
+
+
 def run(args):
-    print(f"{'slots':>5} {'clients':>7} {'requests':>8} {'req/s':>7} {'tok/s':>7} {'p50 s':>7} {'p99 s':>7} wrong")
+    import httpx
+    from cold_ms.bench.serve_client import run_load, summary
+    if not args.json:
+        print(" ".join(f"{c.replace('_median', ' p50').replace('_ms', '')[:12]:>12}" for c in COLUMNS))
     for slots in ([None] if args.url else args.slots):
-        proc, url = (None, args.url) if args.url else start_server(slots, args.model, args.adapters_dir)
+        proc, url = (None, args.url) if args.url else start_server(slots, args.model, args.adapters_dir,
+                                                                  args.server_args.split())
         try:
-            figures, wrong = load_test(url, args.clients, args.requests, args.max_tokens)
+            models = args.models or [httpx.get(url + "/v1/models").json()["data"][0]["id"]]
+            extra = {"alpha": args.alpha, "beta": args.beta}
+            for clients in args.clients:
+                outcomes, wall = asyncio.run(run_load(url, models, args.num_prompts, clients, args.request_rate,
+                                                      args.prompt_tokens, args.max_tokens, extra, None))
+                figures = {"slots": slots or "-", "clients": clients, **summary(outcomes, wall)}
+                print(json.dumps(figures) if args.json else " ".join(f"{figures[c]:>12}" for c in COLUMNS),
+                      flush=True)
         finally:
             if proc:
                 stop_server(proc)
-        print(f"{slots or '-':>5} {figures['clients']:>7} {figures['requests']:>8} {figures['requests_per_s']:>7} "
-              f"{figures['tokens_per_s']:>7} {figures['p50_s']:>7} {figures['p99_s']:>7} {len(wrong)}", flush=True)

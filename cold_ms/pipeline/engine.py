@@ -152,15 +152,18 @@ class Engine:
             raise InputError(f"{where}: amateur {req.amateur!r}: " + (
                 f"this engine's amateur rows run its separate amateur model: amateur='{AMATEUR_MODEL}' or None"
                 if self.amateur_model is not None else "this engine has no separate amateur model"))
-        named = {req.adapter, self._amateur_adapter(req)} - {None, "base"}
-        if len(named) > self.adapters.layout().num_slots:  # it could never be admitted
-            raise InputError(f"{where}: adapters {sorted(named)} need {len(named)} adapter slots; this engine "
-                             f"has {self.adapters.layout().num_slots}")
-        self.adapters.pin(req.adapter)
-        try:
-            self.adapters.pin(self._amateur_adapter(req))
+        pinned = []
+        try:  # unknown names are refused here; the adapters stay pinned until the request ends
+            for name in (req.adapter, self._amateur_adapter(req)):
+                self.adapters.pin(name)
+                pinned.append(name)
+            named = set(pinned) - {None, "base"}
+            if len(named) > self.adapters.layout().num_slots:  # it could never be admitted
+                raise InputError(f"{where}: adapters {sorted(named)} need {len(named)} adapter slots; this "
+                                 f"engine has {self.adapters.layout().num_slots}")
         except Exception:
-            self.adapters.unpin(req.adapter)
+            for name in pinned:
+                self.adapters.unpin(name)
             raise
         return batching.SlotState(index, req, -1, -1)
 
@@ -258,8 +261,13 @@ class Engine:
         """Yield an Event per generated token, in the order tokens are produced (every request
         is validated before the first step)."""
         scheduler = Scheduler(self)
-        for i, r in enumerate(requests):
-            scheduler.submit(r, i)
+        try:
+            for i, r in enumerate(requests):
+                scheduler.submit(r, i)
+        except Exception:
+            for st in scheduler.pending:  # none of them runs: their adapters are free again
+                self.finish(st)
+            raise
         while scheduler.has_work():
             yield from scheduler.step()
 

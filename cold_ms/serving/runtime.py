@@ -27,12 +27,14 @@ def build_engine(args):
     root = args.adapters_dir or (SHIPPED_DIR if args.model is None else None)
     dirs = adapter_dirs(root) if root else {}
     loaded = list(model.builtin_adapters) + [load_peft_adapter(p, n, model.config) for n, p in dirs.items()]
-    adapters = runtime_slots(args, model, loaded, dirs) if args.allow_runtime_adapters else AdapterRegistry(loaded)
+    # arguments a caller may lack (deploy/modelarts builds its own): runtime adapters off, default budget
+    runtime = getattr(args, "allow_runtime_adapters", False)
+    adapters = runtime_slots(args, model, loaded, dirs) if runtime else AdapterRegistry(loaded)
     if args.max_len > model.config.max_position_embeddings:
         raise ConfigError(f"--max-len {args.max_len} exceeds the model's context "
                           f"{model.config.max_position_embeddings}")
     engine = Engine(model, adapters, slots=args.slots, max_len=args.max_len, contrastive=True,
-                    max_step_tokens=args.max_step_tokens, **engine_options(args))
+                    max_step_tokens=getattr(args, "max_step_tokens", None), **engine_options(args))
     seconds = engine.warmup()
     log.info("ready: %s (%.1fM params, stored %s), adapters [%s], %d slots, max_len %d, %d rows a step; %s; "
              "%d graphs compiled in %.1fs", model.config.name, model.config.num_params / 1e6, model.stored,
