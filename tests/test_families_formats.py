@@ -135,3 +135,18 @@ def test_gguf_linear_rope_scaling(tmp_path, vocab):
     from cold_ms.formats.gguf_loader import gguf_config, open_gguf
     c = gguf_config(open_gguf(path), path)
     assert c.rope_scaling == (("rope_type", "linear"), ("factor", 8.0))
+
+
+@pytest.mark.parametrize("name", ["gemma3", "qwen3"])
+def test_converted_directory_keeps_the_effective_norms(tmp_path, name):
+    """scripts/convert.py writes the loaded weights (Gemma's norms already 1 + w) and the config;
+    reading them back adds nothing."""
+    from cold_ms.formats.convert import convert
+    cfg = FAMILIES[name][1]
+    fixtures.write_model(str(tmp_path / "hf"), cfg=cfg, weights=hf_weights(cfg, seed=5))
+    original = load_model(str(tmp_path / "hf"))
+    converted = load_model(convert(str(tmp_path / "hf"), str(tmp_path / "out")))
+    assert converted.format == "mindspore ckpt"
+    assert converted.config == original.config.__class__(**{**original.config.__dict__, "name": "out"})
+    for n, w in original.weights.items():
+        np.testing.assert_array_equal(converted.weights[n], w, err_msg=n)
