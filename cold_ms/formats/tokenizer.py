@@ -1,8 +1,9 @@
 """Tokenizers behind one small interface: encode(text) -> ids, decode(ids) -> text.
 
-- SentencePieceTokenizer: a sentencepiece model (LLaMA / Mistral `tokenizer.model`, or one
-  rebuilt from a GGUF vocabulary); control tokens written in the text (<s>, </s>, ...) are
-  matched as single tokens, as HF's LLaMA tokenizer does.
+- SentencePieceTokenizer: a sentencepiece model (a LLaMA / Mistral / Gemma `tokenizer.model`,
+  or one rebuilt from a GGUF vocabulary: gguf_vocab.LlamaCppSentencePiece); control tokens
+  written in the text (<s>, </s>, <start_of_turn>, ...) are matched as single tokens, as HF's
+  tokenizers do.
 - HFTokenizer: a `tokenizers` Tokenizer (HF `tokenizer.json`, or a byte-level BPE rebuilt
   from a GGUF vocabulary with its merges).
 """
