@@ -8,6 +8,8 @@ A type stores a matrix row by row in blocks of `block` values, `block_bytes` byt
     q4_0  (18 B / 32)   d fp16, nibbles[16]                     w = d * (q - 8)
     q4_1  (20 B / 32)   d fp16, m fp16, nibbles[16]             w = d * q + m
           byte j holds value j (low nibble) and value j + 16 (high nibble)
+    q5_0  (22 B / 32)   d fp16, qh uint32, nibbles[16]         w = d * (q - 16)
+          q's low 4 bits as q4_0's, bit 4 of value j is bit j of qh (little-endian)
     q4_k  (144 B / 256) d, dmin fp16, 8 x (6-bit scale, 6-bit min) in 12 bytes, nibbles[128]
           w = d * sc_s * q - dmin * m_s for sub-block s of 32; bytes 32c.. hold sub-blocks
           2c (low nibbles) and 2c + 1 (high nibbles)
@@ -115,6 +117,18 @@ def _q4_1_to(raw):
     return _f16(raw, 0) * _nibbles(raw[:, 4:]) + _f16(raw, 2)
 
 
+def _q5_0_to(raw):
+    high = np.unpackbits(raw[:, 2:6], axis=1, bitorder="little").astype(np.float32)  # (n, 32): bit j of qh
+    return _f16(raw, 0) * (_nibbles(raw[:, 6:]) + 16 * high - 16)
+
+
+def _q5_0_as_q8_0(raw):
+    """q5_0 blocks as q8_0 blocks of the same values, bit for bit: the scale d kept, q - 16 in int8."""
+    high = np.unpackbits(raw[:, 2:6], axis=1, bitorder="little")
+    q = (_nibbles(raw[:, 6:]).astype(np.int16) + 16 * high - 16).astype(np.int8)
+    return np.concatenate([raw[:, 0:2], q.view(np.uint8)], axis=1)
+
+
 def k4_scales(sc):
     """q4_k's 12 scale bytes (n, 12) -> 6-bit scales and mins (n, 8) each, as float32."""
     sc = sc.astype(np.uint8)
@@ -155,6 +169,10 @@ class WeightType:
     to_float: Callable   # (n, block_bytes) uint8 -> (n, block) float32
     from_float: Optional[Callable] = None  # (n, block) float32 -> (n, block_bytes) uint8; None: never made
     panel_bytes: int = 0  # bytes of one block of a 16-output int8 panel (ops/panels.py); 0: no such layout
+    # (type name, blocks -> its blocks): a type with integer panels that holds every value of this
+    # one exactly, which `--weights auto` reads instead where those panels run (faster than
+    # dequantising this type in L1 for every token)
+    widens_to: Optional[tuple] = None
 
     @property
     def quantised(self):
@@ -173,6 +191,7 @@ TYPES = {t.name: t for t in (
     WeightType("q4_1", 5, 3, 32, 20, _q4_1_to, _q4_1_from, panel_bytes=320),
     WeightType("q4_k", 6, 12, 256, 144, _q4_k_to),
     WeightType("q6_k", 7, 14, 256, 210, _q6_k_to),
+    WeightType("q5_0", 8, 6, 32, 22, _q5_0_to, widens_to=("q8_0", _q5_0_as_q8_0)),
 )}
 BY_GGUF = {t.gguf: t for t in TYPES.values()}
 F32 = TYPES["f32"]
@@ -247,6 +266,15 @@ def type_of(w):
 def to_float(w):
     """float32 values of a weight (an ndarray is returned as is)."""
     return w.to_float() if isinstance(w, Packed) else w
+
+
+def widen(w):
+    """A Packed matrix of a type with `widens_to`, as that type: the same values, exactly."""
+    name, blocks = w.wtype.widens_to
+    target = TYPES[name]
+    rows, cols = w.shape
+    raw = blocks(w.data.reshape(rows * cols // w.wtype.block, w.wtype.block_bytes))
+    return Packed(target, w.shape, np.ascontiguousarray(raw.reshape(rows, -1)))
 
 
 def fits(wtype, shape):

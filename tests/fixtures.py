@@ -15,7 +15,7 @@ PROJ_DIMS = {"q_proj": ("h", "q"), "k_proj": ("h", "kv"), "v_proj": ("h", "kv"),
 
 
 def _dims(cfg):
-    hd = cfg["hidden_size"] // cfg["num_attention_heads"]
+    hd = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
     return {"h": cfg["hidden_size"], "f": cfg["intermediate_size"],
             "q": cfg["num_attention_heads"] * hd, "kv": cfg["num_key_value_heads"] * hd}
 

@@ -57,6 +57,8 @@ def layer_operands(head_dim, position):
            "wd": f(dim, ffn), "idx": np.array([-1], np.int32), "out": np.zeros((1, 1, dim), np.float32),
            "wtypes": np.zeros((7, 2), np.int32)}  # every projection float32 rows
     ops.update({name: none for name, kind in operands.LAYER if kind == "lora"})
+    ops.update({name: np.zeros((1,), np.float32) for name, kind in operands.LAYER if kind == "opt"})
+    ops.update(attn=np.array([0, 0], np.int32), scale=np.array([head_dim ** -0.5], np.float32))
     return ops
 
 

@@ -28,7 +28,7 @@ def random_blocks(t, n, rng):
     finite, small fp16 scales written where the type keeps them."""
     raw = rng.integers(0, 256, (n, t.block_bytes), dtype=np.uint8)
     half = lambda k, s: (rng.standard_normal((n, k)) * s).astype(np.float16).view(np.uint8)  # noqa: E731
-    if t.name in ("q8_0", "q4_0"):
+    if t.name in ("q8_0", "q4_0", "q5_0"):
         raw[:, 0:2] = half(1, 0.02)
     elif t.name == "q4_1":
         raw[:, 0:4] = half(2, 0.02)
@@ -162,3 +162,12 @@ def test_the_avx2_build_takes_the_avx2_paths():
     lib = ctypes.CDLL(cpu_library("haswell"))
     lib.ColdKernelPaths.restype = ctypes.c_char_p
     assert lib.ColdKernelPaths().decode() == "avx2" and lib.ColdIntegerPanels() == 0
+
+
+@pytest.mark.parametrize("t", [t for t in wtypes.TYPES.values() if t.widens_to], ids=lambda t: t.name)
+def test_a_widened_type_holds_the_same_values(t):
+    """`--weights auto` reads q5_0 as q8_0 integer panels: every value must be the stored one."""
+    w = random_matrix(t, 48, 96, np.random.default_rng(7))
+    wide = wtypes.widen(w)
+    assert wide.wtype.name == t.widens_to[0] and wide.wtype.panel_bytes
+    np.testing.assert_array_equal(wide.to_float(), w.to_float())

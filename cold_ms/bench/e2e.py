@@ -19,7 +19,7 @@ import tempfile
 
 import numpy as np
 
-from cold_ms.bench.random_model import SIZES, write_random_checkpoint
+from cold_ms.bench.random_model import SIZES, write_random_adapter, write_random_checkpoint
 from cold_ms.formats.chat import chat_prompt_ids
 from cold_ms.wtypes import CHOICES as WEIGHT_CHOICES
 
@@ -53,8 +53,9 @@ def add_arguments(p):
                                    "random:SIZE for a seeded random model of that size and family "
                                    f"({', '.join(SIZES)}) with a random r=16 LoRA expert; "
                                    "default: the embedded SmolLM2-135M-Instruct")
-    p.add_argument("--adapter", default="math", help="expert: shipped adapter name or NAME=DIR "
-                                                     "(ignored with random:SIZE)")
+    p.add_argument("--adapter", help="expert: shipped adapter name or NAME=DIR (ignored with random:SIZE); "
+                                     "default: the shipped 'math' on the embedded model, else a random r=16 "
+                                     "LoRA on every projection of the model (its speed does not depend on values)")
     p.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4, 8])
     p.add_argument("--steps", type=int, default=64, help="decode steps per variant and batch (after warm-up)")
     p.add_argument("--rounds", type=int, default=4, help="the steps are split over this many alternations "
@@ -141,14 +142,24 @@ def _row(key, batch, mode, times, ttfts, rss, floor_fraction, summary):
 
 
 def run(args):
-    if not (args.model or "").startswith("random:"):
-        return _run(args)
     root = tempfile.mkdtemp(prefix="cold_e2e_")
     try:
-        args.model, args.adapter = random_checkpoint(args.model, root)
+        if (args.model or "").startswith("random:"):
+            args.model, args.adapter = random_checkpoint(args.model, root)
+        elif args.adapter is None:
+            args.adapter = default_expert(args.model, root)
         return _run(args)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def default_expert(model, root):
+    """The shipped 'math' for the embedded model (trained on it), else NAME=DIR of a random r=16
+    LoRA on every projection of `model`, written under root."""
+    from cold_ms.formats.model import default_model_path, load_model
+    if model in (None, "smollm2") or model == default_model_path():
+        return "math"
+    return f"lora={write_random_adapter(os.path.join(root, 'lora'), load_model(model).config)}"
 
 
 def _keys(args):

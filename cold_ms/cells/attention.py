@@ -1,9 +1,9 @@
-"""Grouped-query attention over the static KV cache, one position per token and row."""
-import math
-
+"""Grouped-query attention over the static KV cache, one position per token and row; with the
+family's q/k/v biases and per-head q/k RMSNorms (before rope), scaled by cfg.attn_scale."""
 from mindspore import nn, ops
 
 from cold_ms.cells.kv_cache import KVCache
+from cold_ms.cells.norm import RMSNorm
 from cold_ms.cells.lora_linear import target_linear
 from cold_ms.cells.rope import apply_rotary
 
@@ -14,10 +14,15 @@ class Attention(nn.Cell):
         d, hd = cfg.hidden_size, cfg.head_dim
         self.heads, self.kv_heads, self.head_dim = cfg.num_heads, cfg.num_kv_heads, hd
         self.group = cfg.num_heads // cfg.num_kv_heads
-        self.scale = 1.0 / math.sqrt(hd)
-        self.q_proj = target_linear("q_proj", d, self.heads * hd, spec)
-        self.k_proj = target_linear("k_proj", d, self.kv_heads * hd, spec)
-        self.v_proj = target_linear("v_proj", d, self.kv_heads * hd, spec)
+        self.scale = cfg.attn_scale
+        bias = cfg.arch.qkv_bias
+        self.q_proj = target_linear("q_proj", d, self.heads * hd, spec, bias)
+        self.k_proj = target_linear("k_proj", d, self.kv_heads * hd, spec, bias)
+        self.v_proj = target_linear("v_proj", d, self.kv_heads * hd, spec, bias)
+        self.qk_norm = cfg.arch.qk_norm
+        if self.qk_norm:
+            self.q_norm = RMSNorm(hd, cfg.rms_norm_eps, spec.backend)
+            self.k_norm = RMSNorm(hd, cfg.rms_norm_eps, spec.backend)
         self.o_proj = target_linear("o_proj", self.heads * hd, d, spec)
         self.cache = KVCache(rows, self.kv_heads, length, hd)
 
@@ -31,6 +36,8 @@ class Attention(nn.Cell):
         q = self.q_proj(x, lora_idx).reshape(rows, seq, self.heads, hd).transpose(0, 2, 1, 3)
         k = self.k_proj(x, lora_idx).reshape(rows, seq, kvh, hd).transpose(0, 2, 1, 3)
         v = self.v_proj(x, lora_idx).reshape(rows, seq, kvh, hd).transpose(0, 2, 1, 3)
+        if self.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
         q = apply_rotary(q, cos, sin)
         k = apply_rotary(k, cos, sin)
         if flat_idx is None:

@@ -5,7 +5,7 @@ from mindspore import nn, ops, Parameter, Tensor
 from mindspore.common.initializer import initializer
 
 from cold_ms.cells.spec import COMPUTE_DTYPES
-from cold_ms.ops.decode import NO_LORA
+from cold_ms.ops.decode import NO_BIAS, NO_LORA
 from cold_ms.ops.linear import project
 from cold_ms.ops.registry import cpu_kernels, select_backend
 
@@ -22,16 +22,17 @@ def weight_parameter(prepared, shape, compute_dtype):
 
 
 class MultiLoraLinear(nn.Cell):
-    """y = x W^T + BGMV(x, A, B, idx).
+    """y = x W^T (+ b) + BGMV(x, A, B, idx).
 
     weight: the prepared weight (ops/prepare.py) where the CPU kernels run the projection,
     else (out, in) in the compute dtype, as in the HF checkpoint; lora_a (slots, r, in) as
     PEFT stores lora_A; lora_b (slots, r, out) = scaling * lora_B^T; smaller ranks zero-padded
     to r. A row whose idx is -1 gets the base layer alone. Without slots a plain linear.
+    bias: a float32 (out,) bias Parameter (Qwen2's q, k, v), else none.
     """
 
     def __init__(self, in_dim, out_dim, num_slots=0, rank=0, backend="custom", prepared=None,
-                 compute_dtype=ms.float32, lora_dtype=ms.float32):
+                 compute_dtype=ms.float32, lora_dtype=ms.float32, bias=False):
         super().__init__()
         self.in_dim, self.out_dim = in_dim, out_dim
         self.backend = select_backend(backend)
@@ -39,6 +40,9 @@ class MultiLoraLinear(nn.Cell):
         self.weight, self.kind = weight_parameter(prepared, (out_dim, in_dim), compute_dtype)
         self.wtype = Tensor(np.array(self.kind, np.int32))
         self.matmul = ops.MatMul(transpose_b=True)
+        self.has_bias = bias
+        if bias:
+            self.bias = Parameter(initializer("zeros", (out_dim,), ms.float32), name="bias", requires_grad=False)
         self.has_lora = num_slots > 0 and rank > 0
         if self.has_lora:
             # the kernels read narrower stacks; MindSpore's ops (gather backend, training) float32
@@ -52,17 +56,23 @@ class MultiLoraLinear(nn.Cell):
             return self.lora_a, self.lora_b
         return NO_LORA, NO_LORA
 
+    def bias_or_none(self):
+        """The bias Parameter, or the placeholder the decode-layer kernels skip."""
+        return self.bias if self.has_bias else NO_BIAS
+
     def construct(self, x, lora_idx):
         """x (R, T, in) -> (R, T, out) float32."""
         if self.has_lora:
-            return project(x, self.weight, self.wtype, self.matmul, self.lora_a, self.lora_b, lora_idx,
-                           self.backend, self.kernels)
-        return project(x, self.weight, self.wtype, self.matmul, None, None, None, self.backend, self.kernels)
+            y = project(x, self.weight, self.wtype, self.matmul, self.lora_a, self.lora_b, lora_idx,
+                        self.backend, self.kernels)
+        else:
+            y = project(x, self.weight, self.wtype, self.matmul, None, None, None, self.backend, self.kernels)
+        return y + self.bias if self.has_bias else y
 
 
-def target_linear(name, in_dim, out_dim, spec):
+def target_linear(name, in_dim, out_dim, spec, bias=False):
     """A MultiLoraLinear for projection `name`, with slots only if some loaded adapter targets it.
     spec: the Cells' construction spec (cells/transformer.py: Spec)."""
     slots = spec.lora.num_slots if name in spec.lora.targets else 0
     return MultiLoraLinear(in_dim, out_dim, slots, spec.lora.rank, spec.backend, spec.weight(name),
-                           spec.compute_dtype, COMPUTE_DTYPES[spec.lora.dtype])
+                           spec.compute_dtype, COMPUTE_DTYPES[spec.lora.dtype], bias)

@@ -1,4 +1,5 @@
-"""LLaMA-family decoder over a static KV cache. Parameter names match HF checkpoints."""
+"""The decoder of every family in cold_ms.architectures over a static KV cache: the LLaMA
+block plus the family's declared differences. Parameter names match HF checkpoints."""
 import numpy as np
 import mindspore as ms
 from mindspore import nn, ops, Tensor
@@ -39,33 +40,46 @@ class Embedding(nn.Cell):
 
 
 class DecoderLayer(nn.Cell):
-    def __init__(self, cfg, spec, rows, length):
+    """One block. Norms by the family's roles (architectures.Family.norms): LLaMA's
+    input_layernorm before attention and post_attention_layernorm before the MLP; Gemma's
+    sandwich adds norms on both outputs (its post_attention_layernorm is the attention output's,
+    pre_feedforward_layernorm the MLP input's). window: this layer's sliding window (0: global);
+    local_rope: whether it rotates with the local rope base."""
+
+    def __init__(self, cfg, spec, rows, length, index):
         super().__init__()
-        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, spec.backend)
+        d, eps = cfg.hidden_size, cfg.rms_norm_eps
+        self.sandwich = cfg.arch.sandwich_norms
+        self.window, self.local_rope = cfg.layer_windows[index], bool(cfg.layer_rope(index))
+        self.input_layernorm = RMSNorm(d, eps, spec.backend)
         self.self_attn = Attention(cfg, spec, rows, length)
-        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, spec.backend)
+        self.post_attention_layernorm = RMSNorm(d, eps, spec.backend)
+        if self.sandwich:
+            self.pre_feedforward_layernorm = RMSNorm(d, eps, spec.backend)
+            self.post_feedforward_layernorm = RMSNorm(d, eps, spec.backend)
         self.mlp = MLP(cfg, spec)
         self.kernels = cpu_kernels(spec.backend)
-        kinds = [getattr(self.self_attn if m.endswith(("q_proj", "k_proj", "v_proj", "o_proj")) else self.mlp, m).kind
-                 for m in _LAYER_PROJECTIONS]
-        self.state = decode.layer_state(self.input_layernorm, self.self_attn, self.post_attention_layernorm,
-                                        self.mlp, Tensor(np.array(kinds, np.int32))) if self.kernels else ()
+        self.state = decode.layer_state(self, cfg) if self.kernels else ()
 
     def construct(self, h, cos, sin, flat_idx, bias, cache_rows, lora_idx, positions):
         if self.kernels and cache_rows is not None:  # inference: one kernel, cache writes included
             shape = (h.shape[0], h.shape[1], self.self_attn.head_dim)
             return decode.layer(h, cos.reshape(shape), sin.reshape(shape), positions, cache_rows, lora_idx,
                                 self.state)
-        h = h + self.self_attn(self.input_layernorm(h), cos, sin, flat_idx, bias, cache_rows, lora_idx)
+        attn = self.self_attn(self.input_layernorm(h), cos, sin, flat_idx, bias, cache_rows, lora_idx)
+        if self.sandwich:
+            h = h + self.post_attention_layernorm(attn)
+            return h + self.post_feedforward_layernorm(self.mlp(self.pre_feedforward_layernorm(h), lora_idx))
+        h = h + attn
         return h + self.mlp(self.post_attention_layernorm(h), lora_idx)
 
 
-class LlamaModel(nn.Cell):
+class DecoderModel(nn.Cell):
     def __init__(self, cfg, spec, rows, length):
         super().__init__()
         self.embed_tokens = Embedding(cfg.vocab_size, cfg.hidden_size, spec.weights.get("embed_tokens.weight"),
                                       cpu_kernels(spec.backend), spec.compute_dtype)
-        self.layers = nn.CellList([DecoderLayer(cfg, spec.under(f"layers.{i}."), rows, length)
+        self.layers = nn.CellList([DecoderLayer(cfg, spec.under(f"layers.{i}."), rows, length, i)
                                    for i in range(cfg.num_layers)])
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, spec.backend)
 
@@ -93,26 +107,40 @@ class CausalLM(nn.Cell):
                               "bfloat16 kernel (float16 runs on the CPU, 6-10x slower than float32)")
         spec = Spec(layout, backend, compute_dtype(dtype), weights or {})
         self.length = max_len + 1
-        self.model = LlamaModel(cfg, spec.under("model."), rows, self.length)
+        self.model = DecoderModel(cfg, spec.under("model."), rows, self.length)
         self.tied = cfg.tie_word_embeddings
         if not self.tied:
             self.lm_head = Embedding(cfg.vocab_size, cfg.hidden_size, spec.weights.get("lm_head.weight"), False,
                                      spec.compute_dtype)
-        cos, sin = rope_tables(inv_freq(cfg), self.length)
-        self.cos, self.sin = Tensor(cos), Tensor(sin)
+        # rope tables (L, D): the global rope's, then the local one's where some layer uses it
+        tables = [rope_tables(inv_freq(cfg), self.length)]
+        if any(cfg.layer_rope(i) for i in range(cfg.num_layers)):
+            tables.append(rope_tables(inv_freq(cfg, local=True), self.length))
+        self.cos = [Tensor(c) for c, _ in tables]
+        self.sin = [Tensor(s) for _, s in tables]
+        self.windows = tuple(sorted(set(cfg.layer_windows)))  # one attention mask each (Cells path)
+        for i, layer in enumerate(self.model.layers):
+            layer.mask_index = self.windows.index(cfg.layer_windows[i])
+        self.embed_scale = float(np.float32(cfg.hidden_size ** 0.5)) if cfg.arch.embed_scale else 0.0
+        self.softcap = cfg.final_logit_softcapping
         self.matmul = ops.MatMul(transpose_b=True)
 
-    def rotary(self, positions):
-        """cos, sin (R, 1, T, D) for positions (R, T)."""
-        cos = ops.expand_dims(ops.gather(self.cos, positions, 0), 1)
-        sin = ops.expand_dims(ops.gather(self.sin, positions, 0), 1)
+    def rotary(self, positions, table=0):
+        """cos, sin (R, 1, T, D) for positions (R, T), of rope table `table` (0 global, 1 local)."""
+        cos = ops.expand_dims(ops.gather(self.cos[table], positions, 0), 1)
+        sin = ops.expand_dims(ops.gather(self.sin[table], positions, 0), 1)
         return cos, sin
 
-    def hidden(self, tokens, positions, flat_idx, bias, cache_rows, lora_idx):
-        """Final-layer hidden states (R, T, d), before the last norm."""
-        cos, sin = self.rotary(positions)
+    def hidden(self, tokens, positions, flat_idx, masks, cache_rows, lora_idx):
+        """Final-layer hidden states (R, T, d), before the last norm; masks: the additive attention
+        bias of each of self.windows (None on the layer kernels, which mask by position)."""
+        ropes = [self.rotary(positions, t) for t in range(len(self.cos))]
         h = self.model.embed_tokens(tokens)
+        if self.embed_scale:
+            h = h * self.embed_scale
         for layer in self.model.layers:
+            cos, sin = ropes[1] if layer.local_rope else ropes[0]
+            bias = None if masks is None else masks[layer.mask_index]
             h = layer(h, cos, sin, flat_idx, bias, cache_rows, lora_idx, positions)
         return h
 
@@ -121,8 +149,19 @@ class CausalLM(nn.Cell):
         head = self.model.embed_tokens if self.tied else self.lm_head
         rows = h.shape[0]
         out = project(self.model.norm(h).reshape(rows, 1, -1), head.weight, head.wtype, self.matmul, None, None,
-                      None, self.backend, self.layer_kernels)
-        return out.reshape(rows, -1)
+                      None, self.backend, self.layer_kernels).reshape(rows, -1)
+        if self.softcap:  # cap * tanh(x / cap); MindSpore's CPU tanh is off by up to 1e-4, exp by 1e-6
+            out = self.softcap - 2 * self.softcap / (ops.exp(out * (2 / self.softcap)) + 1)
+        return out
+
+    def attention_masks(self, query, keys):
+        """The additive mask (R, 1, 1, T, L) of each window in self.windows, for query positions
+        (R, T, 1) and key positions (1, 1, L): a key is visible at j <= p, and on a sliding-window
+        layer only at p - w < j <= p."""
+        visible = keys <= query  # (R, T, L)
+        shape = (query.shape[0], 1, 1, query.shape[1], keys.shape[2])
+        return [additive_mask(visible if not w else visible & (keys > query - w)).reshape(shape)
+                for w in self.windows]
 
     def construct(self, tokens, positions, cache_rows, last, lora_idx):
         """tokens, positions (R, T) int32; cache_rows (R,) or None (= all rows in order);
@@ -137,9 +176,8 @@ class CausalLM(nn.Cell):
             flat_idx = ((row_ids.reshape(rows, 1, 1) * kvh + heads) * self.length
                         + positions.reshape(rows, 1, seq)).reshape(-1)  # (R*KVH*T,)
             keys = ops.arange(0, self.length, dtype=ms.int32).reshape(1, 1, self.length)
-            visible = keys <= positions.reshape(rows, seq, 1)  # (R, T, L)
-            bias = additive_mask(visible).reshape(rows, 1, 1, seq, self.length)
-            h = self.hidden(tokens, positions, flat_idx, bias, cache_rows, lora_idx)  # (R, T, d)
+            masks = self.attention_masks(positions.reshape(rows, seq, 1), keys)
+            h = self.hidden(tokens, positions, flat_idx, masks, cache_rows, lora_idx)  # (R, T, d)
         pick = ops.arange(0, rows, dtype=ms.int32) * seq + last
         return self.logits(ops.gather(h.reshape(rows * seq, -1), pick, 0))  # (R, V)
 

@@ -14,6 +14,11 @@ from cold_ms.ops import operands
 
 # The LoRA operand of a module without adapter slots; the kernels recognise its shape.
 NO_LORA = Tensor(np.zeros((1, 1, 1), np.float32))
+# The operand of a bias or norm a family does not have (a layer's vectors are never of length 1).
+NO_BIAS = Tensor(np.zeros((1,), np.float32))
+
+# The layer kernel's code of each MLP activation (cold_ms.architectures.ACTIVATIONS).
+ACTIVATION_CODES = {"silu": 0, "gelu_tanh": 1}
 
 _RMS_NORM = None
 _LAYER = None
@@ -65,27 +70,34 @@ def rms_norm(x, weight, eps):
     return _RMS_NORM(x, weight, eps)
 
 
-def layer_state(input_norm, attn, post_norm, mlp, wtypes):
-    """The layer's own operands of the layer kernel (operands.STATIC), gathered once per Cell;
-    wtypes (7, 2): the kinds of the projections q, k, v, o, gate, up, down."""
-    a, m = attn, mlp
-    aq, bq = a.q_proj.lora_pair()
-    ak, bk = a.k_proj.lora_pair()
-    av, bv = a.v_proj.lora_pair()
-    ao, bo = a.o_proj.lora_pair()
-    ag, bg = m.gate_proj.lora_pair()
-    au, bu = m.up_proj.lora_pair()
-    ad, bd = m.down_proj.lora_pair()
+def layer_state(layer, cfg):
+    """The layer kernel's own operands of DecoderLayer `layer` (operands.STATIC), gathered once per
+    Cell; the family's optional vectors as placeholders where it has none."""
+    a, m = layer.self_attn, layer.mlp
+    projs = {"q": a.q_proj, "k": a.k_proj, "v": a.v_proj, "o": a.o_proj, "g": m.gate_proj, "u": m.up_proj,
+             "d": m.down_proj}
+    pairs = {}
+    for short, proj in projs.items():
+        pairs[f"a{short}"], pairs[f"b{short}"] = proj.lora_pair()
+        pairs[f"w{short}"] = proj.weight
+    mlp_in = layer.pre_feedforward_layernorm if layer.sandwich else layer.post_attention_layernorm
+    kinds = np.array([projs[name[1]].kind for name in operands.WEIGHTS], np.int32)  # wq .. wd
+    norms = (a.q_norm.weight, a.k_norm.weight) if a.qk_norm else (NO_BIAS, NO_BIAS)
     return operands.static(
-        ln1=input_norm.weight, eps1=input_norm.eps_t, wq=a.q_proj.weight, wk=a.k_proj.weight, wv=a.v_proj.weight,
-        aq=aq, bq=bq, ak=ak, bk=bk, av=av, bv=bv, k_cache=a.cache.k_cache, v_cache=a.cache.v_cache,
-        len=a.cache.length_t, wo=a.o_proj.weight, ao=ao, bo=bo, ln2=post_norm.weight, eps2=post_norm.eps_t,
-        wg=m.gate_proj.weight, ag=ag, bg=bg, wu=m.up_proj.weight, au=au, bu=bu, wd=m.down_proj.weight, ad=ad,
-        bd=bd, wtypes=wtypes)
+        ln1=layer.input_layernorm.weight, eps1=layer.input_layernorm.eps_t, **pairs,
+        q_bias=a.q_proj.bias_or_none(), k_bias=a.k_proj.bias_or_none(), v_bias=a.v_proj.bias_or_none(),
+        q_norm=norms[0], k_norm=norms[1], k_cache=a.cache.k_cache, v_cache=a.cache.v_cache,
+        len=a.cache.length_t,
+        attn=Tensor(np.array([layer.window, ACTIVATION_CODES[cfg.arch.activation]], np.int32)),
+        scale=Tensor(np.array([cfg.attn_scale], np.float32)),
+        attn_out_norm=layer.post_attention_layernorm.weight if layer.sandwich else NO_BIAS,
+        ln2=mlp_in.weight, eps2=mlp_in.eps_t,
+        mlp_out_norm=layer.post_feedforward_layernorm.weight if layer.sandwich else NO_BIAS,
+        wtypes=Tensor(kinds))
 
 
 def layer(h, cos, sin, positions, cache_rows, lora_idx, state):
-    """h + attention + SwiGLU MLP of one layer for h (R, T, d); cos, sin (R, T, D); positions
+    """h + attention + gated MLP of one layer (with its family's differences) for h (R, T, d); cos, sin (R, T, D); positions
     (R, T); cache_rows (R,) the cache row of each row; state: layer_state(...) (the operands in
     operands.DYNAMIC come first, in that order).
 

@@ -5,7 +5,9 @@ each) into the kernel build, so the ops.Custom call (ops/decode.py), the kernel
 (name, kind): kind "f32" float32 data, "int" int32, "weight" a projection (float32 rows or
 panels, or uint8 rows of blocks or integer panels; its kind in `wtypes`), "lora" an adapter
 stack (float32, float16 or bfloat16, A and B alike; a float32 (1, 1, 1) placeholder where the
-module has no slots).
+module has no slots); "opt" a float32 vector the family may not have (cold_ms.architectures:
+q/k/v biases, q/k norms, the sandwich norms on the attention and MLP outputs; a (1,) placeholder
+where it has none).
 """
 from cold_ms.ops.contrastive import EXTRA
 from cold_ms.wtypes import TYPES
@@ -17,12 +19,15 @@ LAYER = (
     ("ln1", "f32"), ("eps1", "f32"),
     ("wq", "weight"), ("wk", "weight"), ("wv", "weight"),
     ("aq", "lora"), ("bq", "lora"), ("ak", "lora"), ("bk", "lora"), ("av", "lora"), ("bv", "lora"),
+    ("q_bias", "opt"), ("k_bias", "opt"), ("v_bias", "opt"), ("q_norm", "opt"), ("k_norm", "opt"),
     ("k_cache", "f32"), ("v_cache", "f32"), ("len", "int"),
-    ("wo", "weight"), ("ao", "lora"), ("bo", "lora"),
+    ("attn", "int"),    # (2,): this layer's sliding window (0: global), MLP activation (0 silu, 1 gelu_tanh)
+    ("scale", "f32"),   # (1,): the attention logits' scale
+    ("wo", "weight"), ("ao", "lora"), ("bo", "lora"), ("attn_out_norm", "opt"),
     ("ln2", "f32"), ("eps2", "f32"),
     ("wg", "weight"), ("ag", "lora"), ("bg", "lora"),
     ("wu", "weight"), ("au", "lora"), ("bu", "lora"),
-    ("wd", "weight"), ("ad", "lora"), ("bd", "lora"),
+    ("wd", "weight"), ("ad", "lora"), ("bd", "lora"), ("mlp_out_norm", "opt"),
     ("wtypes", "int"),  # (7, 2): (type code, activation bits) of wq .. wd in order
     ("out", "f32"),
 )

@@ -5,7 +5,10 @@ of different formats run side by side on one loaded model.
 
     weights (Engine(weights=...), --weights):
       auto     each matrix as stored where a kernel reads its type; a GGUF type without a
-               kernel becomes q8_0 (float32 where its rows are not whole blocks of 32)
+               kernel becomes q8_0 (float32 where its rows are not whole blocks of 32); a type
+               that widens exactly into one with integer panels (q5_0 into q8_0: the same values)
+               is read so where those panels run (measured on Gemma-3-270m's q5_0 matrices:
+               dequantising them in L1 cost more than reading the wider panels)
       native   each matrix exactly as stored; a type without a kernel is an error
       float32 | bfloat16 | float16 | q8_0    every projection, the embedding and the head
                converted (requantising to q8_0 is never implicit)
@@ -82,6 +85,9 @@ def _for_kernels(name, stored, choice, act_bits, head):
     target = _target(name, stored, choice)
     value = wtypes.convert(stored, target)
     gemv = name.endswith(_PROJECTIONS) or name == head  # read by GEMVs (an untied embedding only by rows)
+    wider = target.widens_to and wtypes.TYPES[target.widens_to[0]]
+    if choice == "auto" and wider and act_bits and gemv and panels.qpanel_fits(wider, value.shape):
+        target, value = wider, wtypes.widen(value)  # the same values in integer panels
     if target.panel_bytes and act_bits and gemv and panels.qpanel_fits(target, value.shape):
         return Prepared(panels.to_qpanels(value), target, True, act_bits)
     if target is wtypes.F32:

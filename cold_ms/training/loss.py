@@ -2,7 +2,6 @@
 import mindspore as ms
 from mindspore import nn, ops
 
-from cold_ms.cells.transformer import additive_mask
 
 
 class AnswerLoss(nn.Cell):
@@ -18,9 +17,9 @@ class AnswerLoss(nn.Cell):
         rows, seq = tokens.shape[0], tokens.shape[1]
         steps = ops.arange(0, seq, dtype=ms.int32)
         positions = ops.tile(steps.reshape(1, seq), (rows, 1))
-        bias = additive_mask(steps.reshape(1, seq) <= steps.reshape(seq, 1)).reshape(1, 1, 1, seq, seq)
+        masks = self.lm.attention_masks(steps.reshape(1, seq, 1), steps.reshape(1, 1, seq))
         lora_idx = ops.zeros((rows,), ms.int32)
-        h = self.lm.hidden(tokens, positions, None, bias, None, lora_idx)
+        h = self.lm.hidden(tokens, positions, None, masks, None, lora_idx)
         logits = self.lm.logits(ops.gather(h.reshape(rows * seq, -1), pick, 0))
         return ops.cross_entropy(logits, labels, ignore_index=-100)
 

@@ -152,9 +152,19 @@ inline void SoftmaxRow(float* s, int64_t n) {
   MapWide(s, n, [total](Wide x) { return x / total; });
 }
 
-// gate[i] = silu(gate[i]) * up[i] for n values.
-inline void SwiGlu(float* gate, const float* up, int64_t n) {
-  MapWide(gate, n, [](Wide g) { return g / (1.0f + ExpWide(-g)); });
+// The gated MLP's activations (cold_ms/ops/decode.py: ACTIVATION_CODES).
+enum Activation : int32_t { kSilu = 0, kGeluTanh = 1 };
+
+// gate[i] = act(gate[i]) * up[i] for n values: silu(g) = g / (1 + e^-g) (SwiGLU), or gelu with
+// tanh, 0.5 g (1 + tanh(u)) = g / (1 + e^-2u), u = sqrt(2 / pi) (g + 0.044715 g^3) (GeGLU).
+inline void GatedActivation(float* gate, const float* up, int64_t n, int32_t act) {
+  if (act == kGeluTanh)
+    MapWide(gate, n, [](Wide g) {
+      const Wide u = 0.7978845608028654f * (g + 0.044715f * g * g * g);
+      return g / (1.0f + ExpWide(-2.0f * u));
+    });
+  else
+    MapWide(gate, n, [](Wide g) { return g / (1.0f + ExpWide(-g)); });
   for (int64_t i = 0; i < n; ++i) gate[i] *= up[i];
 }
 
@@ -234,20 +244,24 @@ inline void WeightedRows(const float* w, const float* v, int64_t ld, int64_t n, 
   std::memcpy(y, acc, sizeof(acc));
 }
 
-// out[i, h] = softmax(q[i, h] . k[cr, g, :keys] / sqrt(dim)) v[cr, g, :keys] for query token
-// i = r * seq + t, keys = pos[i] + 1, cache row cr = crow[r], g = h / (heads / kvh); caches
-// (cache rows, kvh, len, dim). A work item is one (token, kv head): its query heads share
-// each key and value row while it is in L1, so a kv head's cache is read once per token.
+// out[i, h] = softmax(scale * q[i, h] . k[cr, g, first:end]) v[cr, g, first:end] for query token
+// i = r * seq + t, end = pos[i] + 1, cache row cr = crow[r], g = h / (heads / kvh); first = 0,
+// or end - window for a sliding-window layer (a query at p sees keys p - window < j <= p: only
+// the window is read); caches (cache rows, kvh, len, dim). A work item is one (token, kv head):
+// its query heads share each key and value row while it is in L1, so a kv head's cache is read
+// once per token.
 inline void AttentionRows(const float* q, const float* k, const float* v, const int32_t* pos, const int32_t* crow,
                           float* out, int64_t rows, int64_t seq, int64_t heads, int64_t kvh, int64_t len,
-                          int64_t dim) {
+                          int64_t dim, int64_t window, float scale) {
   const int64_t group = heads / kvh;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(dim));
-  ForEach(rows * seq * kvh, rows * seq * heads * len * dim >= kParallelElems, [&](int64_t item) {
+  const int64_t span = window > 0 && window < len ? window : len;  // keys a query may see, at most
+  ForEach(rows * seq * kvh, rows * seq * heads * span * dim >= kParallelElems, [&](int64_t item) {
     const int64_t i = item / kvh, g = item % kvh, cr = crow[i / seq];
-    const int64_t keys = pos[i] + 1 < len ? pos[i] + 1 : len;  // key j is visible iff j <= pos
-    const float* kg = k + (cr * kvh + g) * len * dim;
-    const float* vg = v + (cr * kvh + g) * len * dim;
+    const int64_t end = pos[i] + 1 < len ? pos[i] + 1 : len;  // key j is visible iff j <= pos
+    const int64_t first = window > 0 && end > window ? end - window : 0;
+    const int64_t keys = end - first;
+    const float* kg = k + ((cr * kvh + g) * len + first) * dim;
+    const float* vg = v + ((cr * kvh + g) * len + first) * dim;
     const float* qg = q + (i * heads + g * group) * dim;
     float* og = out + (i * heads + g * group) * dim;
     thread_local std::vector<float> score;  // score[h * keys + j], per core

@@ -1,9 +1,15 @@
 // A whole decoder layer of an inference call as one op (MindSpore CPU AOT interface), for
 // decode steps (T = 1) and prompt chunks (T tokens per row) alike:
 //
-//   x = rmsnorm(h); q, k, v = x Wq^T, x Wk^T, x Wv^T (+ LoRA); rotate q, k
-//   write k, v into the layer's caches; a = attention(q, caches, pos)
-//   h1 = h + a Wo^T (+ LoRA); h_out = h1 + (silu(x1 Wg^T) * x1 Wu^T) Wd^T (+ LoRA), x1 = rmsnorm(h1)
+//   x = rmsnorm(h); q, k, v = x Wq^T, x Wk^T, x Wv^T (+ LoRA) (+ bias); q, k = rmsnorm per head;
+//   rotate q, k; write k, v into the layer's caches; a = attention(q, caches, pos, window, scale)
+//   h1 = h + norm_a(a Wo^T (+ LoRA)); h_out = h1 + norm_m((act(x1 Wg^T) * x1 Wu^T) Wd^T (+ LoRA)),
+//   x1 = rmsnorm(h1)
+//
+// The LLaMA block, with each family's differences (cold_ms/architectures.py) as operands: q/k/v
+// biases, per-head q/k norms, norm_a / norm_m on the attention and MLP outputs (Gemma's sandwich
+// norms), act silu or gelu-tanh, a sliding window and the attention scale. An "opt" operand the
+// family does not have is a (1,) placeholder, and that step is skipped.
 //
 // Written with MindSpore ops a layer is some eighty kernels. At decode sizes their launches
 // cost more than the arithmetic; in a prompt chunk's graph MindSpore's CPU runtime keeps
@@ -66,13 +72,28 @@ bool Types(const char** dtypes) {
                     : !std::strcmp(kind, "weight") ? !std::strcmp(dt, "float32") || !std::strcmp(dt, "uint8")
                     : !std::strcmp(kind, "lora") ? !std::strcmp(dt, "float32") || !std::strcmp(dt, "float16") ||
                                                        !std::strcmp(dt, "bfloat16")
-                                                 : !std::strcmp(dt, "float32");
+                                                 : !std::strcmp(dt, "float32");  // f32, opt
     if (!ok) return false;
   }
   return true;
 }
 
 const float* F(const Tensor& t) { return static_cast<const float*>(t.data); }
+
+// An "opt" operand of `size` values: its data, nullptr for the (1,) placeholder of a family without
+// it; `bad` set when it is neither.
+const float* Opt(const Tensor& t, int64_t size, bool* bad) {
+  if (t.ndim == 1 && t.shape[0] == size && size > 1) return F(t);
+  if (t.ndim != 1 || t.shape[0] != 1) *bad = true;
+  return nullptr;
+}
+
+// y[i, :] += b for n rows of `width` values (b nullptr: nothing).
+void AddBias(float* y, const float* b, int64_t n, int64_t width) {
+  if (!b) return;
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < width; ++j) y[i * width + j] += b[j];
+}
 
 // The layer's intermediate buffers, kept per calling thread from call to call: allocated
 // afresh, a 1024-token-row chunk's 26 MB a layer were new pages every call (page faults and
@@ -125,6 +146,15 @@ extern "C" int LayerStep(int nparam, void** p, int* ndims, int64_t** shapes, con
       w[V].out != w[K].out || w[O].in != heads * hd || w[G].in != dim || w[U].in != dim || w[U].out != ffn ||
       w[D].in != ffn || w[D].out != dim)
     return Fail("layer step: the caches and the weights do not fit");
+  bool bad = false;
+  const float *q_bias = Opt(t[kOpQBias], heads * hd, &bad), *k_bias = Opt(t[kOpKBias], kvh * hd, &bad);
+  const float *v_bias = Opt(t[kOpVBias], kvh * hd, &bad), *q_norm = Opt(t[kOpQNorm], hd, &bad);
+  const float *k_norm = Opt(t[kOpKNorm], hd, &bad), *attn_out_norm = Opt(t[kOpAttnOutNorm], dim, &bad);
+  const float* mlp_out_norm = Opt(t[kOpMlpOutNorm], dim, &bad);
+  if (bad || t[kOpAttn].ndim != 1 || t[kOpAttn].shape[0] != 2 || t[kOpScale].ndim != 1 || t[kOpScale].shape[0] != 1)
+    return Fail("layer step: a bias or norm does not fit its projection, or attn is not (2,) / scale not (1,)");
+  const int32_t* attn_cfg = static_cast<const int32_t*>(t[kOpAttn].data);  // window, activation
+  const float eps1 = *F(t[kOpEps1]);
   const int32_t *idx = static_cast<const int32_t*>(t[kOpIdx].data), *pos = static_cast<const int32_t*>(pos_t.data);
   const int32_t* crow = static_cast<const int32_t*>(crow_t.data);
   for (int64_t r = 0; r < rows; ++r)
@@ -141,11 +171,15 @@ extern "C" int LayerStep(int nparam, void** p, int* ndims, int64_t** shapes, con
     if (std::strcmp(dtypes[a], dtypes[a + 1])) return Fail("layer step: a LoRA pair's A and B differ in dtype");
     return project(in, w[wi], t[a], t[a + 1], dtypes[a], out);
   };
-  RmsNormRows(F(t[kOpH]), F(t[kOpLn1]), *F(t[kOpEps1]), x, n, dim);
+  RmsNormRows(F(t[kOpH]), F(t[kOpLn1]), eps1, x, n, dim);
   if (run(x, Q, kOpAq, proj)) return 1;
+  AddBias(proj, q_bias, n, heads * hd);
+  if (q_norm) RmsNormRows(proj, q_norm, eps1, proj, n * heads, hd);  // in place: each head's row
   RopeRows(proj, F(cos), F(t[kOpSin]), q, n, heads * hd, hd);
   for (int m = 0; m < 2; ++m) {  // k then v, each written to its cache at the tokens' positions
     if (run(x, m ? V : K, m ? kOpAv : kOpAk, proj)) return 1;
+    AddBias(proj, m ? v_bias : k_bias, n, kvh * hd);
+    if (!m && k_norm) RmsNormRows(proj, k_norm, eps1, proj, n * kvh, hd);
     if (!m) RopeRows(proj, F(cos), F(t[kOpSin]), kv, n, kvh * hd, hd);
     const float* src = m ? proj : kv;
     float* cache = static_cast<float*>(t[m ? kOpVCache : kOpKCache].data);
@@ -157,15 +191,19 @@ extern "C" int LayerStep(int nparam, void** p, int* ndims, int64_t** shapes, con
 
   float *attn = Take(s.attn, n * heads * hd), *h1 = Take(s.h1, n * dim);
   float *gate = Take(s.gate, n * ffn), *up = Take(s.up, n * ffn);
-  AttentionRows(q, F(t[kOpKCache]), F(t[kOpVCache]), pos, crow, attn, rows, seq, heads, kvh, len, hd);
+  AttentionRows(q, F(t[kOpKCache]), F(t[kOpVCache]), pos, crow, attn, rows, seq, heads, kvh, len, hd, attn_cfg[0],
+                *F(t[kOpScale]));
   if (run(attn, O, kOpAo, h1)) return 1;
+  if (attn_out_norm) RmsNormRows(h1, attn_out_norm, eps1, h1, n, dim);
   for (int64_t i = 0; i < n * dim; ++i) h1[i] += F(t[kOpH])[i];
-  RmsNormRows(h1, F(t[kOpLn2]), *F(t[kOpEps2]), x, n, dim);
+  const float eps2 = *F(t[kOpEps2]);
+  RmsNormRows(h1, F(t[kOpLn2]), eps2, x, n, dim);
   if (run(x, G, kOpAg, gate)) return 1;
   if (run(x, U, kOpAu, up)) return 1;
-  SwiGlu(gate, up, n * ffn);
+  GatedActivation(gate, up, n * ffn, attn_cfg[1]);
   float* out = static_cast<float*>(t[kOpOut].data);
   if (run(gate, D, kOpAd, out)) return 1;
+  if (mlp_out_norm) RmsNormRows(out, mlp_out_norm, eps2, out, n, dim);
   for (int64_t i = 0; i < n * dim; ++i) out[i] += h1[i];
   return 0;
 }

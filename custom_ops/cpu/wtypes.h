@@ -132,6 +132,26 @@ inline void Q4ToFloat(const uint8_t* src, float* dst, int64_t blocks) {
   }
 }
 
+// q5_0: q4_0's nibbles plus a fifth bit per value from the little-endian uint32 qh (bit j: value j),
+// kWideLanes values at a time (per-lane shifts pick each value's bit).
+inline void Q5_0ToFloat(const uint8_t* src, float* dst, int64_t blocks) {
+  WideInts lane;
+  for (int j = 0; j < kWideLanes; ++j) lane[j] = j;
+  for (int64_t b = 0; b < blocks; ++b, src += 22, dst += 32) {
+    const Wide d = Splat(HalfAt(src));
+    uint32_t bits;
+    std::memcpy(&bits, src + 2, sizeof(bits));
+    const WideInts qh = WideInts{} + static_cast<int32_t>(bits);
+    for (int i = 0; i < 16; i += kWideLanes) {
+      const WideInts q = U8Lanes(src + 6 + i);
+      const WideInts low = (q & 15) | (((qh >> (lane + i)) & 1) << 4);
+      const WideInts high = (q >> 4) | (((qh >> (lane + i + 16)) & 1) << 4);
+      StoreWide(dst + i, d * (Floats(low) - 16.0f));
+      StoreWide(dst + 16 + i, d * (Floats(high) - 16.0f));
+    }
+  }
+}
+
 // q4_k's 6-bit scale and min of sub-block j from its 12 packed bytes.
 inline void K4ScaleMin(const uint8_t* s, int j, float* scale, float* min) {
   if (j < 4) {
