@@ -150,3 +150,21 @@ def test_converted_directory_keeps_the_effective_norms(tmp_path, name):
     assert converted.config == original.config.__class__(**{**original.config.__dict__, "name": "out"})
     for n, w in original.weights.items():
         np.testing.assert_array_equal(converted.weights[n], w, err_msg=n)
+
+
+@pytest.mark.parametrize("layers,scalar", [(62, 64 / 4), (26, 32.0)])
+def test_gemma3_gguf_attention_scale_as_llama_cpp(tmp_path, vocab, layers, scalar):
+    """llama.cpp: 1/sqrt(head_dim), but 1/sqrt(hidden / heads) for the 62-layer 27B."""
+    import gguf
+    from cold_ms.formats.gguf_loader import gguf_config, open_gguf
+    cfg = dict(FAMILIES["gemma3"][1], num_hidden_layers=layers, hidden_size=64)
+    path = str(tmp_path / "a.gguf")
+    w = gguf.GGUFWriter(path, "gemma3")
+    gguf_fixtures._metadata(w, cfg, vocab)
+    w.add_key_length(32)
+    w.add_value_length(32)
+    w.add_sliding_window(512)
+    gguf_fixtures._finish(w)
+    c = gguf_config(open_gguf(path), path)
+    assert (c.head_dim, c.query_pre_attn_scalar) == (32, scalar)
+    assert [i for i, w in enumerate(c.layer_windows) if not w] == list(range(5, layers, 6))
