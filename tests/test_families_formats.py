@@ -168,3 +168,21 @@ def test_gemma3_gguf_attention_scale_as_llama_cpp(tmp_path, vocab, layers, scala
     c = gguf_config(open_gguf(path), path)
     assert (c.head_dim, c.query_pre_attn_scalar) == (32, scalar)
     assert [i for i, w in enumerate(c.layer_windows) if not w] == list(range(5, layers, 6))
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("attention.value_length", 24, "'qwen3.attention.value_length' differs from its key_length: not supported"),
+    ("rope.dimension_count", 8, "'qwen3.rope.dimension_count': partial rotary embeddings are not supported"),
+    ("attention.key_length", 0, "'qwen3.attention.key_length' must be a positive integer"),
+])
+def test_gguf_head_sizes_refused_naming_the_key(tmp_path, vocab, key, value, match):
+    import gguf
+    from cold_ms.formats.gguf_loader import gguf_config, open_gguf
+    path = str(tmp_path / "h.gguf")
+    w = gguf.GGUFWriter(path, "qwen3")
+    gguf_fixtures._metadata(w, FAMILIES["qwen3"][1], vocab)
+    for k, v in {"attention.key_length": 16, "attention.value_length": 16, key: value}.items():
+        w.add_uint32(f"qwen3.{k}", v)
+    gguf_fixtures._finish(w)
+    with pytest.raises(ConfigError, match=match):
+        gguf_config(open_gguf(path), path)
