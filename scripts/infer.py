@@ -25,8 +25,9 @@ from cold_ms.pipeline.options import add_engine_arguments, engine_options, runs_
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", help="HF directory, .gguf file, MindFormers .yaml or converted directory "
-                                   "(default: the embedded SmolLM2-135M-Instruct)")
+    p.add_argument("--model", help="HF directory, .gguf file, MindFormers .yaml, converted directory, or an "
+                                   "installed model package: smollm2, gemma3 (default: the embedded "
+                                   "SmolLM2-135M-Instruct)")
     p.add_argument("--adapter", action="append", default=[], metavar="NAME[=DIR]",
                    help="PEFT LoRA adapter directory, or the name of a shipped adapter; repeatable "
                         "(default with the embedded model: the shipped adapters, expert 'math')")

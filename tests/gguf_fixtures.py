@@ -83,6 +83,10 @@ def _metadata(w, cfg, vocab):
         w.add_chat_template(vocab["chat_template"])
     if "eot" in vocab:
         w.add_eot_token_id(vocab["eot"])
+    if "add_space_prefix" in vocab:
+        w.add_add_space_prefix(vocab["add_space_prefix"])
+    if "unk" in vocab:
+        w.add_unk_token_id(vocab["unk"])
 
 
 def _finish(w):

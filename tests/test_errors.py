@@ -84,7 +84,7 @@ def test_checkpoint_config_mismatch(tmp_path):
 @pytest.mark.parametrize("change,match", [
     (dict(model_type="gpt2"), "model_type 'gpt2' is not supported"),
     (dict(num_key_value_heads=3), "not a multiple"),
-    (dict(rope_scaling={"rope_type": "yarn", "factor": 4.0}), "rope scaling 'yarn'"),
+    (dict(rope_scaling={"rope_type": "yarn", "factor": 4.0}), "'rope_scaling': rope type 'yarn' is not supported"),
 ])
 def test_unsupported_configs(tmp_path, change, match):
     fixtures.write_model(str(tmp_path / "m"))

@@ -135,3 +135,54 @@ def test_gguf_linear_rope_scaling(tmp_path, vocab):
     from cold_ms.formats.gguf_loader import gguf_config, open_gguf
     c = gguf_config(open_gguf(path), path)
     assert c.rope_scaling == (("rope_type", "linear"), ("factor", 8.0))
+
+
+@pytest.mark.parametrize("name", ["gemma3", "qwen3"])
+def test_converted_directory_keeps_the_effective_norms(tmp_path, name):
+    """scripts/convert.py writes the loaded weights (Gemma's norms already 1 + w) and the config;
+    reading them back adds nothing."""
+    from cold_ms.formats.convert import convert
+    cfg = FAMILIES[name][1]
+    fixtures.write_model(str(tmp_path / "hf"), cfg=cfg, weights=hf_weights(cfg, seed=5))
+    original = load_model(str(tmp_path / "hf"))
+    converted = load_model(convert(str(tmp_path / "hf"), str(tmp_path / "out")))
+    assert converted.format == "mindspore ckpt"
+    assert converted.config == original.config.__class__(**{**original.config.__dict__, "name": "out"})
+    for n, w in original.weights.items():
+        np.testing.assert_array_equal(converted.weights[n], w, err_msg=n)
+
+
+@pytest.mark.parametrize("layers,scalar", [(62, 64 / 4), (26, 32.0)])
+def test_gemma3_gguf_attention_scale_as_llama_cpp(tmp_path, vocab, layers, scalar):
+    """llama.cpp: 1/sqrt(head_dim), but 1/sqrt(hidden / heads) for the 62-layer 27B."""
+    import gguf
+    from cold_ms.formats.gguf_loader import gguf_config, open_gguf
+    cfg = dict(FAMILIES["gemma3"][1], num_hidden_layers=layers, hidden_size=64)
+    path = str(tmp_path / "a.gguf")
+    w = gguf.GGUFWriter(path, "gemma3")
+    gguf_fixtures._metadata(w, cfg, vocab)
+    w.add_key_length(32)
+    w.add_value_length(32)
+    w.add_sliding_window(512)
+    gguf_fixtures._finish(w)
+    c = gguf_config(open_gguf(path), path)
+    assert (c.head_dim, c.query_pre_attn_scalar) == (32, scalar)
+    assert [i for i, w in enumerate(c.layer_windows) if not w] == list(range(5, layers, 6))
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("attention.value_length", 24, "'qwen3.attention.value_length' differs from its key_length: not supported"),
+    ("rope.dimension_count", 8, "'qwen3.rope.dimension_count': partial rotary embeddings are not supported"),
+    ("attention.key_length", 0, "'qwen3.attention.key_length' must be a positive integer"),
+])
+def test_gguf_head_sizes_refused_naming_the_key(tmp_path, vocab, key, value, match):
+    import gguf
+    from cold_ms.formats.gguf_loader import gguf_config, open_gguf
+    path = str(tmp_path / "h.gguf")
+    w = gguf.GGUFWriter(path, "qwen3")
+    gguf_fixtures._metadata(w, FAMILIES["qwen3"][1], vocab)
+    for k, v in {"attention.key_length": 16, "attention.value_length": 16, key: value}.items():
+        w.add_uint32(f"qwen3.{k}", v)
+    gguf_fixtures._finish(w)
+    with pytest.raises(ConfigError, match=match):
+        gguf_config(open_gguf(path), path)

@@ -73,3 +73,50 @@ def test_gemma_turn_template():
     assert render_chat(BUILTIN["gemma"], messages, bos_token="<bos>") == (
         "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello<end_of_turn>\n"
         "<start_of_turn>user\nCapital of France?<end_of_turn>\n<start_of_turn>model\n")
+
+
+def _tiny_spm_vocab():
+    """A Gemma-like sentencepiece vocabulary: byte fallback, whitespace-run pieces, no space prefix."""
+    pieces = {"▁": -1.0, "▁▁": -2.0, "▁▁▁▁": -3.0, "a": -1.0, "b": -1.0, "▁a": -4.0, "ab": -5.0, "▁ab": -6.0,
+              "▁b": -7.0}
+    tokens = ["<unk>", "<s>", "</s>", "<start_of_turn>", "\n"] + [f"<0x{b:02X}>" for b in range(256)] + list(pieces)
+    types = [2, 3, 3, 3, 4] + [6] * 256 + [1] * len(pieces)
+    scores = [0.0] * (5 + 256) + list(pieces.values())
+    return {"model": "llama", "tokens": tokens, "types": types, "scores": scores, "bos": 1, "eos": 2, "unk": 0,
+            "add_bos": True, "add_space_prefix": False}
+
+
+def test_gguf_sentencepiece_encodes_as_llama_cpp(tmp_path):
+    """Merges run over the whole text between special pieces (a run of spaces is one piece), as in
+    llama.cpp, not word by word as in sentencepiece."""
+    from spm_reference import llama_cpp_spm
+    arch, cfg = FAMILIES["gemma3"]
+    vocab = _tiny_spm_vocab()
+    gguf_fixtures.write_family_gguf(str(tmp_path / "s.gguf"), cfg, hf_weights(cfg), vocab, arch)
+    tok = load_model(str(tmp_path / "s.gguf")).tokenizer
+    ids = {t: i for i, t in enumerate(vocab["tokens"])}
+    # by hand: ▁▁ (-2) merges before ▁a (-4) and ab (-5); then ▁▁a is no piece, ab is
+    assert tok.encode("  ab", add_bos=False) == [ids["▁▁"], ids["ab"]]
+    # "\n" is user-defined: split out; c is no piece: its byte
+    assert tok.encode("a\nb c", add_bos=False) == [ids["a"], ids["\n"], ids["b"], ids["▁"], ids["<0x63>"]]
+    for text in ("  ab", "a\nb c", "<start_of_turn>ab  ab\n\n    b", "é ab   a", "abab ▁ b"):
+        want = llama_cpp_spm(text, vocab["tokens"], vocab["scores"], vocab["types"])
+        assert tok.encode(text) == [1] + want, text
+        if "▁" not in text:  # a ▁ written in the text decodes as the space it stands for
+            assert tok.decode(tok.encode(text)) == text.replace("<start_of_turn>", "")
+
+
+def test_sentencepiece_vocab_then_mindspore_in_one_process(tmp_path):
+    """Rebuilding a GGUF's sentencepiece vocabulary before mindspore is imported leaves mindspore
+    importable (the protobuf runtime's C backend, once loaded, broke mindspore's *_pb2 modules)."""
+    import os
+    import subprocess
+    import sys
+    arch, cfg = FAMILIES["gemma3"]
+    path = str(tmp_path / "s.gguf")
+    gguf_fixtures.write_family_gguf(path, cfg, hf_weights(cfg), _tiny_spm_vocab(), arch)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = ("import sys; from cold_ms.formats.model import load_model; "
+            f"print(load_model({path!r}).tokenizer.encode('  ab')); import mindspore; print('ok')")
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.split("\n")[1] == "ok", done.stderr[-2000:]

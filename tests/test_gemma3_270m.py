@@ -55,6 +55,18 @@ def test_tokenizer_ids_checked_by_hand(gemma):
     assert ids == [2, 105, tok.token_id("user"), 107] + QUESTION_IDS[1:] + [106, 107, 105, tok.token_id("model"), 107]
 
 
+def test_tokenizer_encodes_as_llama_cpp(gemma):
+    """Against the plain transcription of llama.cpp's algorithm (tests/spm_reference.py) over the
+    file's 262,144 pieces: whitespace runs, code indents, byte fallback, turn markers."""
+    from cold_ms.formats.gguf_loader import open_gguf
+    from spm_reference import llama_cpp_spm
+    fields = open_gguf(gemma.source).fields
+    vocab = [fields[f"tokenizer.ggml.{k}"].contents() for k in ("tokens", "scores", "token_type")]
+    for text in ("  two  spaces\nand lines\n\n", "def f(x):\n    return x  # comment", "Émile   Zola 😀 日本語",
+                 "<start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n", "x  y   z    w\t\tv"):
+        assert gemma.tokenizer.encode(text) == [2] + llama_cpp_spm(text, *vocab), text
+
+
 def test_short_name_is_the_assembled_file(gemma):
     import os
     assert gemma.source == package_model_path("gemma3") and os.path.getsize(gemma.source) == 253113024

@@ -106,15 +106,15 @@ def test_a_bf16_checkpoint_stays_bf16_and_matches_its_rounded_weights(tmp_path):
 
 
 def test_a_gguf_type_without_a_kernel(tmp_path):
-    """Q5_0 has no kernel: native refuses it by name; auto reads it as q8_0."""
+    """Q5_1 has no kernel: native refuses it by name; auto reads it as q8_0."""
     weights = {n: w for n, w in fixtures.random_weights(CFG, seed=23).items() if n != "lm_head.weight"}
     vocab, _ = gguf_fixtures.bpe_vocab(fixtures.SP_TEXT)
-    gguf_fixtures.write_gguf(str(tmp_path / "m.gguf"), CFG, weights, vocab, quant=Q.Q8_0, types={"attn_v": Q.Q5_0})
+    gguf_fixtures.write_gguf(str(tmp_path / "m.gguf"), CFG, weights, vocab, quant=Q.Q8_0, types={"attn_v": Q.Q5_1})
     model = load_model(str(tmp_path / "m.gguf"))
-    with pytest.raises(ConfigError, match="v_proj.weight is stored as q5_0, which no cold_ms kernel reads"):
+    with pytest.raises(ConfigError, match="v_proj.weight is stored as q5_1, which no cold_ms kernel reads"):
         _engine(model, weights="native")
     eng = _engine(model, weights="auto", activations="float32")
-    assert eng.weights == "auto: q8_0 x13, q4_1 x2"  # the two q5_0 matrices became q8_0
+    assert eng.weights == "auto: q8_0 x13, q4_1 x2"  # the two q5_1 matrices became q8_0
     q8 = wtypes.TYPES["q8_0"]
     values = {n: wtypes.to_float(wtypes.convert(w, q8)) if "v_proj" in n else wtypes.to_float(w)
               for n, w in model.weights.items()}

@@ -79,7 +79,7 @@ def adapter_from_halves(raw, name, rank, model_cfg):
         m = _KEY.search(key)
         if not m or m.group(2) not in LORA_TARGETS:
             raise AdapterError(f"adapter '{name}': tensor {key} is not a LoRA weight of a "
-                               f"LLaMA projection ({', '.join(LORA_TARGETS)})")
+                               f"decoder projection ({', '.join(LORA_TARGETS)})")
         halves.setdefault((int(m.group(1)), m.group(2)), {})[m.group(3)] = array
     if not halves:
         raise AdapterError(f"adapter '{name}' holds no LoRA weights")

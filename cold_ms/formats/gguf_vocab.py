@@ -5,9 +5,10 @@
 - tokenizer.ggml.model == "llama": a sentencepiece BPE model rebuilt from tokens, scores
   and token types, i.e. the `tokenizer.model` the file was converted from.
 """
-import struct
+import heapq
 
 from cold_ms.errors import CheckpointError, ConfigError
+from cold_ms.formats.spm_proto import BPE, model_proto
 from cold_ms.formats.tokenizer import HFTokenizer, SentencePieceTokenizer
 
 UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 2, 3, 4, 5, 6  # llama.cpp's token types
@@ -58,48 +59,69 @@ def _bpe(reader, tokens, types, path):
 
 
 def _sentencepiece(reader, tokens, types, path):
-    from sentencepiece import sentencepiece_model_pb2 as pb
     scores = _field(reader, "scores") or [0.0] * len(tokens)
-    proto = pb.ModelProto()
-    proto.trainer_spec.model_type = pb.TrainerSpec.BPE
-    proto.trainer_spec.byte_fallback = BYTE in types
-    for key, attr in (("unknown_token_id", "unk"), ("bos_token_id", "bos"),
-                      ("eos_token_id", "eos"), ("padding_token_id", "pad")):
+    trainer = {"model_type": BPE, "byte_fallback": BYTE in types}
+    for key, name in (("unknown_token_id", "unk"), ("bos_token_id", "bos"), ("eos_token_id", "eos"),
+                      ("padding_token_id", "pad")):
         index = _field(reader, key)
-        setattr(proto.trainer_spec, attr + "_id", -1 if index is None else index)
+        trainer[name + "_id"] = -1 if index is None else index
         if index is not None:  # sentencepiece finds them by text (<s> unless told: Gemma's is <bos>)
-            setattr(proto.trainer_spec, attr + "_piece", tokens[index])
-    proto.normalizer_spec.name = "identity"
-    proto.normalizer_spec.add_dummy_prefix = bool(_field(reader, "add_space_prefix", True))
-    proto.normalizer_spec.remove_extra_whitespaces = False
-    proto.normalizer_spec.escape_whitespaces = True
+            trainer[name + "_piece"] = tokens[index]
+    space_prefix = bool(_field(reader, "add_space_prefix", True))
+    normalizer = {"name": "identity", "add_dummy_prefix": space_prefix, "remove_extra_whitespaces": False,
+                  "escape_whitespaces": True}
     unk = _field(reader, "unknown_token_id")
-    # the ModelProto without pieces, then its pieces in protobuf's wire format (a message's fields
-    # may come in any order): 262k piece messages through the protobuf runtime took 10 s where
-    # it runs in pure Python
-    pieces = b"".join(_piece(token, score, UNKNOWN if i == unk else kind)  # Gemma's GGUF types <unk> CONTROL
-                      for i, (token, score, kind) in enumerate(zip(tokens, scores, types)))
-    return SentencePieceTokenizer(model_proto=proto.SerializeToString() + pieces,
-                                  add_bos=bool(_field(reader, "add_bos_token", True)), source=path,
-                                  literals=[i for i, kind in enumerate(types) if kind == USER_DEFINED])
+    # GGUF's token types are sentencepiece's (NORMAL 1 ... BYTE 6), but Gemma's types <unk> CONTROL
+    pieces = ((t, float(s), UNKNOWN if i == unk else k if 1 <= k <= BYTE else 1)
+              for i, (t, s, k) in enumerate(zip(tokens, scores, types)))
+    whole = {t: i for i, (t, k) in enumerate(zip(tokens, types)) if k in (CONTROL, USER_DEFINED)}
+    return LlamaCppSentencePiece(tokens, scores, space_prefix, model_proto=model_proto(pieces, trainer, normalizer),
+                                 whole=whole, add_bos=bool(_field(reader, "add_bos_token", True)), source=path)
 
 
-def _varint(n):
-    out = bytearray()
-    while n > 0x7F:
-        out.append(n & 0x7F | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
+class LlamaCppSentencePiece(SentencePieceTokenizer):
+    """A GGUF's sentencepiece vocabulary encoded as llama.cpp encodes it (its llm_tokenizer_spm):
+    control and user-defined pieces split out first, then, over the whole remaining text, the
+    adjacent pair whose joined text is a piece of the highest score merged (leftmost on ties)
+    until none is; what stays outside the vocabulary falls back to <0xXX> bytes. sentencepiece
+    itself turns spaces into ▁ before it looks for user-defined pieces, so Gemma's (runs of 2-31
+    spaces, code indents) never matched, and it merges word by word. Decoding is sentencepiece's."""
 
+    def __init__(self, tokens, scores, space_prefix, **kwargs):
+        super().__init__(**kwargs)
+        self._ids = {t: i for i, t in enumerate(tokens)}
+        self._scores = scores
+        self._prefix = " " if space_prefix else ""  # llama.cpp: before each text after a special token
 
-def _piece(token, score, kind):
-    """ModelProto field 1 (pieces): SentencePiece{piece = 1, score = 2, type = 3}. GGUF's token types
-    are sentencepiece's (NORMAL 1 ... BYTE 6); anything else is NORMAL."""
-    text = token.encode("utf-8")
-    body = b"\x0a" + _varint(len(text)) + text + b"\x15" + struct.pack("<f", score) + \
-        b"\x18" + bytes((kind if 1 <= kind <= BYTE else 1,))
-    return b"\x0a" + _varint(len(body)) + body
+    def _encode_text(self, text):
+        syms = list((self._prefix + text).replace(" ", "▁"))
+        n = len(syms)
+        nxt, prv, heap = list(range(1, n + 1)), list(range(-1, n - 1)), []
+
+        def pair(i, j):
+            if i >= 0 and j < n:
+                index = self._ids.get(syms[i] + syms[j])
+                if index is not None:
+                    heapq.heappush(heap, (-self._scores[index], i, syms[i] + syms[j]))
+
+        for i in range(n - 1):
+            pair(i, i + 1)
+        while heap:
+            _, i, joined = heapq.heappop(heap)
+            j = nxt[i]
+            if syms[i] is None or j >= n or syms[i] + syms[j] != joined:
+                continue  # a pair one of whose halves has merged since
+            syms[i], syms[j], nxt[i] = joined, None, nxt[j]
+            if nxt[j] < n:
+                prv[nxt[j]] = i
+            pair(prv[i], i)
+            pair(i, nxt[i])
+        ids = []
+        for sym in filter(None, syms):
+            index = self._ids.get(sym)
+            ids.extend([index] if index is not None else
+                       [self._ids.get(f"<0x{b:02X}>", self.sp.unk_id()) for b in sym.encode("utf-8")])
+        return ids
 
 
 def gguf_tokenizer(reader, path):

@@ -1,8 +1,9 @@
 """Tokenizers behind one small interface: encode(text) -> ids, decode(ids) -> text.
 
-- SentencePieceTokenizer: a sentencepiece model (LLaMA / Mistral `tokenizer.model`, or one
-  rebuilt from a GGUF vocabulary); control tokens written in the text (<s>, </s>, ...) are
-  matched as single tokens, as HF's LLaMA tokenizer does.
+- SentencePieceTokenizer: a sentencepiece model (a LLaMA / Mistral / Gemma `tokenizer.model`,
+  or one rebuilt from a GGUF vocabulary: gguf_vocab.LlamaCppSentencePiece); control tokens
+  written in the text (<s>, </s>, <start_of_turn>, ...) are matched as single tokens, as HF's
+  tokenizers do.
 - HFTokenizer: a `tokenizers` Tokenizer (HF `tokenizer.json`, or a byte-level BPE rebuilt
   from a GGUF vocabulary with its merges).
 """
@@ -36,32 +37,11 @@ class Tokenizer:
         raise NotImplementedError
 
 
-def _alternation(words):
-    """A regex matching any of `words`, the longest where several match, written as a trie: Python
-    compiles Gemma's 6,249 control tokens so in ~50 ms, as a flat alternation in 1.2 s."""
-    trie = {}
-    for word in words:
-        node = trie
-        for ch in word:
-            node = node.setdefault(ch, {})
-        node[""] = {}
-
-    def regex(node):
-        branches = [re.escape(ch) + regex(child) for ch, child in sorted(node.items()) if ch]
-        if not branches:
-            return ""
-        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
-        return f"(?:{body})?" if "" in node else body  # greedy: the longer word first
-
-    return regex(trie)
-
-
 class SentencePieceTokenizer(Tokenizer):
-    def __init__(self, path=None, model_proto=None, add_bos=True, source=None, literals=()):
-        """literals: ids of user-defined pieces matched whole in the raw text before segmentation, as
-        llama.cpp does with a GGUF vocabulary's USER_DEFINED tokens (Gemma's runs of spaces, tabs
-        and newlines: its pieces hold the raw characters, which sentencepiece, matching after
-        escaping whitespace, would never see)."""
+    """`whole`: {piece: id} of the pieces matched whole wherever the text holds them (default: the
+    control tokens); the text between them is encoded by sentencepiece (_encode_text)."""
+
+    def __init__(self, path=None, model_proto=None, add_bos=True, source=None, whole=None):
         import sentencepiece as spm
         source = source or path
         self.sp = spm.SentencePieceProcessor()
@@ -78,20 +58,24 @@ class SentencePieceTokenizer(Tokenizer):
         self.bos_id = self.sp.bos_id() if self.sp.bos_id() >= 0 else None
         self.eos_ids = (self.sp.eos_id(),) if self.sp.eos_id() >= 0 else ()
         self.add_bos = add_bos
-        controls = {self.sp.IdToPiece(i): i for i in range(self.vocab_size) if self.sp.IsControl(i)}
-        controls.update({self.sp.IdToPiece(i): i for i in literals})
-        self._controls = controls
-        self._split = re.compile("(" + _alternation(controls) + ")") if controls else None
+        if whole is None:
+            whole = {self.sp.IdToPiece(i): i for i in range(self.vocab_size) if self.sp.IsControl(i)}
+        self._whole = whole
+        self._split = re.compile("(" + "|".join(re.escape(p) for p in sorted(whole, key=len, reverse=True))
+                                 + ")") if whole else None
 
     def encode(self, text, add_bos=None):
         ids = [self.bos_id] if (self.add_bos if add_bos is None else add_bos) and self.bos_id is not None else []
         parts = self._split.split(text) if self._split else [text]
         for i, part in enumerate(parts):
-            if i % 2:  # a control token (or a literal piece) written in the text
-                ids.append(self._controls[part])
+            if i % 2:  # a control token written in the text
+                ids.append(self._whole[part])
             elif part:
-                ids.extend(self.sp.EncodeAsIds(part))
+                ids.extend(self._encode_text(part))
         return ids
+
+    def _encode_text(self, text):
+        return self.sp.EncodeAsIds(text)
 
     def decode(self, ids):
         return self.sp.DecodeIds([int(i) for i in ids if 0 <= int(i) < self.vocab_size])
