@@ -13,7 +13,8 @@ them (Gemma's norm weights w, scaled by 1 + w here).
 """
 import numpy as np
 
-from numpy_llama import cold_next, effective_weights  # noqa: F401  (the same PEFT merge and choice)
+import numpy_llama
+from numpy_llama import effective_weights  # noqa: F401  (the same PEFT merge)
 
 SLIDING = "sliding_attention"
 
@@ -140,14 +141,5 @@ def forward(w, cfg, tokens):
 
 
 def generate(cfg, expert_w, amateur_w, prompt, n, alpha=0.1, beta=0.5, eos=None):
-    """CoLD tokens (greedy when amateur_w is None), recomputing every prefix; stops after `eos`."""
-    seq, out = list(prompt), []
-    for _ in range(n):
-        s_e = forward(expert_w, cfg, seq)[-1]
-        tok = int(np.argmax(s_e)) if amateur_w is None else \
-            cold_next(s_e, forward(amateur_w, cfg, seq)[-1], alpha, beta)
-        out.append(tok)
-        seq.append(tok)
-        if tok == eos:
-            break
-    return out
+    """CoLD tokens (greedy when amateur_w is None) of the family's forward, recomputing every prefix."""
+    return numpy_llama.generate(cfg, expert_w, amateur_w, prompt, n, alpha, beta, eos, forward=forward)

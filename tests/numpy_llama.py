@@ -73,8 +73,9 @@ def cold_next(s_e, s_a, alpha, beta):
     return int(np.argmax(s))  # numpy: first index among equal maxima
 
 
-def generate(cfg, expert_w, amateur_w, prompt, n, alpha=0.1, beta=0.5, eos=None):
-    """CoLD tokens (greedy when amateur_w is None), recomputing every prefix."""
+def generate(cfg, expert_w, amateur_w, prompt, n, alpha=0.1, beta=0.5, eos=None, forward=forward):
+    """CoLD tokens (greedy when amateur_w is None), recomputing every prefix with `forward` (this
+    module's LLaMA, or another family's: numpy_families.forward)."""
     seq, out = list(prompt), []
     for _ in range(n):
         s_e = forward(expert_w, cfg, seq)[-1]
