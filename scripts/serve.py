@@ -23,7 +23,7 @@ def parse_args(argv=None):
                                           "their directory names (default: the shipped adapters)")
     p.add_argument("--slots", type=int, default=4, help="requests decoded together")
     p.add_argument("--max-step-tokens", type=int,
-                   help="token rows per engine step, decode rows included (default: 256, at least 2 x slots): a "
+                   help="token rows per engine step, decode rows included (default: 64, at least 2 x slots): a "
                         "joining prompt is written in chunks of what decoding leaves, so running requests wait "
                         "at most one such step per token")
     p.add_argument("--allow-runtime-adapters", action="store_true",
@@ -69,6 +69,9 @@ def check(args):
     if runtime and not args.allow_runtime_adapters:
         raise ConfigError(f"--{runtime[0].replace('_', '-')} sizes the runtime adapter slots: "
                           f"it needs --allow-runtime-adapters")
+    if args.max_loras and args.max_cpu_loras and args.max_cpu_loras < args.max_loras:
+        raise ConfigError(f"--max-cpu-loras {args.max_cpu_loras} is below --max-loras {args.max_loras}: host "
+                          f"memory holds every adapter resident in a slot")
     if args.allow_runtime_adapters and not args.adapters_dir:
         raise ConfigError("--allow-runtime-adapters needs --adapters-dir: adapters load from inside it only")
 

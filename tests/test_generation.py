@@ -132,7 +132,7 @@ def test_custom_kernel_and_gather_twin_give_the_same_tokens(tiny):
 
 def test_more_rows_than_a_register_tile(tiny):
     """33 slots = 66 cache rows: a decode step runs 66 token rows through the layer kernel
-    (panel tiles of 8 rows, then 2) in a bucket of 128; every request matches the numpy reference."""
+    (panel tiles of 8 rows, then 2), the whole step budget; every request matches the numpy reference."""
     rng = np.random.default_rng(8)
     prompts = [list(rng.integers(3, 96, int(rng.integers(2, 9)))) for _ in range(33)]
     pairs = [("qv", "base"), ("all", "qv"), (None, "all")]

@@ -137,8 +137,8 @@ def _run(script, *args):
     (["--slots", "4", "--max-step-tokens", "7"], "max_step_tokens 7 cannot hold a decode step of 4 slots (8 rows)"),
     (["--max-loras", "2"], "--max-loras sizes the runtime adapter slots: it needs --allow-runtime-adapters"),
     (["--allow-runtime-adapters"], "--allow-runtime-adapters needs --adapters-dir"),
-    (["--allow-runtime-adapters", "--adapters-dir", "/tmp", "--max-loras", "3", "--max-cpu-loras", "2"],
-     "max_cpu_loras >= max_loras"),
+    (["--allow-runtime-adapters", "--adapters-dir", "/nonexistent", "--max-loras", "3", "--max-cpu-loras", "2"],
+     "--max-cpu-loras 2 is below --max-loras 3"),
 ])
 def test_serve_with_a_bad_setting_exits_with_one_error_line(tiny, args, message):
     model = [] if "--model" in args else ["--model", tiny["model_dir"]]

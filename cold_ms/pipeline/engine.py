@@ -29,10 +29,13 @@ from cold_ms.runtime import configure, stop_compile_cache, use_compile_cache
 
 # Token rows one step may hold (decode rows included): a prompt joining running requests is
 # written in chunks of what the decode rows leave, so they wait at most one such step per token.
-# Written with MindSpore ops (the gather backend) a step's graph keeps every activation and each
-# row's cache copy (about 2.5 MB per row for SmolLM2-135M at max_len 2048; the layer kernels keep
-# about 0.1 MB): keep its budget small there.
-DEFAULT_STEP_TOKENS = 256
+# Measured (SmolLM2-135M Q4_1, 8 slots, 8 streaming CoLD clients, 256-token prompts, bench.py
+# serve): 64 gave ITL p50/p99 86/105 ms and 78.9 tokens/s, 256 gave 37/446 ms (a 256-row chunk
+# stalls every decoding request) and 75.1 tokens/s; a lone prompt's TTFT did not suffer (541 vs
+# 665 ms). Written with MindSpore ops (the gather backend) a step's graph keeps every activation
+# and each row's cache copy (about 2.5 MB per row for SmolLM2-135M at max_len 2048; the layer
+# kernels keep about 0.1 MB).
+DEFAULT_STEP_TOKENS = 64
 
 
 @dataclass
