@@ -67,7 +67,7 @@ def test_the_readme_command_prints_the_readme_table():
     out = _bench(*command.split()[3:])
     assert out.returncode == 0, out.stderr
     for row in ("weights", "kv_cache", "adapters", "workspace", "total", "paper (LLaMA-2-7B, 16-bit)",
-                "read per decode step", "ms/step floor"):
+                "read per step at max_len", "ms/step floor"):
         assert row in out.stdout
     assert "13.477" in out.stdout and "26.954" in out.stdout  # 6.74e9 parameters x 2 bytes, once / twice
     assert all("    " + line in readme for line in out.stdout.splitlines())  # the table as printed

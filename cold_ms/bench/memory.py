@@ -12,9 +12,10 @@ The plan (cold_ms/cells, pipeline/engine.py), every tensor in the compute dtype:
              (V per row, CoLD scores them in float32), float32 attention scores over max_len,
              the MLP's gate and up, the residual with q, k, v (an estimate: the allocator's
              fragmentation and the framework's own buffers are not counted)
-Bytes read per decode step: every weight but the embedding table (of which 2*S rows are
-gathered; a tied table is the head and is read whole), the whole KV cache (the Cells read all
-max_len positions today), and the adapters in use (at most min(K, 2*S), every row its own).
+Bytes read per decode step, at the last position (context = max_len, the worst case: attention
+reads the cache only up to the live positions, cells/attention.py): every weight but the
+embedding table (of which 2*S rows are gathered; a tied table is the head and is read whole),
+the whole KV cache, and the adapters in use (at most min(K, 2*S), every row its own).
 """
 import json
 import os
@@ -120,7 +121,7 @@ def run(args):
     for part in PARTS + ("total",):
         print(f"{part:24} {getattr(result['cold'], part) / 1e9:15.3f} {getattr(result['two_models'], part) / 1e9:12.3f}")
     print(f"{'paper (LLaMA-2-7B, 16-bit)':24} {PAPER_GB['cold']:15.2f} {PAPER_GB['two_models']:12.2f}")
-    print(f"{'read per decode step':24} {result['cold'].read_per_step / 1e9:15.3f} "
+    print(f"{'read per step at max_len':24} {result['cold'].read_per_step / 1e9:15.3f} "
           f"{result['two_models'].read_per_step / 1e9:12.3f}")
     if args.hbm_gbps:
         floor = {k: p.read_per_step / (args.hbm_gbps * 1e9) * 1e3 for k, p in result.items()}
