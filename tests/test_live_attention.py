@@ -1,4 +1,5 @@
-"""Attention over the live positions (cells/attention.py): reading the KV cache block by block up
+"""Attention over the live positions (cells/attention.py; on by default on Ascend, switched on
+here): reading the KV cache block by block up
 to the step's furthest position gives the logits of attention over the whole cache, for rows at
 different positions (one padded), across block boundaries; and blocks past the live positions are
 never read (NaN written there changes nothing, where whole-cache attention turns NaN)."""
@@ -26,6 +27,7 @@ def _lm(tiny):
     lm, _ = build_lm(model.weights, model.config, LoraLayout(0, 0, ()), ROWS, MAX_LEN, backend="gather")
     for layer in lm.model.layers:
         layer.self_attn.block = BLOCK  # small blocks: several per step, and early exits
+        layer.self_attn.live_blocks_on = True  # the Ascend path, here on the CPU
     return lm
 
 
@@ -84,3 +86,12 @@ def test_blocks_past_the_live_positions_are_not_read(tiny, mode, monkeypatch):
     _prefill(whole)
     _poison_from(whole, 4 * BLOCK)
     assert np.isnan(_decode(whole, 1, start)[0]).all()
+
+
+@pytest.mark.parametrize("device,on", [("CPU", False), ("Ascend", True)])
+def test_on_by_default_only_on_ascend(tiny, monkeypatch, device, on):
+    """Built, not run: there is no NPU here."""
+    monkeypatch.setenv("COLD_MS_DEVICE", device)
+    model = load_model(tiny["model_dir"])
+    lm, _ = build_lm(model.weights, model.config, LoraLayout(0, 0, ()), 1, 8, backend="gather")
+    assert [layer.self_attn.live_blocks_on for layer in lm.model.layers] == [on] * model.config.num_layers

@@ -13,7 +13,7 @@ The plan (cold_ms/cells, pipeline/engine.py), every tensor in the compute dtype:
              the MLP's gate and up, the residual with q, k, v (an estimate: the allocator's
              fragmentation and the framework's own buffers are not counted)
 Bytes read per decode step, at the last position (context = max_len, the worst case: attention
-reads the cache only up to the live positions, cells/attention.py): every weight but the
+reads the cache only up to the live positions on Ascend, cells/attention.py): every weight but the
 embedding table (of which 2*S rows are gathered; a tied table is the head and is read whole),
 the whole KV cache, and the adapters in use (at most min(K, 2*S), every row its own).
 """
