@@ -6,6 +6,9 @@ import os
 import sys
 
 __version__ = "0.1.0"
+# The MindSpore releases cold_ms runs on: the one setup.py pins and the tests run on. Images
+# that bring their own MindSpore (deploy/modelarts/Dockerfile.ascend) check against this.
+MINDSPORE_SUPPORTED = ("2.9.0",)
 
 # The CPU kernels run ~250 short OpenMP regions a decode step, and how long the idle
 # worker busy-waits for the next one decides much of the step. With MindSpore's own

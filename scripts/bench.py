@@ -12,7 +12,8 @@ COMMANDS = {"e2e": "greedy, fused CoLD and unfused baselines on a real model: la
             "decode": "greedy vs fused CoLD decode step on a random LLaMA",
             "bgmv": "custom BGMV kernel vs the gather-BMM twin, time and peak memory",
             "kernels": "C++ harness: one decode step's projections per weight layout and token-row count",
-            "serve": "HTTP server under streaming load: throughput, TTFT, TPOT, ITL, E2E (vllm bench serve's figures)"}
+            "serve": "HTTP server under streaming load: throughput, TTFT, TPOT, ITL, E2E (vllm bench serve's figures)",
+            "memory": "device bytes of the allocation plan and bytes read per decode step, CoLD vs two models"}
 
 
 def main(argv=None):

@@ -21,6 +21,11 @@ SIZES = {
     # ~853M parameters (float32: 3.4 GB), the regime where the weights dominate the process
     "1b": dict(_LLAMA, vocab_size=32000, hidden_size=2048, intermediate_size=5632, num_hidden_layers=16,
                num_attention_heads=32, num_key_value_heads=8, tie_word_embeddings=False),
+    # LLaMA-2-7B's shape (6.74B parameters), the paper's model; used by `bench.py memory`, which
+    # needs only the config (writing its random weights would take 27 GB of float32)
+    "7b": dict(_LLAMA, vocab_size=32000, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
+               num_attention_heads=32, num_key_value_heads=32, tie_word_embeddings=False,
+               max_position_embeddings=4096),
     "tiny": dict(_LLAMA, vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                  num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False),
     # The published shapes (each model's config.json on the HF hub)

@@ -4,7 +4,7 @@ import numpy as np
 import mindspore as ms
 from mindspore import nn, ops, Tensor
 
-from cold_ms.cells.attention import Attention
+from cold_ms.cells.attention import MASKED, Attention
 from cold_ms.cells.lora_linear import weight_parameter
 from cold_ms.cells.mlp import MLP
 from cold_ms.cells.norm import RMSNorm
@@ -18,7 +18,6 @@ from cold_ms.ops.prepare import layout_key, prepare
 from cold_ms.ops.registry import cpu_kernels, select_backend
 from cold_ms.runtime import device
 
-MASKED = -1e30  # additive attention bias for positions a query must not see
 # The projections of a layer in the order of the layer kernel's `wtypes` operand.
 _LAYER_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -61,12 +60,13 @@ class DecoderLayer(nn.Cell):
         self.kernels = cpu_kernels(spec.backend)
         self.state = decode.layer_state(self, cfg) if self.kernels else ()
 
-    def construct(self, h, cos, sin, flat_idx, bias, cache_rows, lora_idx, positions):
+    def construct(self, h, cos, sin, flat_idx, bias, cache_rows, lora_idx, positions, live=None):
+        """live: () int32, keys at or past it are visible to no query (Attention); None: all."""
         if self.kernels and cache_rows is not None:  # inference: one kernel, cache writes included
             shape = (h.shape[0], h.shape[1], self.self_attn.head_dim)
             return decode.layer(h, cos.reshape(shape), sin.reshape(shape), positions, cache_rows, lora_idx,
                                 self.state)
-        attn = self.self_attn(self.input_layernorm(h), cos, sin, flat_idx, bias, cache_rows, lora_idx)
+        attn = self.self_attn(self.input_layernorm(h), cos, sin, flat_idx, bias, cache_rows, lora_idx, live)
         if self.sandwich:
             h = h + self.post_attention_layernorm(attn)
             return h + self.post_feedforward_layernorm(self.mlp(self.pre_feedforward_layernorm(h), lora_idx))
@@ -131,9 +131,10 @@ class CausalLM(nn.Cell):
         sin = ops.expand_dims(ops.gather(self.sin[table], positions, 0), 1)
         return cos, sin
 
-    def hidden(self, tokens, positions, flat_idx, masks, cache_rows, lora_idx):
+    def hidden(self, tokens, positions, flat_idx, masks, cache_rows, lora_idx, live=None):
         """Final-layer hidden states (R, T, d), before the last norm; masks: the additive attention
-        bias of each of self.windows (None on the layer kernels, which mask by position)."""
+        bias of each of self.windows (None on the layer kernels, which mask by position); live:
+        the number of cache positions the step's queries can see (None: every one)."""
         ropes = [self.rotary(positions, t) for t in range(len(self.cos))]
         h = self.model.embed_tokens(tokens)
         if self.embed_scale:
@@ -141,7 +142,7 @@ class CausalLM(nn.Cell):
         for layer in self.model.layers:
             cos, sin = ropes[1] if layer.local_rope else ropes[0]
             bias = None if masks is None else masks[layer.mask_index]
-            h = layer(h, cos, sin, flat_idx, bias, cache_rows, lora_idx, positions)
+            h = layer(h, cos, sin, flat_idx, bias, cache_rows, lora_idx, positions, live)
         return h
 
     def logits(self, h):
@@ -184,7 +185,11 @@ class CausalLM(nn.Cell):
                         + positions.reshape(rows, 1, seq)).reshape(-1)  # (R*KVH*T,)
             keys = ops.arange(0, self.length, dtype=ms.int32).reshape(1, 1, self.length)
             masks = self.attention_masks(positions.reshape(rows, seq, 1), keys)
-            h = self.hidden(tokens, positions, flat_idx, masks, cache_rows, lora_idx)  # (R, T, d)
+            # Keys past the furthest real position are seen by no query: attention stops there.
+            # Padding writes at the scratch position max_len and sees every real key, so it is
+            # left out of the furthest position (its output is never used).
+            live = ops.select(positions < self.max_len, positions, ops.zeros_like(positions)).max() + 1
+            h = self.hidden(tokens, positions, flat_idx, masks, cache_rows, lora_idx, live)  # (R, T, d)
         return self.logits(ops.gather(h.reshape(rows * seq, -1), pick, 0))  # (N, V)
 
 

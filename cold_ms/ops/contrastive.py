@@ -63,7 +63,10 @@ def entropy(logits):
 
 
 def scheduled_beta(expert, amateur, beta, schedule):
-    """beta, or under schedule 1 beta * H(p_a) / (H(p_e) + H(p_a)) (0.5 when both are 0)."""
+    """beta, or under schedule 1 beta * H(p_a) / (H(p_e) + H(p_a)) (0.5 when both are 0).
+    The two softmaxes over the vocabulary run only in a step where some row asks for them."""
+    if not (schedule == 1).any():
+        return beta
     he, ha = entropy(expert), entropy(amateur)
     total = he + ha
     weight = ops.select(total > 0, ha / ops.maximum(total, 1e-30), ops.full_like(total, 0.5))
@@ -86,9 +89,16 @@ def draw(scores, temperature, top_p, uniform):
 
 def choose(expert, amateur, alpha, beta, extra, mask="logit"):
     """Next ids (N,) int32 with the per-slot knobs of `extra` (N, 4), see EXTRA: the MindSpore
-    formulation of the select kernel (custom_ops/cpu/select.cc)."""
+    formulation of the select kernel (custom_ops/cpu/select.cc).
+
+    Greedy and CoLD need the masked argmax alone: max, compare and min over the vocabulary.
+    The draw's sort of the whole vocabulary (V log V, on 152k-262k entries for Qwen and
+    Gemma) runs only in a step where some row samples, as a branch on a tensor, so one graph
+    serves both and the tokens are those of the draw that sorts every step."""
+    temperature = extra[:, 1]
     b = scheduled_beta(expert, amateur, beta, extra[:, 0])
     scores = cold_scores(expert, amateur, alpha, b, mask)
     greedy = first_argmax(scores)
-    sampled = draw(scores, extra[:, 1], extra[:, 2], extra[:, 3])
-    return ops.select(extra[:, 1] > 0, sampled, greedy)
+    if (temperature > 0).any():
+        return ops.select(temperature > 0, draw(scores, temperature, extra[:, 2], extra[:, 3]), greedy)
+    return greedy

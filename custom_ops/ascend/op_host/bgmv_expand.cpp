@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "../op_kernel/bgmv_tiles.h"
 #include "bgmv_dtypes.h"
 #include "bgmv_tiling.h"
 #include "register/op_def_registry.h"
@@ -14,23 +15,6 @@
 namespace optiling {
 
 REGISTER_TILING_DATA_CLASS(BgmvExpand, BgmvExpandTilingData)
-
-// Narrowest column slice worth a work unit: every slice re-reads r rows of B, and shorter rows
-// mean shorter MTE2 bursts.
-constexpr int64_t MIN_CHUNK_COLS = 512;
-// Slices start on a multiple of 128 elements (256 bytes of 16-bit data) so GM reads stay aligned.
-constexpr int64_t CHUNK_ALIGN = 128;
-
-// Output columns per work unit. A decode batch has few rows, so each row is cut into column
-// slices until every vector core has a unit, but no slice is narrower than MIN_CHUNK_COLS.
-static int64_t ExpandChunkCols(int64_t rows, int64_t outDim, int64_t cores)
-{
-    const int64_t wanted = (cores + rows - 1) / rows;
-    const int64_t widest = (outDim + MIN_CHUNK_COLS - 1) / MIN_CHUNK_COLS;
-    const int64_t chunks = std::max<int64_t>(1, std::min(wanted, widest));
-    const int64_t cols = (outDim + chunks - 1) / chunks;
-    return std::max<int64_t>(CHUNK_ALIGN, (cols + CHUNK_ALIGN - 1) / CHUNK_ALIGN * CHUNK_ALIGN);
-}
 
 static ge::graphStatus BgmvExpandTiling(gert::TilingContext *context)
 {
@@ -52,8 +36,10 @@ static ge::graphStatus BgmvExpandTiling(gert::TilingContext *context)
 
     auto platform = platform_ascendc::PlatformAscendC(context->GetPlatformInfo());
     const int64_t cores = static_cast<int64_t>(platform.GetCoreNumAiv());
-    const int64_t chunkCols = ExpandChunkCols(std::max<int64_t>(rows, 1), outDim, cores);
-    const int64_t units = rows * ((outDim + chunkCols - 1) / chunkCols);
+    // Column slices first, then row blocks grouped by adapter, until every core has a unit
+    // (the arithmetic the host test tests/ascend/bgmv_tiles_test.cc checks).
+    const bgmv::ExpandSplit split = bgmv::SplitExpand(static_cast<uint32_t>(rows), static_cast<uint32_t>(outDim),
+                                                      static_cast<uint32_t>(cores));
 
     BgmvExpandTilingData tiling;
     tiling.set_rows(static_cast<uint32_t>(rows));
@@ -61,10 +47,11 @@ static ge::graphStatus BgmvExpandTiling(gert::TilingContext *context)
     tiling.set_rank(static_cast<uint32_t>(rank));
     tiling.set_outDim(static_cast<uint32_t>(outDim));
     tiling.set_slots(static_cast<uint32_t>(slots));
-    tiling.set_chunkCols(static_cast<uint32_t>(std::min(chunkCols, BGMV_DIM_MAX)));
+    tiling.set_chunkCols(split.chunkCols);
+    tiling.set_rowBlock(split.rowBlock);
 
     // One core per unit at most, and at least one core must be launched.
-    context->SetBlockDim(static_cast<uint32_t>(std::max<int64_t>(1, std::min(cores, units))));
+    context->SetBlockDim(static_cast<uint32_t>(std::max<int64_t>(1, std::min<int64_t>(cores, split.units))));
     tiling.SaveToBuffer(context->GetRawTilingData()->GetData(), context->GetRawTilingData()->GetCapacity());
     context->GetRawTilingData()->SetDataSize(tiling.GetDataSize());
     context->GetWorkspaceSizes(1)[0] = 0;  // no device scratch beyond UB

@@ -8,13 +8,13 @@
 
 #include <cstdint>
 
+#include "../op_kernel/bgmv_tiles.h"
 #include "register/tilingdata_base.h"
 
 namespace optiling {
 
-// Largest LoRA rank (RANK_CAP in op_kernel/): shrink uses the rank as the repeat count of one
-// vector instruction (at most 255) and sizes its UB product block for it.
-constexpr int64_t BGMV_RANK_CAP = 128;
+// Largest LoRA rank, declared with the kernels' tiles (op_kernel/bgmv_tiles.h).
+constexpr int64_t BGMV_RANK_CAP = bgmv::RANK_CAP;
 // Dimensions travel as uint32 fields; offsets are computed in 64 bits on the device.
 constexpr int64_t BGMV_DIM_MAX = 0xFFFFFFFFLL;
 
@@ -29,8 +29,8 @@ TILING_DATA_FIELD_DEF(uint32_t, rank);
 TILING_DATA_FIELD_DEF(uint32_t, slots);
 END_TILING_DATA_DEF;
 
-// BgmvExpand: y (rows, seq, outDim), lora_b (slots, rank, outDim); chunkCols output columns
-// form one work unit (see ExpandChunkCols in bgmv_expand.cpp).
+// BgmvExpand: y (rows, seq, outDim), lora_b (slots, rank, outDim); a work unit is rowBlock rows
+// (grouped by adapter on the device) by chunkCols output columns (bgmv::SplitExpand).
 BEGIN_TILING_DATA_DEF(BgmvExpandTilingData)
 TILING_DATA_FIELD_DEF(uint32_t, rows);
 TILING_DATA_FIELD_DEF(uint32_t, seq);
@@ -38,6 +38,7 @@ TILING_DATA_FIELD_DEF(uint32_t, rank);
 TILING_DATA_FIELD_DEF(uint32_t, outDim);
 TILING_DATA_FIELD_DEF(uint32_t, slots);
 TILING_DATA_FIELD_DEF(uint32_t, chunkCols);
+TILING_DATA_FIELD_DEF(uint32_t, rowBlock);
 END_TILING_DATA_DEF;
 
 }  // namespace optiling

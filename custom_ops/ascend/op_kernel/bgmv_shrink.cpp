@@ -22,34 +22,17 @@
 // Data type and index type come from the build: the op package compiles this file once per
 // dtype combination declared in op_host/bgmv_shrink.cpp, defining DTYPE_X and DTYPE_IDX.
 #include "kernel_operator.h"
+#include "bgmv_tiles.h"
 
 namespace {
 
-// Two UB buffers per queue: one is filled or drained by a DMA engine while V uses the other.
-constexpr int32_t BUFFER_NUM = 2;
-// Unified Buffer of one vector core on Atlas A2/A3 (ascend910b, ascend910_93).
-constexpr uint32_t UB_BYTES = 192 * 1024;
-// UB is addressed in 32-byte blocks: vector operands and each DMA row must start on one.
-constexpr uint32_t BLOCK_BYTES = 32;
-constexpr uint32_t F32_BYTES = sizeof(float);  // v and every accumulator are float32
-// One vector repeat reads 8 blocks = 256 bytes = 64 floats.
-constexpr uint32_t LANES = 64;
-constexpr uint8_t LANE_BLOCKS = LANES * F32_BYTES / BLOCK_BYTES;
-// Elements of A per K tile (r rows x kTile columns): 16 KiB of 16-bit data or 32 KiB of float32
-// per buffer; even at RANK_CAP each row keeps 64 columns, one full vector repeat.
-constexpr uint32_t A_TILE_ELEMS = 8192;
-// Widest K tile: bounds the x tile (TOK_BLOCK x 512) and keeps a float32 row within the 8-bit
-// repeat stride of the vector unit (512 floats = 64 blocks <= 255).
-constexpr uint32_t K_TILE_CAP = 512;
-// Tokens that share one pass over A: decode has one token per row, a prompt chunk reads A once
-// per 8 tokens instead of once per token.
-constexpr uint32_t TOK_BLOCK = 8;
-// Largest rank: it is the repeat count of one vector instruction (<= 255) and sizes the
-// RANK_CAP x LANES product block (32 KiB). op_host/bgmv_tiling.h (BGMV_RANK_CAP) rejects more.
-constexpr uint32_t RANK_CAP = 128;
-
-__aicore__ inline uint32_t CeilTo(uint32_t n, uint32_t step) { return (n + step - 1) / step * step; }
-__aicore__ inline uint32_t MinU32(uint32_t a, uint32_t b) { return a < b ? a : b; }
+using bgmv::BLOCK_BYTES;
+using bgmv::BUFFER_NUM;
+using bgmv::F32_BYTES;
+using bgmv::LANES;
+using bgmv::RANK_CAP;
+using bgmv::TOK_BLOCK;
+constexpr uint8_t LANE_BLOCKS = LANES * F32_BYTES / BLOCK_BYTES;  // 8 blocks per vector repeat
 
 template <typename T, typename I>
 class BgmvShrinkKernel {
@@ -70,32 +53,29 @@ public:
         vGm_.SetGlobalBuffer((__gm__ float *)v);
 
         // As many columns as fit A_TILE_ELEMS for r rows, whole blocks per row, at most K_TILE_CAP.
-        kTile_ = MinU32(K_TILE_CAP, A_TILE_ELEMS / rank / BLOCK_ELEMS * BLOCK_ELEMS);
-        accStride_ = CeilTo(rank * F32_BYTES, BLOCK_BYTES) / F32_BYTES;
+        kTile_ = bgmv::ShrinkKTile(rank, T_BYTES);
+        accStride_ = bgmv::CeilTo(rank * F32_BYTES, BLOCK_BYTES) / F32_BYTES;
 
-        pipe_.InitBuffer(aQueue_, BUFFER_NUM, A_TILE_ELEMS * T_BYTES);
-        pipe_.InitBuffer(xQueue_, BUFFER_NUM, TOK_BLOCK * K_TILE_CAP * T_BYTES);
+        pipe_.InitBuffer(aQueue_, BUFFER_NUM, bgmv::A_TILE_ELEMS * T_BYTES);
+        pipe_.InitBuffer(xQueue_, BUFFER_NUM, TOK_BLOCK * bgmv::K_TILE_CAP * T_BYTES);
         pipe_.InitBuffer(vQueue_, BUFFER_NUM, TOK_BLOCK * RANK_CAP * F32_BYTES);
         pipe_.InitBuffer(prod_, RANK_CAP * LANES * F32_BYTES);
         pipe_.InitBuffer(sums_, RANK_CAP * F32_BYTES);
         if constexpr (!IS_F32) {
-            pipe_.InitBuffer(aF32_, A_TILE_ELEMS * F32_BYTES);
-            pipe_.InitBuffer(xF32_, TOK_BLOCK * K_TILE_CAP * F32_BYTES);
+            pipe_.InitBuffer(aF32_, bgmv::A_TILE_ELEMS * F32_BYTES);
+            pipe_.InitBuffer(xF32_, TOK_BLOCK * bgmv::K_TILE_CAP * F32_BYTES);
         }
     }
 
     __aicore__ inline void Process()
     {
-        const uint32_t tokBlocks = (seq_ + TOK_BLOCK - 1) / TOK_BLOCK;
+        const uint32_t tokBlocks = bgmv::TileCount(seq_, TOK_BLOCK);
         const uint64_t units = static_cast<uint64_t>(rows_) * tokBlocks;
-        const uint64_t cores = static_cast<uint64_t>(AscendC::GetBlockNum());
-        const uint64_t share = (units + cores - 1) / cores;
-        const uint64_t first = share * static_cast<uint64_t>(AscendC::GetBlockIdx());
-        const uint64_t last = first + share < units ? first + share : units;
-        for (uint64_t u = first; u < last; ++u) {
+        const bgmv::Range mine = bgmv::CoreRange(units, AscendC::GetBlockNum(), AscendC::GetBlockIdx());
+        for (uint64_t u = mine.first; u < mine.last; ++u) {
             const uint32_t row = static_cast<uint32_t>(u / tokBlocks);
             const uint32_t t0 = static_cast<uint32_t>(u % tokBlocks) * TOK_BLOCK;
-            const uint32_t nTok = MinU32(TOK_BLOCK, seq_ - t0);
+            const uint32_t nTok = bgmv::Min(TOK_BLOCK, seq_ - t0);
             // Scalar-unit GM read, before any tile of this unit is queued. The scalar unit only
             // issues work to MTE2/V/MTE3, so it usually reads this index while the pipes are still
             // busy with the previous unit.
@@ -104,7 +84,7 @@ public:
                 AscendC::Trap();
             }
             AscendC::LocalTensor<float> acc = vQueue_.AllocTensor<float>();
-            AscendC::Duplicate(acc, 0.0f, static_cast<int32_t>(nTok * accStride_));
+            AscendC::Duplicate(acc, 0.0f, static_cast<int32_t>(nTok * accStride_));  // Compute's barriers order it
             if (slot < 0) {  // base-model row: its v stays zero and no adapter byte moves
                 vQueue_.EnQue(acc);
                 CopyOut(row, t0, nTok);
@@ -112,10 +92,14 @@ public:
             }
             const uint64_t aBase = static_cast<uint64_t>(slot) * rank_ * in_;
             const uint64_t xBase = (static_cast<uint64_t>(row) * seq_ + t0) * in_;
-            for (uint32_t k0 = 0; k0 < in_; k0 += kTile_) {
-                const uint32_t kLen = MinU32(kTile_, in_ - k0);
-                CopyIn(aBase + k0, xBase + k0, nTok, kLen);
-                Compute(acc, nTok, kLen);
+            const uint32_t tiles = bgmv::TileCount(in_, kTile_);
+            CopyIn(aBase, xBase, nTok, bgmv::TileLen(in_, kTile_, 0));
+            for (uint32_t i = 0; i < tiles; ++i) {
+                if (i + 1 < tiles) {  // tile i+1's MTE2 is issued before tile i's vector work
+                    const uint32_t next = (i + 1) * kTile_;
+                    CopyIn(aBase + next, xBase + next, nTok, bgmv::TileLen(in_, kTile_, i + 1));
+                }
+                Compute(acc, nTok, bgmv::TileLen(in_, kTile_, i));
             }
             vQueue_.EnQue(acc);
             CopyOut(row, t0, nTok);
@@ -125,13 +109,8 @@ public:
 private:
     static constexpr bool IS_F32 = AscendC::IsSameType<T, float>::value;
     static constexpr uint32_t T_BYTES = sizeof(T);
-    static constexpr uint32_t BLOCK_ELEMS = BLOCK_BYTES / T_BYTES;
-    static_assert(A_TILE_ELEMS / RANK_CAP >= LANES, "a K tile must span one vector repeat at the largest rank");
-    static_assert(BUFFER_NUM * (A_TILE_ELEMS + TOK_BLOCK * K_TILE_CAP) * T_BYTES +
-                      (IS_F32 ? 0 : (A_TILE_ELEMS + TOK_BLOCK * K_TILE_CAP) * F32_BYTES) +
-                      (RANK_CAP * LANES + RANK_CAP + BUFFER_NUM * TOK_BLOCK * RANK_CAP) * F32_BYTES <=
-                      UB_BYTES,
-                  "BgmvShrink buffers exceed the Unified Buffer");
+    static constexpr uint32_t BLOCK_ELEMS = bgmv::BlockElems(T_BYTES);
+    static_assert(bgmv::FitsUb(bgmv::ShrinkUbBytes(T_BYTES)), "BgmvShrink buffers exceed the UB");
 
     // MTE2: columns [k0, k0 + kLen) of the r rows of A[slot] and of the unit's nTok rows of x.
     // Rows are `in` elements apart in GM and land block-aligned in UB, CeilTo(kLen) apart.
@@ -152,7 +131,7 @@ private:
     // V: acc[t, j] += x[t, k0:k0+kLen] . A[j, k0:k0+kLen] for every token t and rank row j.
     __aicore__ inline void Compute(AscendC::LocalTensor<float> &acc, uint32_t nTok, uint32_t kLen)
     {
-        const uint32_t stride = CeilTo(kLen, BLOCK_ELEMS);  // elements between rows in UB
+        const uint32_t stride = bgmv::CeilTo(kLen, BLOCK_ELEMS);  // elements between rows in UB
         AscendC::LocalTensor<T> aLocal = aQueue_.DeQue<T>();
         AscendC::LocalTensor<T> xLocal = xQueue_.DeQue<T>();
         const AscendC::LocalTensor<float> a32 = Widen(aLocal, aF32_, rank_ * stride);
@@ -164,16 +143,22 @@ private:
         // and writes row j of the contiguous r x 64 product block (8 blocks on).
         const AscendC::BinaryRepeatParams rowsTimesX(1, 1, 1, LANE_BLOCKS,
                                                      static_cast<uint8_t>(stride * F32_BYTES / BLOCK_BYTES), 0);
-        const int32_t lanes = static_cast<int32_t>(MinU32(LANES, kLen));
+        const int32_t lanes = static_cast<int32_t>(bgmv::Min(LANES, kLen));
+        // Every instruction below reads what the one before it wrote (the widened tiles, prod,
+        // sums, acc): PipeBarrier<PIPE_V> between each dependent pair.
         for (uint32_t t = 0; t < nTok; ++t) {
             const AscendC::LocalTensor<float> xt = x32[t * stride];
+            AscendC::PipeBarrier<PIPE_V>();
             AscendC::Mul(prod, a32, xt, static_cast<uint64_t>(lanes), rank, rowsTimesX);
             for (uint32_t c = LANES; c < kLen; c += LANES) {
-                const uint64_t mask = MinU32(LANES, kLen - c);  // the tile's last slice may be partial
+                const uint64_t mask = bgmv::Min(LANES, kLen - c);  // the tile's last slice may be partial
+                AscendC::PipeBarrier<PIPE_V>();
                 AscendC::MulAddDst(prod, a32[c], xt[c], mask, rank, rowsTimesX);
             }
+            AscendC::PipeBarrier<PIPE_V>();
             AscendC::WholeReduceSum(sums, prod, lanes, static_cast<int32_t>(rank_), 1, 1, LANE_BLOCKS);
             AscendC::LocalTensor<float> accRow = acc[t * accStride_];
+            AscendC::PipeBarrier<PIPE_V>();
             AscendC::Add(accRow, accRow, sums, static_cast<int32_t>(rank_));
         }
         aQueue_.FreeTensor(aLocal);
@@ -198,6 +183,7 @@ private:
             return tile;
         } else {
             AscendC::LocalTensor<float> wide = scratch.Get<float>();
+            AscendC::PipeBarrier<PIPE_V>();  // the previous tile's products may still read `scratch`
             AscendC::Cast(wide, tile, AscendC::RoundMode::CAST_NONE, count);
             return wide;
         }
