@@ -13,8 +13,12 @@ import fixtures  # noqa: E402
 
 @pytest.fixture(scope="session", autouse=True)
 def _private_cache(tmp_path_factory):
-    """Compile cache and kernel builds of the test session live in a temporary directory."""
-    os.environ["COLD_MS_CACHE"] = str(tmp_path_factory.mktemp("cold_ms_cache"))
+    """The compile cache of the test session lives in a temporary directory; kernel builds in
+    the user's kernel cache, shared by every run (a build's folder is named by the hash of its
+    sources, compiler, flags and CPU, and written atomically: reusing it is what a user's second
+    run does, and saves each test session the ~30 s build)."""
+    kernels = fixtures.user_kernel_cache()
+    os.environ["COLD_MS_CACHE"] = fixtures.cache_with_kernels(str(tmp_path_factory.mktemp("cold_ms_cache")), kernels)
     os.environ["LOG_MF_PATH"] = str(tmp_path_factory.mktemp("mindformers_log"))  # not ./output/log
 
 

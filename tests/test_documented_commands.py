@@ -1,22 +1,15 @@
 """Every script's --help and every `bench.py` sub-command at its smallest size run, so a move
 of the code cannot silently break a documented command again (issue 27, item 4)."""
-import importlib.util
 import json
 import math
 import os
 
 import pytest
 
+from helpers import script
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = sorted(f for f in os.listdir(os.path.join(ROOT, "scripts")) if f.endswith(".py"))
-
-
-def script(name):
-    """scripts/NAME.py as a module (its main() is then called in-process)."""
-    spec = importlib.util.spec_from_file_location(f"script_{name}", os.path.join(ROOT, "scripts", name + ".py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize("name", [f[:-3] for f in SCRIPTS])

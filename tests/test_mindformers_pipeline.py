@@ -124,6 +124,10 @@ def test_mindformers_logs_stay_off_stdout(tiny):
     after_import = out.stdout.split("imported\n", 1)[1].splitlines()
     assert len(after_import) == 1 and json.loads(after_import[0])[0]["text_generation_text"], out.stdout
     assert "an error stays visible" in out.stderr
+    # nothing else on stderr: not the import-time "No module named 'hyper_parallel'" warnings, nor a
+    # deprecation warning (issue 27, item 12)
+    noise = [line for line in out.stderr.splitlines() if line.strip() and "an error stays visible" not in line]
+    assert not noise, noise
 
 
 def test_adapters_named_with_a_model_directory(mf, tiny):

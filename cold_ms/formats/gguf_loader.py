@@ -5,6 +5,9 @@ F32 as float32 arrays): an engine chooses what to read them as (cold_ms/ops/prep
 llama.cpp stores LLaMA's Q and K rows permuted for its interleaved rotary layout; they are
 permuted back to the HF rotate-half layout here (whole rows: the stored blocks are unchanged).
 """
+import os
+import re
+
 import numpy as np
 
 from cold_ms import wtypes
@@ -70,7 +73,17 @@ def gguf_config(reader, path):
         tie_word_embeddings="output.weight" not in names,
         bos_token_id=meta.int("tokenizer.ggml.bos_token_id", None, minimum=0),
         eos_token_ids=() if eos is None else (eos,),
-        name=meta.text("general.name", "gguf"))
+        name=display_name(path, meta.text("general.organization", "")))
+
+
+def display_name(path, organization=""):
+    """A GGUF model's name as the hub knows it: ORGANIZATION/FILE-STEM without its quantisation
+    suffix ('HuggingFaceTB/SmolLM2-135M-Instruct' for SmolLM2-135M-Instruct.Q4_1.gguf), a loadable
+    id for trained adapters' base_model_name_or_path. general.name is the converter's title-cased
+    guess ('Smollm2 135M 8k Lc100K Mix1 Ep2')."""
+    stem = re.sub(r"[.-](q\d\w*|iq\d\w*|f16|f32|bf16)$", "", os.path.basename(path)[:-len(".gguf")],
+                  flags=re.IGNORECASE) or "gguf"
+    return f"{organization}/{stem}" if organization and "/" not in organization else stem
 
 
 def _our_name(name):
