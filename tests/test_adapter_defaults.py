@@ -133,3 +133,19 @@ def test_eval_save_choice(tmp_path, capsys):
     evaluate.save_choice(args, summary)
     saved = adapter_defaults.read(str(adapter))
     assert (saved["alpha"], saved["beta"]) == (0.1, 0.1) and "gsm_symbolic" in saved["source"]
+
+
+def test_the_server_log_line_says_greedy_for_greedy(caplog):
+    """issue 27, item 14: a greedy base request was logged as 'amateur=None alpha=0.1 beta=0.5'."""
+    import logging
+    import time
+    from types import SimpleNamespace
+    from cold_ms.serving.responses import log_request
+    greedy = SimpleNamespace(request=Request(PROMPT, amateur=None), tokens=[5], finish_reason="stop")
+    cold = SimpleNamespace(request=Request(PROMPT, adapter="all", alpha=0.2, beta=1.0), tokens=[5], finish_reason="stop")
+    with caplog.at_level(logging.INFO, logger="cold_ms.serve"):
+        log_request(greedy, "base", time.perf_counter())
+        log_request(cold, "all", time.perf_counter())
+    first, second = (r.getMessage() for r in caplog.records)
+    assert first.startswith("model=base greedy prompt_tokens=5") and "alpha" not in first
+    assert second.startswith("model=all amateur=base alpha=0.2 beta=1.0 prompt_tokens=5")

@@ -140,3 +140,21 @@ def test_without_a_compiler_the_twin_runs_with_one_warning(tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["gather", "gather"]
     assert out.stderr.count("custom kernels unavailable (no C++ compiler found") == 1
+
+
+def test_a_kernel_build_says_so_and_is_timed(tmp_path, monkeypatch, capsys):
+    """issue 27, item 5: the first run compiled for ~30 s in silence. A stand-in compiler (it writes
+    the output file) shows the message and the time a build adds to the run's timing line."""
+    import os
+    from cold_ms.ops import _library
+    fake = tmp_path / "fake-g++"
+    fake.write_text('#!/bin/sh\nfor a; do out="$a"; done\nsleep 0.2\n[ "$1" = --version ] || : > "$out"\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("CXX", str(fake))
+    monkeypatch.setenv("COLD_MS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(_library, "_built", {})
+    target = _library.cpu_library("x86-64")
+    assert os.path.isfile(target) and _library.build_seconds() >= 0.2
+    err = capsys.readouterr().err
+    assert "compiling the CPU kernels for this machine (once; ~30 s on 2 cores)" in err
+    assert _library.cpu_library("x86-64") == target and capsys.readouterr().err == ""  # built once

@@ -76,3 +76,11 @@ def test_bench_serve_smallest(tiny, tmp_path, capsys):
                           "--clients", "1", "--requests", "2", "--max-tokens", "2"])
     [header, row] = capsys.readouterr().out.splitlines()[-2:]
     assert header.split()[0] == "slots" and row.split()[0] == "1" and row.split()[-1] == "0"  # none wrong
+
+
+def test_the_readme_documents_the_cache_and_the_stderr_lines():
+    """issue 27, item 15: COLD_MS_CACHE was undocumented and "stderr gets one line" was not true (the
+    lines themselves are checked on the default demo, tests/test_readme_examples.py)."""
+    text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    assert "$COLD_MS_CACHE" in text and "stderr gets one line" not in text
+    assert "stderr gets one settings line" in text

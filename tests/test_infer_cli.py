@@ -52,8 +52,12 @@ def test_expert_and_amateur_adapters_with_text_prompt(tiny):
 
 
 def test_no_adapter_is_base_greedy(tiny):
-    out = infer("--model", tiny["model_dir"], "--max-new-tokens", "5", "--ignore-eos", "--prompt-ids", "1,2,3")
+    run = subprocess.run([sys.executable, INFER, "--model", tiny["model_dir"], "--max-new-tokens", "5", "--ignore-eos",
+                          "--prompt-ids", "1,2,3", "--json"], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
     assert out["outputs"][0]["token_ids"] == ref.generate(tiny["cfg"], _weights(tiny, None), None, [1, 2, 3], 5)
+    assert "no expert adapter chosen, so this run decodes greedily with the base model" in run.stderr
 
 
 def test_compile_cache_never_serves_a_stale_graph(tmp_path):

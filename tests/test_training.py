@@ -119,3 +119,26 @@ def test_snapshots_write_the_adapter_of_those_steps(tiny, tmp_path):
     key = next(iter(final.tensors))
     assert not np.array_equal(early.tensors[key][1], late.tensors[key][1])  # B moves every step
     assert not np.array_equal(late.tensors[key][1], final.tensors[key][1])
+
+
+def test_what_a_run_cannot_do_is_said_with_numbers(tiny, tmp_path):
+    """issue 27, item 9: no example fits in max_len (with the lengths), and --max-steps above what the
+    epochs hold (it ran fewer steps without a word)."""
+    import pytest
+    from cold_ms.errors import ConfigError
+    model = load_model(tiny["model_dir"])
+    examples = tasks.examples(f"jsonl:{_jsonl(tmp_path, 12)}", "train")
+    with pytest.raises(ConfigError, match=r"no training example fits in max_len 4: the 12 examples are \d+-\d+ tokens"):
+        Trainer(model, examples, TrainConfig(rank=4, batch=4, max_len=4), str(tmp_path / "a"), chat_template="chatml")
+    said = []
+    trainer = Trainer(model, examples, TrainConfig(rank=4, batch=4, max_len=128, max_steps=20), str(tmp_path / "b"),
+                      log=said.append, chat_template="chatml")
+    assert len(trainer.plan) == 3
+    assert said == ["--max-steps 20: 1 epoch(s) of 12 examples in batches of 4 make only 3 steps; running 3 "
+                    "(raise --epochs for more)"]
+
+
+def test_train_lora_help_shows_the_defaults(capsys):
+    from helpers import run_script
+    code, out, _ = run_script("train_lora", ["--help"], capsys)
+    assert code == 0 and "LoRA rank r (default: 16)" in out and "(default: 32.0)" in out
