@@ -100,17 +100,17 @@ def test_a_kill_between_checkpoint_and_state_resumes_exactly(tiny, tmp_path, mon
                                all_logits(SimpleNamespace(lm=whole.lm), PROMPT, 0), atol=1e-5)
 
 
-def test_snapshots_write_the_adapter_of_those_steps(tiny, tmp_path):
-    """An early checkpoint of a run, written as a PEFT adapter, loads as an amateur."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+def test_snapshots_write_the_adapter_of_those_steps(tiny, tmp_path, capsys):
+    """An early checkpoint of a run, written as a PEFT adapter, loads as an amateur (scripts/train_lora.py
+    in-process; the fresh process is test_an_interrupted_run_resumes's)."""
+    from helpers import run_script
     data = tmp_path / "train.jsonl"
     data.write_text("".join(json.dumps({"question": f"q {i}", "answer": f"a {i}"}) + "\n" for i in range(12)))
     out = tmp_path / "run"
-    done = subprocess.run([sys.executable, os.path.join(root, "scripts", "train_lora.py"), "--model",
-                           tiny["model_dir"], "--train-file", str(data), "--out", str(out), "--batch", "4",
-                           "--max-steps", "3", "--rank", "4", "--snapshots", "1,2", "--chat-template", "chatml"],
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
+    code, _, err = run_script("train_lora", ["--model", tiny["model_dir"], "--train-file", str(data), "--out", str(out),
+                                             "--batch", "4", "--max-steps", "3", "--rank", "4", "--snapshots", "1,2",
+                                             "--chat-template", "chatml"], capsys)
+    assert code == 0, err[-2000:]
     from cold_ms.formats.adapters import load_peft_adapter
     from cold_ms.formats.model import load_model
     cfg = load_model(tiny["model_dir"]).config
