@@ -20,7 +20,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from cold_ms.config import BETA_SCHEDULES  # noqa: E402
 from cold_ms.errors import ColdError, InputError  # noqa: E402
-from cold_ms.pipeline.options import add_engine_arguments, engine_options, runs_on  # noqa: E402
+from cold_ms.pipeline.options import (add_engine_arguments, apply_defaults, conservative_text,  # noqa: E402
+                                     engine_options, kernel_build_note, runs_on)
 
 
 def parse_args(argv=None):
@@ -37,7 +38,7 @@ def parse_args(argv=None):
                                            "share the tokenizer): CoLD against it, in the same decode step")
     p.add_argument("--alpha", type=float, help="plausibility threshold, in (0, 1] (default for --alpha, --beta, "
                                                "--mask, --beta-schedule: the expert's cold_config.json, else "
-                                               f"{_conservative()})")
+                                               f"{conservative_text()})")
     p.add_argument("--beta", type=float, help="contrast strength, >= 0 (0 = greedy)")
     p.add_argument("--mask", choices=("logit", "prob"))
     p.add_argument("--beta-schedule", choices=BETA_SCHEDULES,
@@ -60,31 +61,6 @@ def parse_args(argv=None):
     p.add_argument("--output-file", help="batch job results (appended; a rerun skips finished ids)")
     p.add_argument("--slots", type=int, default=4, help="requests decoded together in a batch job")
     return p.parse_args(argv)
-
-
-def _conservative():
-    from cold_ms.adapter_defaults import CONSERVATIVE
-    return ", ".join(f"{k} {v}" for k, v in CONSERVATIVE.items())
-
-
-def apply_defaults(args, adapters, expert):
-    """Fill --alpha, --beta, --mask, --beta-schedule left unset from the expert's own settings
-    (its cold_config.json, else the conservative ones); returns where they came from."""
-    from cold_ms import adapter_defaults
-    from cold_ms.config import ChoiceParams, ColdParams
-    own = adapter_defaults.of(adapters, expert)
-    unset = [k for k in adapter_defaults.KEYS if getattr(args, k) is None]
-    for k in unset:
-        setattr(args, k, own[k])
-    ColdParams(args.alpha, args.beta, args.mask)
-    ChoiceParams(args.beta_schedule, args.temperature, args.top_p, args.seed)
-    return own["source"] if unset else "the command line"
-
-
-def _kernel_build():
-    """', kernels built in N s' when this run compiled the CPU kernels (the first run on a machine)."""
-    from cold_ms.ops._library import build_seconds
-    return f", CPU kernels built in {build_seconds():.1f}s" if build_seconds() else ""
 
 
 def choice_args(args):
@@ -184,7 +160,7 @@ def build(args, log):
               else f"greedy on {expert or 'the base model'}")
     log(f"cold_ms: {model.config.name} ({model.config.num_params / 1e6:.1f}M params, stored {model.stored}) "
         f"from {model.source}; adapters [{', '.join(adapters.names) or 'none'}]; {chosen}; {runs_on(engine)}; "
-        f"loaded in {model.load_s:.1f}s, compiled in {compile_s:.1f}s" + _kernel_build())
+        f"loaded in {model.load_s:.1f}s, compiled in {compile_s:.1f}s" + kernel_build_note())
     requests = [Request(p, adapter=expert, amateur=amateur, alpha=args.alpha, beta=args.beta,
                         max_new_tokens=args.max_new_tokens, ignore_eos=args.ignore_eos, **choice_args(args))
                 for p in prompts]

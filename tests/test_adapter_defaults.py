@@ -74,14 +74,14 @@ def test_shipped_adapters_carry_their_tuned_choice(task):
 
 def test_infer_cli_settings(tuned):
     """scripts/infer.py: the command line, else the expert's cold_config.json, else conservative."""
-    infer = script("infer")
+    from cold_ms.pipeline.options import apply_defaults
     eng = engine_for(tuned, ("all", "qv"))
     unset = dict(alpha=None, beta=None, mask=None, beta_schedule=None, temperature=0.0, top_p=1.0, seed=0)
     args = Namespace(**unset)
-    assert infer.apply_defaults(args, eng.adapters, "all").startswith("cold_config.json")
+    assert apply_defaults(args, eng.adapters, "all").startswith("cold_config.json")
     assert (args.alpha, args.beta, args.mask, args.beta_schedule) == (0.2, 1.0, "logit", "fixed")
     args = Namespace(**dict(unset, beta=0.7))
-    infer.apply_defaults(args, eng.adapters, "qv")
+    apply_defaults(args, eng.adapters, "qv")
     assert (args.alpha, args.beta) == (0.1, 0.7)
 
 
