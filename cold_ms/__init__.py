@@ -2,6 +2,7 @@
 import contextlib
 import importlib.abc
 import importlib.util
+import logging
 import os
 import sys
 
@@ -41,10 +42,15 @@ class _AfterImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return self._loader.create_module(spec)
 
     def exec_module(self, module):
-        # MindFormers binds its log handler to sys.stdout while importing: stderr keeps its
-        # import-time warnings off the program's output
-        with contextlib.redirect_stdout(sys.stderr):
-            self._loader.exec_module(module)
+        # MindFormers binds its log handler to sys.stdout while importing (stderr keeps it off the
+        # program's output), and warns there about optional models it cannot import (its PyNative
+        # DeepSeek/Qwen3 need 'hyper_parallel'): import-time warnings are not shown
+        logging.disable(logging.WARNING)
+        try:
+            with contextlib.redirect_stdout(sys.stderr):
+                self._loader.exec_module(module)
+        finally:
+            logging.disable(logging.NOTSET)
         from cold_ms.pipeline.mindformers import register
         register()
 

@@ -108,3 +108,28 @@ class Tuner:
 
 def _setting(choice):
     return f"alpha {choice['alpha']:g}, beta {choice['beta']:g}"
+
+
+def adapter_settings(summary, mask="logit", date=None):
+    """(settings, evidence) of a tuned summary for the adapter's cold_config.json. The chosen grid
+    point, unless expert greedy scored at least as high on validation: then beta 0 (greedy), since
+    no contrast in the grid earned its cost there. The evidence: task, validation n and accuracies
+    (greedy and each grid point), the test results, and the date."""
+    import datetime
+    val = summary["validation"]
+    best = choose(val["curve"])
+    greedy = val["expert"]["correct"] / val["expert"]["n"] >= best["correct"] / best["n"]
+    settings = {"alpha": best["alpha"], "beta": 0.0 if greedy else best["beta"], "mask": mask,
+                "beta_schedule": summary.get("beta_schedule", "fixed")}
+    evidence = {"task": summary["task"], "amateur": summary["amateur"], "rule": TIE_BREAK + (
+                    "; beta 0 when expert greedy is at least as accurate" if greedy else ""),
+                "validation_n": val["n"], "validation_accuracy": {
+                    "expert_greedy": val["expert"]["accuracy"],
+                    **{f"alpha {r['alpha']:g} beta {r['beta']:g}": r["accuracy"] for r in val["curve"]}},
+                "test_n": summary["test"]["n"],
+                "test_accuracy": {("expert_greedy" if r["mode"] == "expert" else
+                                   f"alpha {r['alpha']:g} beta {r['beta']:g}"): r["accuracy"]
+                                  for r in summary["test"]["results"]},
+                "date": date or datetime.date.today().isoformat()}
+    return settings, evidence
+

@@ -66,7 +66,13 @@ def parse_args(argv=None):
     p.add_argument("--chat-template", help="built-in template instead of the checkpoint's")
     add_engine_arguments(p)
     p.add_argument("--out", required=True)
-    return p.parse_args(argv)
+    p.add_argument("--save-choice", action="store_true",
+                   help="with --tune: write the chosen setting and its evidence into the adapter directory "
+                        "as cold_config.json, the adapter's default wherever a request does not say")
+    args = p.parse_args(argv)
+    if args.save_choice and not args.tune:
+        p.error("--save-choice needs --tune (the choice is made on validation)")
+    return args
 
 
 def plan(args):
@@ -130,6 +136,16 @@ def run_with_bar(ev, run):
         ev.run(run, bar)
 
 
+def save_choice(args, summary):
+    """--save-choice: the tuned setting, with its evidence, into the adapter's cold_config.json."""
+    from cold_ms import adapter_defaults
+    from cold_ms.formats.shipped import resolve_adapter
+    from cold_ms.tuning import adapter_settings
+    settings, evidence = adapter_settings(summary)
+    path = adapter_defaults.write(resolve_adapter(args.adapter)[1], settings, evidence)
+    print(f"cold_ms: wrote {path}: alpha {settings['alpha']:g}, beta {settings['beta']:g}", file=sys.stderr)
+
+
 def main(argv=None):
     args = parse_args(argv)
     from cold_ms.distributed import finish, world
@@ -154,6 +170,8 @@ def main(argv=None):
     if ranks.rank == 0:
         write(summary, args.out)
         print(text(summary))
+        if args.save_choice:
+            save_choice(args, summary)
     finish()
     return 0
 

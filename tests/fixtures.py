@@ -119,6 +119,26 @@ def write_adapter(path, cfg, rank=4, alpha=8, targets=("q_proj", "v_proj"), seed
     return {"tensors": tensors, "scaling": alpha / rank}
 
 
+def user_kernel_cache():
+    """The kernel-build folder cold_ms uses outside the tests (runtime.cache_dir's rule), read
+    before the test session replaces $COLD_MS_CACHE."""
+    root = os.environ.get("COLD_MS_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "cold_ms")
+    path = os.path.join(root, "kernels")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def cache_with_kernels(root, kernels=None):
+    """A fresh $COLD_MS_CACHE at `root` (compile cache empty) whose kernel builds are shared with
+    `kernels` (default: the test session's), so a test of the compile cache builds no kernels."""
+    kernels = kernels or os.path.join(os.environ["COLD_MS_CACHE"], "kernels")
+    os.makedirs(root, exist_ok=True)
+    if not os.path.exists(os.path.join(root, "kernels")):
+        os.symlink(kernels, os.path.join(root, "kernels"))
+    return root
+
+
 SP_TEXT = ["The quick brown fox jumps over the lazy dog.", "What is the capital of France? Paris.",
            "Two plus three equals five.", "Contrastive decoding with LoRA adapters on MindSpore.",
            "A small model answers small questions quickly."] * 20

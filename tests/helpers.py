@@ -1,4 +1,7 @@
 """Shared test helpers that drive cold_ms (the references live in numpy_llama.py)."""
+import importlib.util
+import os
+
 import numpy as np
 from mindspore import Tensor
 
@@ -22,3 +25,26 @@ def all_logits(engine, tokens, lora_idx):
     idx = Tensor(np.array([lora_idx], np.int32))
     return np.stack([engine.lm(*args, Tensor(np.array([t], np.int32)), idx).asnumpy()[0]
                      for t in range(n)])
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def script(name):
+    """scripts/NAME.py as a module, so its main(argv) runs in-process (no interpreter start, no
+    second import of MindSpore: a fresh process per CLI case cost ~5 s)."""
+    spec = importlib.util.spec_from_file_location(f"script_{name}", os.path.join(ROOT, "scripts", name + ".py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_script(name, argv, capsys):
+    """(exit code, stdout, stderr) of scripts/NAME.py main(argv), in-process."""
+    capsys.readouterr()
+    try:
+        code = script(name).main(argv)
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err

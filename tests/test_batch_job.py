@@ -69,7 +69,8 @@ def _check_tokens(tiny, jobs, by_id, new_tokens=40):
         elif job.get("adapter") == "all":
             want = ref.generate(tiny["cfg"], w("all"), w("qv"), job["prompt"], new_tokens, 0.2, 1.0)
         else:
-            want = ref.generate(tiny["cfg"], w(job.get("adapter", "qv")), w(None), job["prompt"], new_tokens, 0.1, 0.5)
+            # a line that gives no alpha/beta: its adapter's own (these have no cold_config.json: 0.1, 0.1)
+            want = ref.generate(tiny["cfg"], w(job.get("adapter", "qv")), w(None), job["prompt"], new_tokens, 0.1, 0.1)
         assert by_id[job["id"]]["token_ids"] == want, job
         assert by_id[job["id"]]["completion_tokens"] == new_tokens
 
@@ -139,3 +140,14 @@ def test_embedded_model_serves_the_shipped_adapters(tmp_path):
     by_id = _rows_once(out, jobs)
     assert [len(by_id[i]["token_ids"]) for i in "am"] == [2, 2], by_id
     assert by_id["bad"]["error"].startswith("unknown adapter 'nope' (loaded: arith, csqa, math;")
+
+
+def test_a_line_that_is_not_json_names_its_line_and_column(tmp_path):
+    """issue 27, item 11: 'line 4: not JSON (Expecting value: line 2 column 1 ...)' named two lines."""
+    from cold_ms.errors import InputError
+    from cold_ms.pipeline.batch_job import read_jobs
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"id": 1, "prompt": "a"}\n\n{"id": 2, "prompt": "b"}\n{"id": 3, "prompt":\n')
+    with pytest.raises(InputError) as info:
+        read_jobs(str(path))
+    assert str(info.value) == f"{path} line 4 column 21: not JSON (Expecting value)"

@@ -11,7 +11,7 @@ from cold_ms.errors import AdapterError, CheckpointError, ColdError, ConfigError
 from cold_ms.formats.adapters import load_peft_adapter
 from cold_ms.pipeline.batching import Request
 from cold_ms.formats.model import load_model
-from helpers import engine_for
+from helpers import engine_for, run_script
 
 INFER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "infer.py")
 
@@ -93,28 +93,43 @@ def test_unsupported_configs(tmp_path, change, match):
         load_model(str(tmp_path / "m"))
 
 
+def _infer_argv(tiny, extra):
+    argv = ["--model", tiny["model_dir"], "--adapter", f"qv={tiny['adapter_dir']['qv']}", "--max-new-tokens", "4"]
+    return argv + ([] if any(a.startswith("--prompt") for a in extra) else ["--prompt-ids", "1,2,3"]) + extra
+
+
 @pytest.mark.parametrize("extra,match", [
     (["--alpha", "0"], "alpha must be in"), (["--beta", "-1"], "beta must be >= 0"),
     (["--expert", "nope"], "unknown adapter 'nope'"), (["--amateur", "nope"], "unknown adapter"),
     (["--prompt-ids", ",".join(["3"] * 200)], "exceeds the model's context"),
     (["--prompt", ""], "empty prompt"), (["--adapter", "broken"], "NAME=DIR"),
+    # issue 27, item 10: what passed silently
+    (["--prompt-ids", "1,,2"], r"got '1,,2' \(item 2 is ''\)"), (["--prompt-ids", "1,2,"], "item 3 is ''"),
+    (["--no-adapter"], "--no-adapter runs the base model alone: drop --adapter"),
+    (["--amateur", "qv"], "--amateur qv is the expert itself"),
 ])
-def test_infer_cli_errors_are_one_line(tiny, extra, match):
-    cmd = [sys.executable, INFER, "--model", tiny["model_dir"], "--adapter", f"qv={tiny['adapter_dir']['qv']}",
-           "--max-new-tokens", "4"]
-    if not any(a.startswith("--prompt") for a in extra):
-        cmd += ["--prompt-ids", "1,2,3"]
-    out = subprocess.run(cmd + extra, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 2
-    assert out.stdout == ""
-    lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and __import__("re").search(match, lines[0]), lines
+def test_infer_cli_errors_are_one_line(tiny, capsys, extra, match):
+    """In-process (main() is what the process runs); the fresh process is tested once below."""
+    _one_error_line(run_script("infer", _infer_argv(tiny, extra), capsys), match)
     assert isinstance(InputError("x"), ValueError)
 
 
-def _one_error_line(out, match):
-    lines = out.stderr.strip().splitlines()
-    assert out.returncode == 2 and out.stdout == "", out.stderr
+def test_a_cli_error_in_a_fresh_process(tiny):
+    """The exit code 2 path as a user meets it: a new interpreter, one stderr line, nothing on stdout."""
+    out = subprocess.run([sys.executable, INFER, *_infer_argv(tiny, ["--alpha", "0"])], capture_output=True,
+                         text=True, timeout=300)
+    _one_error_line((out.returncode, out.stdout, out.stderr), "alpha must be in")
+
+
+def test_serve_cli_bad_port_is_one_line(capsys):
+    """issue 27, item 6: --port 99999 printed a 64-line traceback."""
+    _one_error_line(run_script("serve", ["--port", "99999"], capsys), r"--port must be in 1\.\.65535, got 99999")
+
+
+def _one_error_line(result, match):
+    code, stdout, stderr = result
+    lines = stderr.strip().splitlines()
+    assert code == 2 and stdout == "", stderr
     assert len(lines) == 1 and lines[0].startswith("error: ") and __import__("re").search(match, lines[0]), lines
 
 
@@ -145,19 +160,15 @@ def _broken(tiny, tmp_path, what):
     ("model config is a list", r"m/config.json: expected a JSON object of named fields, got a list"),
     ("model vocab_size", r"m/config.json: 'vocab_size' must be a positive integer, got the string 'big'"),
 ])
-def test_broken_files_are_one_error_line(tiny, tmp_path, what, match):
+def test_broken_files_are_one_error_line(tiny, tmp_path, capsys, what, match):
     model, adapter = _broken(tiny, tmp_path, what)
-    out = subprocess.run([sys.executable, INFER, "--model", model, "--adapter", adapter, "--prompt-ids", "1,2,3",
-                          "--max-new-tokens", "2"], capture_output=True, text=True, timeout=300)
-    _one_error_line(out, match)
+    _one_error_line(run_script("infer", ["--model", model, "--adapter", adapter, "--prompt-ids", "1,2,3",
+                                         "--max-new-tokens", "2"], capsys), match)
 
 
-def test_convert_to_a_file_is_one_error_line(tiny, tmp_path):
+def test_convert_to_a_file_is_one_error_line(tiny, tmp_path, capsys):
     (tmp_path / "file").write_text("x")
-    convert = os.path.join(os.path.dirname(INFER), "convert.py")
     for out_dir, match in ((tmp_path / "file", r"--out .*/file is a file, not a directory"),
                            (tmp_path / "file" / "sub", r"--out .*/file/sub: .*/file is not a writable directory")):
-        out = subprocess.run([sys.executable, convert, "--model", tiny["model_dir"], "--out", str(out_dir)],
-                             capture_output=True, text=True, timeout=300)
-        _one_error_line(out, match)
+        _one_error_line(run_script("convert", ["--model", tiny["model_dir"], "--out", str(out_dir)], capsys), match)
     assert (tmp_path / "file").read_text() == "x"

@@ -122,3 +122,12 @@ def test_tokenizer_larger_than_the_model(tmp_path):
     gguf_fixtures.write_gguf(str(tmp_path / "v.gguf"), cfg, fixtures.random_weights(cfg), vocab)
     with pytest.raises(CheckpointError, match="tokenizer and model do not match"):
         load_model(str(tmp_path / "v.gguf"))
+
+
+def test_display_name_is_the_hub_id():
+    """issue 27, item 13: general.name ('Smollm2 135M 8k Lc100K Mix1 Ep2') is no loadable id; the
+    organisation and the file's stem are."""
+    from cold_ms.formats.gguf_loader import display_name
+    assert display_name("/x/SmolLM2-135M-Instruct.Q4_1.gguf", "HuggingFaceTB") == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert display_name("gemma-3-270m-q4_k_m.gguf") == "gemma-3-270m"
+    assert display_name("model.gguf", "") == "model"

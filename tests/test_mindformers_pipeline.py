@@ -8,6 +8,7 @@ import pytest
 
 import numpy_llama as ref
 from cold_ms.errors import AdapterError, ColdError, InputError
+from helpers import run_script
 from test_mindformers_ckpt import write_mindformers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -36,15 +37,16 @@ def test_import_cold_ms_stays_light_and_registers_with_mindformers():
     assert out.stdout.strip().splitlines()[-1] == "True"
 
 
-def test_pipeline_matches_infer_py(mf, tiny):
+def test_pipeline_matches_infer_py(mf, tiny, capsys):
     pipe = mf.pipeline(task="cold_text_generation", model=_cold_model(tiny), adapter="all", amateur="qv",
                        alpha=0.2, beta=1.0)
     got = pipe(TEXT, max_new_tokens=6)
-    infer = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "infer.py"), "--model", tiny["model_dir"],
-                            "--adapter", f"qv={tiny['adapter_dir']['qv']}", "--adapter", f"all={tiny['adapter_dir']['all']}",
-                            "--expert", "all", "--amateur", "qv", "--alpha", "0.2", "--beta", "1.0",
-                            "--max-new-tokens", "6", "--prompt", TEXT, "--json"], capture_output=True, text=True, timeout=600)
-    out = json.loads(infer.stdout)["outputs"][0]
+    code, stdout, _ = run_script("infer", ["--model", tiny["model_dir"], "--adapter", f"qv={tiny['adapter_dir']['qv']}",
+                                          "--adapter", f"all={tiny['adapter_dir']['all']}", "--expert", "all",
+                                          "--amateur", "qv", "--alpha", "0.2", "--beta", "1.0",
+                                          "--max-new-tokens", "6", "--prompt", TEXT, "--json"], capsys)
+    assert code == 0
+    out = json.loads(stdout)["outputs"][0]
     assert got == [{"text_generation_text": [pipe.tokenizer.decode(out["prompt_ids"] + out["token_ids"])]}]
     assert pipe.generate_ids([out["prompt_ids"]], max_new_tokens=6) == [out["token_ids"]]
 
@@ -124,6 +126,10 @@ def test_mindformers_logs_stay_off_stdout(tiny):
     after_import = out.stdout.split("imported\n", 1)[1].splitlines()
     assert len(after_import) == 1 and json.loads(after_import[0])[0]["text_generation_text"], out.stdout
     assert "an error stays visible" in out.stderr
+    # nothing else on stderr: not the import-time "No module named 'hyper_parallel'" warnings, nor a
+    # deprecation warning (issue 27, item 12)
+    noise = [line for line in out.stderr.splitlines() if line.strip() and "an error stays visible" not in line]
+    assert not noise, noise
 
 
 def test_adapters_named_with_a_model_directory(mf, tiny):

@@ -56,15 +56,21 @@ def test_chat_stream_equals_non_stream(server):
         events = [line[6:] for line in r.iter_lines() if line.startswith("data: ")]
     assert events[-1] == "[DONE]"
     chunks = [json.loads(e) for e in events[:-1]]
+    *chunks, last = chunks  # include_usage: a final chunk with the usage and no choices, as OpenAI's
+    assert last["choices"] == [] and last["usage"] == whole["usage"]
+    assert all(c["usage"] is None for c in chunks)
     text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
     assert text == whole["choices"][0]["message"]["content"]
     assert chunks[-1]["choices"][0]["finish_reason"] == whole["choices"][0]["finish_reason"]
-    assert chunks[-1]["usage"] == whole["usage"]
 
 
 def test_models_health_and_metrics(server):
-    ids = [m["id"] for m in httpx.get(server + "/v1/models", headers=KEY).json()["data"]]
-    assert ids == ["model", "all", "qv"]
+    models = httpx.get(server + "/v1/models", headers=KEY).json()["data"]
+    assert [m["id"] for m in models] == ["model", "all", "qv"]
+    # each adapter's CoLD defaults (these have no cold_config.json: the conservative ones)
+    assert "cold_defaults" not in models[0]
+    assert all(m["cold_defaults"] == {"alpha": 0.1, "beta": 0.1, "mask": "logit", "beta_schedule": "fixed",
+                                      "source": "conservative default (no cold_config.json)"} for m in models[1:])
     assert httpx.get(server + "/health").json() == {"health": "true"}
     metrics = httpx.get(server + "/metrics", headers=KEY).text
     for name in ("cold_requests_total", "cold_generated_tokens_total", "cold_queue_length", "cold_slots_busy",

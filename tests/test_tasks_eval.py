@@ -2,13 +2,13 @@
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 
 from cold_ms import tasks
 from cold_ms.errors import InputError
 from cold_ms.stats import wilson
+from helpers import script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -79,12 +79,21 @@ def test_wilson_interval():
     assert wilson(0, 10)[0] == 0.0
 
 
+def _in_process(argv):
+    """scripts/eval.py ARGV run in this process (no interpreter start), as a CompletedProcess."""
+    import contextlib
+    import io
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = script("eval").main(argv)
+    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
+
+
 def _eval(tiny, out, n, extra=()):
-    cmd = [sys.executable, os.path.join(ROOT, "scripts", "eval.py"), "--model", tiny["model_dir"],
-           "--task", f"jsonl:{tiny['jsonl']}", "--n", str(n), "--adapter", f"qv={tiny['adapter_dir']['qv']}",
-           "--alpha", "0.1", "--beta", "0.5,1.0", "--batch", "2", "--max-new-tokens", "6",
-           "--chat-template", "chatml", "--out", str(out), *extra]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    return _in_process(["--model", tiny["model_dir"], "--task", f"jsonl:{tiny['jsonl']}", "--n", str(n),
+                        "--adapter", f"qv={tiny['adapter_dir']['qv']}", "--alpha", "0.1", "--beta", "0.5,1.0",
+                        "--batch", "2", "--max-new-tokens", "6", "--chat-template", "chatml", "--out", str(out),
+                        *extra])
 
 
 @pytest.fixture(scope="module")
@@ -126,11 +135,10 @@ def test_eval_resumes_after_an_interruption(tiny_jsonl, tmp_path):
 
 
 def _tune(tiny, out, extra=()):
-    cmd = [sys.executable, os.path.join(ROOT, "scripts", "eval.py"), "--model", tiny["model_dir"], "--task", "facts",
-           "--tune", "--val-n", "3", "--n", "3", "--adapter", f"qv={tiny['adapter_dir']['qv']}", "--alpha", "0.1",
-           "--beta", "0.5,1", "--batch", "2", "--max-new-tokens", "4", "--chat-template", "chatml",
-           "--out", str(out), *extra]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    return _in_process(["--model", tiny["model_dir"], "--task", "facts", "--tune", "--val-n", "3", "--n", "3",
+                        "--adapter", f"qv={tiny['adapter_dir']['qv']}", "--alpha", "0.1", "--beta", "0.5,1",
+                        "--batch", "2", "--max-new-tokens", "4", "--chat-template", "chatml", "--out", str(out),
+                        *extra])
 
 
 def _ids(path):

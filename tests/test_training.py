@@ -100,17 +100,17 @@ def test_a_kill_between_checkpoint_and_state_resumes_exactly(tiny, tmp_path, mon
                                all_logits(SimpleNamespace(lm=whole.lm), PROMPT, 0), atol=1e-5)
 
 
-def test_snapshots_write_the_adapter_of_those_steps(tiny, tmp_path):
-    """An early checkpoint of a run, written as a PEFT adapter, loads as an amateur."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+def test_snapshots_write_the_adapter_of_those_steps(tiny, tmp_path, capsys):
+    """An early checkpoint of a run, written as a PEFT adapter, loads as an amateur (scripts/train_lora.py
+    in-process; the fresh process is test_an_interrupted_run_resumes's)."""
+    from helpers import run_script
     data = tmp_path / "train.jsonl"
     data.write_text("".join(json.dumps({"question": f"q {i}", "answer": f"a {i}"}) + "\n" for i in range(12)))
     out = tmp_path / "run"
-    done = subprocess.run([sys.executable, os.path.join(root, "scripts", "train_lora.py"), "--model",
-                           tiny["model_dir"], "--train-file", str(data), "--out", str(out), "--batch", "4",
-                           "--max-steps", "3", "--rank", "4", "--snapshots", "1,2", "--chat-template", "chatml"],
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
+    code, _, err = run_script("train_lora", ["--model", tiny["model_dir"], "--train-file", str(data), "--out", str(out),
+                                             "--batch", "4", "--max-steps", "3", "--rank", "4", "--snapshots", "1,2",
+                                             "--chat-template", "chatml"], capsys)
+    assert code == 0, err[-2000:]
     from cold_ms.formats.adapters import load_peft_adapter
     from cold_ms.formats.model import load_model
     cfg = load_model(tiny["model_dir"]).config
@@ -119,3 +119,26 @@ def test_snapshots_write_the_adapter_of_those_steps(tiny, tmp_path):
     key = next(iter(final.tensors))
     assert not np.array_equal(early.tensors[key][1], late.tensors[key][1])  # B moves every step
     assert not np.array_equal(late.tensors[key][1], final.tensors[key][1])
+
+
+def test_what_a_run_cannot_do_is_said_with_numbers(tiny, tmp_path):
+    """issue 27, item 9: no example fits in max_len (with the lengths), and --max-steps above what the
+    epochs hold (it ran fewer steps without a word)."""
+    import pytest
+    from cold_ms.errors import ConfigError
+    model = load_model(tiny["model_dir"])
+    examples = tasks.examples(f"jsonl:{_jsonl(tmp_path, 12)}", "train")
+    with pytest.raises(ConfigError, match=r"no training example fits in max_len 4: the 12 examples are \d+-\d+ tokens"):
+        Trainer(model, examples, TrainConfig(rank=4, batch=4, max_len=4), str(tmp_path / "a"), chat_template="chatml")
+    said = []
+    trainer = Trainer(model, examples, TrainConfig(rank=4, batch=4, max_len=128, max_steps=20), str(tmp_path / "b"),
+                      log=said.append, chat_template="chatml")
+    assert len(trainer.plan) == 3
+    assert said == ["--max-steps 20: 1 epoch(s) of 12 examples in batches of 4 make only 3 steps; running 3 "
+                    "(raise --epochs for more)"]
+
+
+def test_train_lora_help_shows_the_defaults(capsys):
+    from helpers import run_script
+    code, out, _ = run_script("train_lora", ["--help"], capsys)
+    assert code == 0 and "LoRA rank r (default: 16)" in out and "(default: 32.0)" in out

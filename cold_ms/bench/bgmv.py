@@ -35,11 +35,11 @@ def worker(spec):
     import numpy as np
     import mindspore as ms
     from mindspore import Tensor, nn
-    from cold_ms.ops import bgmv
+    from cold_ms.ops import bgmv, registry
     from cold_ms.runtime import configure
 
     configure("graph")
-    backend = bgmv.select_backend(spec["backend"])
+    backend = registry.select_backend(spec["backend"])
 
     class Chain(nn.Cell):
         def __init__(self, stacks):

@@ -2,13 +2,16 @@
 flags and generated header, timing all projections of one decode step per weight layout and
 token-row count, every variant alternating in one process. The figures in docs/performance.md
 that say "harness" come from it."""
+import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 
 from cold_ms.ops import _library
 from cold_ms.ops.operands import generated_header
+from cold_ms.runtime import cache_dir
 
 HARNESS = os.path.join(_library.ROOT, "tools", "kernel_bench.cc")
 
@@ -24,17 +27,27 @@ def add_arguments(p):
 
 
 def build(march):
-    """Path of the harness binary for `march` (built into a temporary directory)."""
-    cxx, _ = _library._compiler()
-    folder = tempfile.mkdtemp(prefix="cold_kernel_bench_")
-    with open(os.path.join(folder, _library.GENERATED), "w", encoding="utf-8") as f:
-        f.write(generated_header())
-    binary = os.path.join(folder, "kernel_bench")
+    """Path of the harness binary for `march`, built once per source version, compiler and CPU into
+    the kernel cache (as the kernel library is: cold_ms/ops/_library.py)."""
+    cxx, version = _library._compiler()
+    header = generated_header()
     flags = [f for f in _library.FLAGS if f not in ("-shared", "-fPIC")] + [f"-march={march}"]
-    proc = subprocess.run([cxx, *flags, f"-I{folder}", f"-I{_library.CPU_DIR}", HARNESS, "-o", binary],
+    digest = hashlib.sha256(repr((flags, version, _library._cpu_flags(), header)).encode())
+    for name in sorted(os.listdir(_library.CPU_DIR)) + [HARNESS]:
+        with open(os.path.join(_library.CPU_DIR, name), "rb") as f:
+            digest.update(f.read())
+    binary = os.path.join(cache_dir("kernels", "bench-" + digest.hexdigest()[:16]), "kernel_bench")
+    if os.path.isfile(binary):
+        return binary
+    folder = tempfile.mkdtemp(dir=os.path.dirname(binary))  # the same file system: the rename is atomic
+    with open(os.path.join(folder, _library.GENERATED), "w", encoding="utf-8") as f:
+        f.write(header)
+    proc = subprocess.run([cxx, *flags, f"-I{folder}", f"-I{_library.CPU_DIR}", HARNESS, "-o", folder + "/bin"],
                           capture_output=True, text=True)
     if proc.returncode:
         raise SystemExit(f"building {HARNESS} failed:\n{proc.stderr[-2000:]}")
+    os.replace(folder + "/bin", binary)  # whole or absent
+    shutil.rmtree(folder, ignore_errors=True)
     return binary
 
 

@@ -17,6 +17,8 @@ from collections import Counter, OrderedDict
 
 import numpy as np
 
+from cold_ms import adapter_defaults
+
 from cold_ms.config import LORA_TARGETS, LoraLayout
 from cold_ms.errors import AdapterError
 from cold_ms.formats.adapters import BASE, load_peft_adapter
@@ -59,6 +61,15 @@ class AdapterSlots:
 
     def release_pages(self):
         """Nothing mapped is kept: adapters are read into memory."""
+
+    def defaults(self, name):
+        """Adapter `name`'s own CoLD settings (its cold_config.json: cold_ms.adapter_defaults), or None."""
+        with self.lock:
+            adapter = self.host.get(name)
+            path = self.known.get(name)
+        if adapter is not None:
+            return adapter.defaults
+        return adapter_defaults.read(path) if path else None
 
     # ---- any thread ---------------------------------------------------------------------
     def load(self, name, path):

@@ -10,10 +10,11 @@ import math
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
+from cold_ms import adapter_defaults
 from cold_ms.config import LORA_TARGETS, LoraLayout
 from cold_ms.errors import AdapterError, CheckpointError
 from cold_ms.fields import Fields
@@ -32,6 +33,8 @@ class Adapter:
     scaling: float
     # (layer, module) -> (A (r, in), B (out, r)) as stored by PEFT
     tensors: Dict[Tuple[int, str], Tuple[np.ndarray, np.ndarray]] = field(repr=False)
+    # its CoLD defaults (cold_ms.adapter_defaults: its cold_config.json, else the conservative ones)
+    defaults: Optional[dict] = None
 
     @property
     def targets(self):
@@ -109,7 +112,7 @@ def load_peft_adapter(path, name, model_cfg):
     except CheckpointError as e:
         raise AdapterError(f"adapter '{name}': {e}") from None
     return Adapter(name=name, rank=rank, scaling=scaling,
-                   tensors=adapter_from_halves(raw, name, rank, model_cfg))
+                   tensors=adapter_from_halves(raw, name, rank, model_cfg), defaults=adapter_defaults.read(path))
 
 
 def exact_dtype(arrays):
@@ -152,6 +155,10 @@ class AdapterRegistry:
             known = ", ".join(self.names) or "none loaded"
             raise AdapterError(f"unknown adapter '{name}' (loaded: {known}; 'base' = no adapter)")
         return self._slots[name]
+
+    def defaults(self, name):
+        """Adapter `name`'s own CoLD settings (cold_ms.adapter_defaults), or None."""
+        return self.adapters[self.slot(name)].defaults
 
     # a request's adapters: checked at submission, their fixed slots at admission, nothing to free
     def pin(self, name):

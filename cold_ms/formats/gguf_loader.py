@@ -8,6 +8,9 @@ gguf_permuted_qk); they are permuted back to the HF rotate-half layout here (who
 stored blocks are unchanged). Norms come as llama.cpp's converter wrote them, already their
 effective scale (Gemma's 1 + w): nothing is added (names.effective_norms).
 """
+import os
+import re
+
 import numpy as np
 
 from cold_ms import wtypes
@@ -106,8 +109,18 @@ def gguf_config(reader, path):
         max_position_embeddings=meta.int(key("context_length"), 2048),
         tie_word_embeddings="output.weight" not in names, bos_token_id=ids[0],
         eos_token_ids=tuple(dict.fromkeys(i for i in ids[1:] if i is not None)),  # EOS, end of turn, end of message
-        name=meta.text("general.name", "gguf"), family=family.name, rope_scaling=_rope_scaling(meta, key),
+        name=display_name(path, meta.text("general.organization", "")), family=family.name, rope_scaling=_rope_scaling(meta, key),
         rope_freq_factors=_rope_freq_factors(reader), **implied)
+
+
+def display_name(path, organization=""):
+    """A GGUF model's name as the hub knows it: ORGANIZATION/FILE-STEM without its quantisation
+    suffix ('HuggingFaceTB/SmolLM2-135M-Instruct' for SmolLM2-135M-Instruct.Q4_1.gguf), a loadable
+    id for trained adapters' base_model_name_or_path. general.name is the converter's title-cased
+    guess ('Smollm2 135M 8k Lc100K Mix1 Ep2')."""
+    stem = re.sub(r"[.-](q\d\w*|iq\d\w*|f16|f32|bf16)$", "", os.path.basename(path)[:-len(".gguf")],
+                  flags=re.IGNORECASE) or "gguf"
+    return f"{organization}/{stem}" if organization and "/" not in organization else stem
 
 
 def _our_name(name, family):

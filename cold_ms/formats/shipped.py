@@ -9,6 +9,7 @@ DEFAULT_EXPERT = "math"
 # The built-in example of `scripts/infer.py` with no prompt: a gsm_symbolic-style problem.
 EXAMPLE_PROBLEM = ("A baker makes 4 trays of 12 muffins and sells 29 of them. How many muffins are left? "
                    "Solve step by step and end with '#### <number>'.")
+EXAMPLE_TOKENS = 256  # its worked answers run to ~90 tokens (math's mean), 200+ for a long one
 
 
 def shipped_adapters():

@@ -12,7 +12,9 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 import tempfile
+import time
 
 from cold_ms.errors import ConfigError
 from cold_ms.ops.operands import generated_header
@@ -69,20 +71,35 @@ def cpu_library(march="native"):
     folder = cache_dir("kernels", key)
     target = os.path.join(folder, "libcold_bgmv.so")
     if not os.path.isfile(target):
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=folder)
-        os.close(fd)
-        include = tempfile.mkdtemp(dir=folder)  # the generated header, private to this build
-        with open(os.path.join(include, GENERATED), "w", encoding="utf-8") as f:
-            f.write(header)
-        sources = [os.path.join(CPU_DIR, f) for f in CPU_SOURCES]
-        proc = subprocess.run([cxx, *flags, f"-I{include}", *sources, "-o", tmp], capture_output=True, text=True)
-        shutil.rmtree(include, ignore_errors=True)
-        if proc.returncode:
-            os.unlink(tmp)
-            raise KernelBuildError(f"building the CPU kernels in {CPU_DIR} failed:\n{proc.stderr[-2000:]}")
-        os.replace(tmp, target)
+        _build(cxx, flags, header, folder, target)
     _built[march] = target
     return target
+
+
+def _build(cxx, flags, header, folder, target):
+    """Compile the library into `target` (atomically), saying so first: it takes ~30 s, once per
+    machine and kernel version, and a silent first run looked hung."""
+    print(f"cold_ms: compiling the CPU kernels for this machine (once; ~30 s on 2 cores) into {folder}",
+          file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=folder)
+    os.close(fd)
+    include = tempfile.mkdtemp(dir=folder)  # the generated header, private to this build
+    with open(os.path.join(include, GENERATED), "w", encoding="utf-8") as f:
+        f.write(header)
+    sources = [os.path.join(CPU_DIR, f) for f in CPU_SOURCES]
+    proc = subprocess.run([cxx, *flags, f"-I{include}", *sources, "-o", tmp], capture_output=True, text=True)
+    shutil.rmtree(include, ignore_errors=True)
+    if proc.returncode:
+        os.unlink(tmp)
+        raise KernelBuildError(f"building the CPU kernels in {CPU_DIR} failed:\n{proc.stderr[-2000:]}")
+    os.replace(tmp, target)
+    _built["build_s"] = _built.get("build_s", 0.0) + time.perf_counter() - start
+
+
+def build_seconds():
+    """Seconds this process spent compiling the kernel library (0 when the cache had it)."""
+    return _built.get("build_s", 0.0)
 
 
 def _handle():

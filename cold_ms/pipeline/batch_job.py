@@ -34,7 +34,8 @@ def read_jobs(path):
         try:
             job = json.loads(line)
         except json.JSONDecodeError as e:
-            raise InputError(f"{path} line {n}: not JSON ({e})") from None
+            # json's own "line 1 column 5" counts within this one line: name the file's line and the column
+            raise InputError(f"{path} line {n} column {e.pos + 1}: not JSON ({e.msg})") from None
         if not isinstance(job, dict) or not isinstance(job.get("id"), (str, int)) or isinstance(job["id"], bool) \
                 or not ("prompt" in job or "messages" in job):
             raise InputError(f"{path} line {n}: needs an 'id' (a string or an integer) and a 'prompt' or 'messages'")
@@ -50,8 +51,11 @@ def finished_ids(out_path):
     return {i for i, row in read_done(out_path).items() if "error" not in row}
 
 
-def _value(job, defaults, key, kind, want):
+def _value(job, defaults, key, kind, want, optional=False):
+    """The line's `key`, else the job's default; None (the adapter's own) only if `optional`."""
     value = job.get(key, defaults.get(key))
+    if value is None and optional and key not in job:
+        return None
     if isinstance(value, bool) or not isinstance(value, kind):
         raise InputError(f"'{key}' must be {want}, got {value!r}")
     return value
@@ -73,13 +77,14 @@ def job_request(job, tokenizer, defaults, chat_template=None):
     else:
         ids = tokenizer.encode(prompt)
     adapter = job.get("adapter", defaults.get("adapter"))
-    beta = float(_value(job, defaults, "beta", Real, "a number"))
+    number = lambda key: _value(job, defaults, key, Real, "a number", optional=True)  # noqa: E731
+    alpha, beta = number("alpha"), number("beta")  # None: the expert adapter's own (the engine fills it)
     greedy = beta == 0 or adapter is None
     return Request(ids, adapter=adapter, amateur=None if greedy else job.get("amateur", defaults.get("amateur")),
-                   alpha=float(_value(job, defaults, "alpha", Real, "a number")), beta=beta,
+                   alpha=None if alpha is None else float(alpha), beta=None if beta is None else float(beta),
                    max_new_tokens=_value(job, defaults, "max_tokens", Integral, "an integer"),
                    ignore_eos=bool(defaults.get("ignore_eos")),
-                   beta_schedule=_value(job, defaults, "beta_schedule", str, "'fixed' or 'entropy'"),
+                   beta_schedule=_value(job, defaults, "beta_schedule", str, "'fixed' or 'entropy'", optional=True),
                    temperature=float(_value(job, defaults, "temperature", Real, "a number")),
                    top_p=float(_value(job, defaults, "top_p", Real, "a number")),
                    seed=_value(job, defaults, "seed", Integral, "an integer"))

@@ -17,18 +17,20 @@ class Request:
     """One generation request. adapter: expert adapter name (None = base model);
     amateur: 'base', an adapter name, 'model' (the engine's separate amateur model), or None
     for plain greedy on the expert. beta_schedule, temperature, top_p, seed: see
-    cold_ms.config.ChoiceParams (the defaults: fixed beta, argmax). ignore_eos, min_tokens:
-    vLLM's: EOS never stops the request / does not stop it before min_tokens generated tokens."""
+    cold_ms.config.ChoiceParams (the defaults: argmax). alpha, beta and beta_schedule left None
+    are the expert adapter's own (cold_ms.adapter_defaults), filled in by the engine. ignore_eos,
+    min_tokens: vLLM's: EOS never stops the request / does not stop it before min_tokens generated
+    tokens."""
     prompt_ids: List[int]
     adapter: Optional[str] = None
     amateur: Optional[str] = "base"
-    alpha: float = 0.1
-    beta: float = 0.5
+    alpha: Optional[float] = None
+    beta: Optional[float] = None
     max_new_tokens: int = 64
     ignore_eos: bool = False
     min_tokens: int = 0
     stop_token_ids: Tuple[int, ...] = ()
-    beta_schedule: str = "fixed"
+    beta_schedule: Optional[str] = None
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int = 0

@@ -17,6 +17,7 @@ from mindspore import Tensor
 from cold_ms.cells.cold_step import ColdStep, TwoModelStep, one_shape
 from cold_ms.cells.transformer import assign, build_lm
 from cold_ms.config import LoraLayout
+from cold_ms import adapter_defaults
 from cold_ms.config import ChoiceParams, ColdParams
 from cold_ms.ops.contrastive import EXTRA
 from cold_ms.errors import ConfigError, InputError
@@ -132,6 +133,7 @@ class Engine:
     def new_state(self, index, req):
         """A validated SlotState for request `req` (InputError/AdapterError on bad input)."""
         where = f"request {index}"
+        req = adapter_defaults.complete(req, self.adapters)
         ids = list(req.prompt_ids)
         if not ids:
             raise InputError(f"{where}: empty prompt")

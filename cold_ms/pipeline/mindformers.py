@@ -1,7 +1,7 @@
 """CoLD as a MindFormers pipeline task: mindformers.pipeline(task="cold_text_generation", ...).
 
     pipe = mindformers.pipeline(task="cold_text_generation", model=ColdModel.from_pretrained(path),
-                                adapter="math", alpha=0.1, beta=0.5)
+                                adapter="math")   # alpha, beta: the adapter's cold_config.json
     pipe("Question ...", max_new_tokens=64)   # -> [{"text_generation_text": ["Question ... answer"]}]
 
 `model` may be a ColdModel, a cold_ms LoadedModel, a model directory (HF config.json, or
@@ -129,7 +129,7 @@ def as_cold_model(model):
 class ColdTextGenerationPipeline:
     """MindFormers-style text generation with CoLD: greedy (do_sample=False) or contrastive."""
 
-    def __init__(self, model, tokenizer=None, adapter=None, amateur="base", alpha=0.1, beta=0.5, adapters=(),
+    def __init__(self, model, tokenizer=None, adapter=None, amateur="base", alpha=None, beta=None, adapters=(),
                  mode="graph", lora_backend="custom", chat=False, weights="auto", activations="int16", **kwargs):
         for key in ("image_processor", "audio_processor", "feature_extractor", "task", "framework"):
             kwargs.pop(key, None)  # what mindformers.pipeline passes to every task
@@ -156,7 +156,7 @@ class ColdTextGenerationPipeline:
             raise InputError(f"{TASK}: unknown arguments {sorted(unknown)}")
         if params.get("do_sample"):
             raise InputError(f"{TASK}: CoLD decodes deterministically; do_sample must be False")
-        ColdParams(params.get("alpha", 0.1), params.get("beta", 0.5))
+        ColdParams(*(0.1 if params.get(k) is None else params[k] for k in ("alpha", "beta")))  # None: the adapter's
         for name in ("adapter", "amateur"):
             if params.get(name) not in (None, "base"):
                 self.model.adapters.slot(params[name])
@@ -178,12 +178,12 @@ class ColdTextGenerationPipeline:
         if new < 1:
             raise InputError(f"{TASK}: max_length {p.get('max_length')} leaves no room after a {longest}-token prompt")
         adapter = p.get("adapter")
-        amateur = None if adapter is None or p.get("beta", 0.5) == 0 else p.get("amateur", "base")
+        amateur = None if adapter is None or p.get("beta") == 0 else p.get("amateur", "base")
         max_len = min(self.model.loaded.config.max_position_embeddings, -(-(longest + new) // 64) * 64)
         engine = self._engine(len(prompts), amateur is not None, max_len)
         return [r.token_ids for r in engine.generate(
-            [Request(ids, adapter=adapter, amateur=amateur, alpha=p.get("alpha", 0.1), beta=p.get("beta", 0.5),
-                     max_new_tokens=new) for ids in prompts])]
+            [Request(ids, adapter=adapter, amateur=amateur, alpha=p.get("alpha"), beta=p.get("beta"),
+                     max_new_tokens=new) for ids in prompts])]  # alpha, beta None: the adapter's own
 
     def __call__(self, inputs, **kwargs):
         from cold_ms.pipeline.prompts import text_prompt_ids
@@ -192,8 +192,10 @@ class ColdTextGenerationPipeline:
             raise InputError(f"{TASK}: inputs must be a string or a list of strings")
         prompts = [text_prompt_ids(self.tokenizer, t, self.chat) for t in texts]
         outputs = self.generate_ids(prompts, **kwargs)
-        # MindFormers' text_generation returns the decoded prompt + continuation
-        return [{"text_generation_text": [self.tokenizer.decode(p + o) for p, o in zip(prompts, outputs)]}]
+        # MindFormers' text_generation returns the decoded prompt + continuation; with chat the prompt
+        # is the user's text, not the template around it
+        return [{"text_generation_text": [t + "\n" + self.tokenizer.decode(o) if self.chat else
+                                          self.tokenizer.decode(p + o) for t, p, o in zip(texts, prompts, outputs)]}]
 
 
 class _AnyModelName(dict):

@@ -37,3 +37,29 @@ def engine_options(args):
 def runs_on(engine):
     """'CPU, custom kernels, weights native: q4_1 x210, q8_0 x1 (int16 activations), graph mode'."""
     return (f"{device()}, {engine.lora_backend} kernels, weights {engine.weights}, {engine.mode} mode")
+
+
+def conservative_text():
+    """The conservative CoLD settings, for --help texts."""
+    from cold_ms.adapter_defaults import CONSERVATIVE
+    return ", ".join(f"{k} {v}" for k, v in CONSERVATIVE.items())
+
+
+def apply_defaults(args, adapters, expert):
+    """Fill --alpha, --beta, --mask, --beta-schedule left unset from the expert's own settings
+    (its cold_config.json, else the conservative ones); returns where they came from."""
+    from cold_ms import adapter_defaults
+    from cold_ms.config import ChoiceParams, ColdParams
+    own = adapter_defaults.of(adapters, expert)
+    unset = [k for k in adapter_defaults.KEYS if getattr(args, k) is None]
+    for k in unset:
+        setattr(args, k, own[k])
+    ColdParams(args.alpha, args.beta, args.mask)
+    ChoiceParams(args.beta_schedule, args.temperature, args.top_p, args.seed)
+    return own["source"] if unset else "the command line"
+
+
+def kernel_build_note():
+    """', kernels built in N s' when this run compiled the CPU kernels (the first run on a machine)."""
+    from cold_ms.ops._library import build_seconds
+    return f", CPU kernels built in {build_seconds():.1f}s" if build_seconds() else ""

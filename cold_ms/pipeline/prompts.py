@@ -16,13 +16,16 @@ def text_prompt_ids(tokenizer, text, chat=False, system=None, template=None):
 
 
 def parse_ids(raw):
-    try:
-        ids = [int(x) for x in raw.split(",") if x.strip()]
-    except ValueError:
-        raise InputError(f"prompt ids must be comma-separated integers, got {raw!r}") from None
-    if not ids:
+    """'1,5,7' -> [1, 5, 7]; an empty item ('1,,2', a trailing comma) is refused, not dropped."""
+    if not raw.strip():
         raise InputError("empty prompt")
-    return ids
+    items = [x.strip() for x in raw.split(",")]
+    try:
+        return [int(x) for x in items]
+    except ValueError:
+        bad = next(x for x in items if not x.lstrip("-").isdigit())
+        raise InputError(f"prompt ids must be comma-separated integers, got {raw!r} "
+                         f"(item {items.index(bad) + 1} is {bad!r})") from None
 
 
 def choose_roles(names, expert=None, amateur="base", beta=0.5, no_adapter=False):

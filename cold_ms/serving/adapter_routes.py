@@ -10,6 +10,7 @@ import os
 
 from fastapi.responses import PlainTextResponse
 
+from cold_ms import adapter_defaults
 from cold_ms.errors import ColdError
 from cold_ms.serving.errors import ApiError
 from cold_ms.serving.schemas import LoadLoraRequest, UnloadLoraRequest
@@ -26,6 +27,17 @@ class LiveNames:
 
     def __contains__(self, name):
         return name in self.registry.names
+
+
+class LiveDefaults:
+    """Each adapter's own CoLD settings (cold_ms.adapter_defaults), read from the registry at every
+    use, so an adapter loaded at runtime brings its cold_config.json along."""
+
+    def __init__(self, registry):
+        self.registry = registry
+
+    def get(self, name):
+        return adapter_defaults.of(self.registry, name) if name in self.registry.names else None
 
 
 def confined(root, path):

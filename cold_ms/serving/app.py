@@ -17,13 +17,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from cold_ms.errors import ColdError
+from cold_ms import adapter_defaults
 from cold_ms.serving import errors, responses
 from cold_ms.serving.auth import ApiKey
 from cold_ms.serving.batcher import Batcher, QueueFull
 from cold_ms.serving.errors import ApiError
 from cold_ms.serving.limits import BodyLimit
 from cold_ms.serving.metrics import Metrics
-from cold_ms.serving.adapter_routes import LiveNames, add_adapter_routes
+from cold_ms.serving.adapter_routes import LiveDefaults, LiveNames, add_adapter_routes
 from cold_ms.serving.requests import Served, engine_request
 from cold_ms.serving.schemas import ChatRequest, CompletionRequest
 
@@ -35,8 +36,8 @@ class ServerConfig:
     max_body_bytes: int = 1 << 20
     max_tokens_limit: int = 512
     default_max_tokens: int = 64
-    default_alpha: float = 0.1
-    default_beta: float = 0.5
+    default_alpha: Optional[float] = None  # None: each adapter's own (cold_ms.adapter_defaults)
+    default_beta: Optional[float] = None
     max_queue: int = 64
     retry_after_s: int = 2
     api_key: Optional[str] = None
@@ -58,7 +59,8 @@ class Runtime:
         try:
             model, engine = self.build()
             self.served = Served(model.tokenizer, model.config.name, LiveNames(engine.adapters),
-                                 model.config.vocab_size, engine.max_len, self.cfg.chat_template)
+                                 model.config.vocab_size, engine.max_len, self.cfg.chat_template,
+                                 LiveDefaults(engine.adapters))
             self.batcher = Batcher(engine, model.tokenizer, self.cfg.max_queue, self.metrics)
         except Exception as e:  # noqa: BLE001 - reported once, by on_failure or the log
             self.error = e
@@ -102,6 +104,8 @@ class Runtime:
         return responses.final(head, job, chat)
 
     async def _sse(self, job, queue, head, chat, body, start):
+        include = body.stream_options is not None and body.stream_options.include_usage
+        head = {**head, "usage": None} if include else head  # as OpenAI: null on every chunk but the last
         try:
             if chat:
                 yield responses.chunk(head, chat, {"role": "assistant", "content": ""})
@@ -110,9 +114,9 @@ class Runtime:
                 if delta:
                     yield responses.chunk(head, chat, {"content": delta})
                 if reason:
-                    include = body.stream_options is not None and body.stream_options.include_usage
-                    yield responses.chunk(head, chat, None, job.finish_reason,
-                                          responses.usage(job) if include else None)
+                    yield responses.chunk(head, chat, None, job.finish_reason)
+                    if include:
+                        yield responses.usage_chunk(head, chat, job)
                     yield "data: [DONE]\n\n"
                     break
         finally:
@@ -153,7 +157,8 @@ def create_app(build, cfg: ServerConfig, on_failure=None):
     async def models():
         served = rt.ready().served
         return {"object": "list", "data": [{"id": n, "object": "model", "created": 0, "owned_by": "cold_ms",
-                                            "root": served.base_id} for n in served.model_ids()]}
+                                            "root": served.base_id, **_defaults(served, n)}
+                                           for n in served.model_ids()]}
 
     @app.post("/v1/completions")
     async def completions(body: CompletionRequest, request: Request):
@@ -167,6 +172,14 @@ def create_app(build, cfg: ServerConfig, on_failure=None):
         add_adapter_routes(app, lambda: rt.ready().batcher.scheduler.engine.adapters, cfg.runtime_adapters_dir)
 
     return app
+
+
+def _defaults(served, name):
+    """An adapter's entry in /v1/models carries the CoLD settings a request to it gets unless it says."""
+    if name not in served.adapters:
+        return {}
+    own = served.defaults(name)
+    return {"cold_defaults": {k: own[k] for k in adapter_defaults.KEYS} | {"source": own.get("source", "")}}
 
 
 async def _finished_before_disconnect(queue, request):

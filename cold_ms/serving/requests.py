@@ -5,6 +5,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
+from cold_ms import adapter_defaults
 from cold_ms.config import ChoiceParams, ColdParams
 from cold_ms.errors import ColdError
 from cold_ms.formats.chat import chat_prompt_ids
@@ -36,7 +37,7 @@ NEUTRAL = {
 
 
 def model_slug(name):
-    """'Smollm2 135M 8k Lc100K Mix1 Ep2' -> 'smollm2-135m-8k-lc100k-mix1-ep2': a stable model id."""
+    """'HuggingFaceTB/SmolLM2-135M-Instruct' -> 'huggingfacetb-smollm2-135m-instruct': a stable model id."""
     return re.sub(r"[^a-z0-9._-]+", "-", name.lower()).strip("-.") or BASE
 
 
@@ -49,6 +50,11 @@ class Served:
     vocab_size: int
     max_len: int
     chat_template: Optional[str]
+    cold_defaults: Optional[dict] = None  # adapter name -> its own settings (cold_ms.adapter_defaults)
+
+    def defaults(self, expert):
+        """The CoLD settings of `expert` (None: the base model) when a request does not say."""
+        return (self.cold_defaults or {}).get(expert) or adapter_defaults.CONSERVATIVE
 
     @property
     def base_id(self):
@@ -67,13 +73,13 @@ class Served:
         return name
 
 
-def choice_params(body):
+def choice_params(body, schedule="fixed"):
     """temperature, top_p, seed and beta_schedule of a body, validated. A draw without a seed
     gets a random one (as OpenAI's), so only a given seed repeats its tokens."""
     params = {"temperature": 0.0 if body.temperature is None else body.temperature,
               "top_p": 1.0 if body.top_p is None else body.top_p,
               "seed": secrets.randbelow(2 ** 63) if body.seed is None else body.seed,
-              "beta_schedule": body.beta_schedule or "fixed"}
+              "beta_schedule": body.beta_schedule or schedule}
     for name, value in params.items():
         try:
             ChoiceParams(**{{"beta_schedule": "schedule"}.get(name, name): value})
@@ -90,14 +96,16 @@ def engine_request(served, body, cfg, chat):
             raise ApiError(400, why.format(value=value), "unsupported_value", name)
     expert = served.adapter(body.model, "model")
     ids = chat_ids(served, body.messages) if chat else completion_ids(served, body.prompt)
-    params = {"alpha": cfg.default_alpha if body.alpha is None else body.alpha,
-              "beta": cfg.default_beta if body.beta is None else body.beta}
+    own = served.defaults(expert)  # the server's --default-alpha/--default-beta, if given, come first
+    params = {k: body_value if body_value is not None else server if server is not None else own[k]
+              for k, body_value, server in (("alpha", body.alpha, cfg.default_alpha),
+                                            ("beta", body.beta, cfg.default_beta))}
     for name, value in params.items():
         try:
             ColdParams(**{name: value})
         except ColdError as e:
             raise ApiError(400, str(e), "invalid_value", name) from None
-    params.update(choice_params(body))
+    params.update(choice_params(body, own["beta_schedule"]))
     amateur = BASE if body.amateur is None and expert is not None else body.amateur
     if amateur is not None:
         amateur = served.adapter(amateur, "amateur") or BASE

@@ -28,7 +28,7 @@ def final(head, job, chat):
             "usage": usage(job)}
 
 
-def chunk(head, chat, delta=None, finish_reason=None, job_usage=None):
+def chunk(head, chat, delta=None, finish_reason=None):
     """One server-sent event: a text delta, the opening role (chat), or the closing finish reason."""
     if chat:
         choice = {"delta": {} if delta is None else delta, "finish_reason": finish_reason}
@@ -36,13 +36,19 @@ def chunk(head, chat, delta=None, finish_reason=None, job_usage=None):
         choice = {"text": (delta or {}).get("content", ""), "finish_reason": finish_reason}
     body = {**head, "object": "chat.completion.chunk" if chat else "text_completion",
             "choices": [{"index": 0, **choice}]}
-    if job_usage:
-        body["usage"] = job_usage
+    return f"data: {json.dumps(body)}\n\n"
+
+
+def usage_chunk(head, chat, job):
+    """stream_options.include_usage: the usage of the whole request, after the finish chunk, with
+    no choices (as OpenAI sends it)."""
+    body = {**head, "object": "chat.completion.chunk" if chat else "text_completion", "choices": [],
+            "usage": usage(job)}
     return f"data: {json.dumps(body)}\n\n"
 
 
 def log_request(job, model, start):
     req = job.request
-    log.info("model=%s amateur=%s alpha=%s beta=%s prompt_tokens=%d completion_tokens=%d finish=%s %.2fs",
-             model, req.amateur, req.alpha, req.beta, len(req.prompt_ids), len(job.tokens), job.finish_reason,
-             time.perf_counter() - start)
+    choice = "greedy" if req.amateur is None else f"amateur={req.amateur} alpha={req.alpha} beta={req.beta}"
+    log.info("model=%s %s prompt_tokens=%d completion_tokens=%d finish=%s %.2fs", model, choice,
+             len(req.prompt_ids), len(job.tokens), job.finish_reason, time.perf_counter() - start)

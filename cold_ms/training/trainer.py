@@ -98,7 +98,10 @@ class Trainer:
         if len(self.encoded) < len(encoded):
             log(f"skipped {len(encoded) - len(self.encoded)} examples longer than {cfg.max_len} tokens")
         if not self.encoded:
-            raise ConfigError("no training example fits in max_len")
+            lengths = sorted(len(e[0]) for e in encoded)
+            raise ConfigError(f"no training example fits in max_len {cfg.max_len}: the {len(encoded)} examples "
+                              f"are {lengths[0]}-{lengths[-1]} tokens long" if encoded else
+                              "no training examples") from None
         self.world = world()  # under msrun: this rank's share of every batch, gradients summed
         if cfg.batch % self.world.size:
             raise ConfigError(f"--batch {cfg.batch} must be a multiple of the {self.world.size} workers")
@@ -108,6 +111,10 @@ class Trainer:
         self.plan = [b for epoch in range(cfg.epochs)
                      for b in epoch_batches(self.encoded, cfg.batch, cfg.seed, epoch)]
         if cfg.max_steps:
+            if cfg.max_steps > len(self.plan):  # --max-steps caps the epochs' steps, never adds epochs
+                log(f"--max-steps {cfg.max_steps}: {cfg.epochs} epoch(s) of {len(self.encoded)} examples in batches "
+                    f"of {cfg.batch} make only {len(self.plan)} steps; running {len(self.plan)} "
+                    f"(raise --epochs for more)")
             self.plan = self.plan[:cfg.max_steps]
         self.lm = CausalLM(model.config, LoraLayout(1, cfg.rank, tuple(cfg.targets)), rows=1,
                            max_len=-(-cfg.max_len // 64) * 64, backend="gather")

@@ -8,7 +8,8 @@ come from model_path/adapters (with the embedded model and no adapters/: the shi
 
 Request:  {"prompt": "text"} or {"messages": [{"role": "user", "content": "text"}, ...]}, and
           optionally "adapter" (the expert; omitted or "base" = the base model), "amateur"
-          ("base" or an adapter), "alpha" (0.1), "beta" (0.5), "max_tokens" (64).
+          ("base" or an adapter), "alpha", "beta" (default: the adapter's cold_config.json, else
+          0.1 and 0.1), "max_tokens" (64).
 Response: {"text", "finish_reason", "adapter", "amateur",
            "usage": {"prompt_tokens", "completion_tokens", "total_tokens"}}
           or {"error": {"message": "..."}}.
@@ -41,7 +42,7 @@ except ImportError:
             return self._postprocess(self._inference(self._preprocess(data)))
 
 log = logging.getLogger(__name__)
-DEFAULTS = {"alpha": 0.1, "beta": 0.5, "max_tokens": 64}
+DEFAULTS = {"alpha": None, "beta": None, "max_tokens": 64}  # None: the adapter's own (the engine fills it)
 
 
 def find_model(root):
@@ -64,6 +65,8 @@ def find_model(root):
 
 def _number(data, key):
     value = data.get(key, DEFAULTS[key])
+    if value is None and key not in data:
+        return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InputError(f"'{key}' must be a number, got {value!r}")
     return value

@@ -1,0 +1,86 @@
+"""Every script's --help and every `bench.py` sub-command at its smallest size run, so a move
+of the code cannot silently break a documented command again (issue 27, item 4)."""
+import json
+import math
+import os
+
+import pytest
+
+from helpers import script
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPTS = sorted(f for f in os.listdir(os.path.join(ROOT, "scripts")) if f.endswith(".py"))
+
+
+@pytest.mark.parametrize("name", [f[:-3] for f in SCRIPTS])
+def test_every_script_has_help(name, capsys):
+    with pytest.raises(SystemExit) as info:
+        script(name).main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage:") and "--help" in out
+
+
+def test_bench_help_lists_every_sub_command(capsys):
+    bench = script("bench")
+    with pytest.raises(SystemExit):
+        bench.main(["--help"])
+    out = capsys.readouterr().out
+    assert all(name in out for name in bench.COMMANDS)
+
+
+def test_bench_bgmv_smallest(tmp_path, capsys):
+    out = tmp_path / "bgmv.json"
+    script("bench").main(["bgmv", "--hidden", "64", "--ranks", "8", "--batches", "2", "--adapters", "2",
+                          "--calls", "2", "--json", str(out)])
+    [row] = json.loads(out.read_text())["bgmv"]
+    assert (row["hidden"], row["rank"], row["batch"], row["adapters"]) == (64, 8, 2, 2)
+    # at this size the times are noise around zero; the point is that both backends ran
+    assert all(math.isfinite(row[k]) for k in ("custom_ms", "gather_ms", "custom_peak_mb", "gather_peak_mb"))
+    assert "speed-up" in capsys.readouterr().out
+
+
+def test_bench_decode_smallest(capsys):
+    script("bench").main(["decode", "--size", "tiny", "--batch", "1", "--steps", "2"])
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[:2] for line in lines[2:]] == [["greedy", "1"], ["cold", "1"]]
+
+
+def test_bench_e2e_smallest(tmp_path, capsys):
+    out = tmp_path / "e2e.json"
+    script("bench").main(["e2e", "--model", "random:tiny", "--batches", "1", "--steps", "2", "--rounds", "1",
+                          "--variants", "greedy,cold", "--json", str(out)])
+    rows = json.loads(out.read_text())["e2e"]
+    assert sorted(r["variant"] for r in rows) == ["cold", "greedy"]
+
+
+def test_bench_kernels_smallest(capsys):
+    with pytest.raises(SystemExit) as info:
+        script("bench").main(["kernels", "--variants", "f32", "q4_1", "--rows", "1", "--rounds", "1",
+                              "--shape", "1,64,32,128"])
+    assert info.value.code == 0
+
+
+def test_bench_serve_smallest(tiny, tmp_path, capsys):
+    import fixtures
+    model = str(tmp_path / "model")  # the tiny model with room for the server's default --max-len 1024
+    fixtures.write_model(model, cfg=dict(fixtures.TINY, max_position_embeddings=1024))
+    os.symlink(os.path.join(tiny["model_dir"], "tokenizer.model"), os.path.join(model, "tokenizer.model"))
+    from cold_ms.formats.chat import CHATML  # the load test sends chat requests
+    with open(os.path.join(model, "tokenizer_config.json"), "w") as f:
+        json.dump({"add_bos_token": True, "chat_template": CHATML}, f)
+    adapters = tmp_path / "served"
+    adapters.mkdir()
+    (adapters / "qv").symlink_to(tiny["adapter_dir"]["qv"])
+    script("bench").main(["serve", "--model", model, "--adapters-dir", str(adapters), "--slots", "1",
+                          "--clients", "1", "--requests", "2", "--max-tokens", "2"])
+    [header, row] = capsys.readouterr().out.splitlines()[-2:]
+    assert header.split()[0] == "slots" and row.split()[0] == "1" and row.split()[-1] == "0"  # none wrong
+
+
+def test_the_readme_documents_the_cache_and_the_stderr_lines():
+    """issue 27, item 15: COLD_MS_CACHE was undocumented and "stderr gets one line" was not true (the
+    lines themselves are checked on the default demo, tests/test_readme_examples.py)."""
+    text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    assert "$COLD_MS_CACHE" in text and "stderr gets one line" not in text
+    assert "stderr gets one settings line" in text
