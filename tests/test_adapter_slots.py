@@ -15,7 +15,7 @@ PROMPT = [1, 5, 7, 9]
 
 
 def _req(adapter, amateur="base", n=6):
-    return Request(PROMPT, adapter=adapter, amateur=amateur, max_new_tokens=n, ignore_eos=True)
+    return Request(PROMPT, adapter=adapter, amateur=amateur, alpha=0.1, beta=0.5, max_new_tokens=n, ignore_eos=True)
 
 
 def _ref(tiny, req):

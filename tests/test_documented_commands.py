@@ -61,21 +61,7 @@ def test_bench_kernels_smallest(capsys):
     assert info.value.code == 0
 
 
-def test_bench_serve_smallest(tiny, tmp_path, capsys):
-    import fixtures
-    model = str(tmp_path / "model")  # the tiny model with room for the server's default --max-len 1024
-    fixtures.write_model(model, cfg=dict(fixtures.TINY, max_position_embeddings=1024))
-    os.symlink(os.path.join(tiny["model_dir"], "tokenizer.model"), os.path.join(model, "tokenizer.model"))
-    from cold_ms.formats.chat import CHATML  # the load test sends chat requests
-    with open(os.path.join(model, "tokenizer_config.json"), "w") as f:
-        json.dump({"add_bos_token": True, "chat_template": CHATML}, f)
-    adapters = tmp_path / "served"
-    adapters.mkdir()
-    (adapters / "qv").symlink_to(tiny["adapter_dir"]["qv"])
-    script("bench").main(["serve", "--model", model, "--adapters-dir", str(adapters), "--slots", "1",
-                          "--clients", "1", "--requests", "2", "--max-tokens", "2"])
-    [header, row] = capsys.readouterr().out.splitlines()[-2:]
-    assert header.split()[0] == "slots" and row.split()[0] == "1" and row.split()[-1] == "0"  # none wrong
+# bench.py serve at its smallest size: tests/test_bench_serve.py (both load modes, the report's figures)
 
 
 def test_the_readme_documents_the_cache_and_the_stderr_lines():

@@ -106,10 +106,10 @@ def test_min_tokens_keeps_an_early_eos_as_a_token(tiny, min_tokens):
     eos = want[1]
     eng = engine_for(tiny, ("qv",), slots=1)
     eng.eos_ids = {eos}
-    res = eng.generate([Request(PROMPTS[0], adapter="qv", max_new_tokens=N, min_tokens=min_tokens)])[0]
+    res = eng.generate([Request(PROMPTS[0], adapter="qv", alpha=0.1, beta=0.5, max_new_tokens=N, min_tokens=min_tokens)])[0]
     stop = next((i + 1 for i, t in enumerate(want) if t == eos and i + 1 > min_tokens), None)
     assert res.token_ids == want[:stop] and res.finish_reason == ("stop" if stop else "length")
-    ignored = eng.generate([Request(PROMPTS[0], adapter="qv", max_new_tokens=N, ignore_eos=True)])[0]
+    ignored = eng.generate([Request(PROMPTS[0], adapter="qv", alpha=0.1, beta=0.5, max_new_tokens=N, ignore_eos=True)])[0]
     assert ignored.token_ids == want and ignored.finish_reason == "length"
 
 

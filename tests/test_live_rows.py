@@ -12,7 +12,8 @@ PROMPT = [1, 5, 7, 9, 11]
 
 
 def _req(amateur="base", beta=0.5, adapter="qv", prompt=PROMPT, n=8):
-    return Request(prompt, adapter=adapter, amateur=amateur, beta=beta, max_new_tokens=n, ignore_eos=True)
+    return Request(prompt, adapter=adapter, amateur=amateur, alpha=0.1, beta=beta, beta_schedule="fixed", max_new_tokens=n,
+                   ignore_eos=True)
 
 
 def _ref(tiny, req):

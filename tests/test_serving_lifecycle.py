@@ -25,7 +25,9 @@ LONG = 4000  # tokens a request would decode if nobody cancelled it
 
 
 def _long_context_model(root):
-    cfg = dict(fixtures.TINY, max_position_embeddings=4096, num_hidden_layers=12)
+    # deep enough that a step takes over a millisecond: the request must outlast the 3 s the check needs
+    cfg = dict(fixtures.TINY, max_position_embeddings=4096, num_hidden_layers=24, hidden_size=128,
+               intermediate_size=256)
     weights = fixtures.random_weights(cfg)
     weights["lm_head.weight"][cfg["eos_token_id"]] = 0.0  # logit 0: never the maximum, so no early EOS
     path = str(root / NAME)

@@ -56,7 +56,9 @@ def _models(url):
 
 
 def _completion(url, model, n, **extra):
-    r = post(url, "/v1/completions", {"model": model, "prompt": PROMPT, "max_tokens": n, **extra})
+    """A completion at alpha 0.1, beta 0.5 unless `extra` says otherwise (not the adapters' defaults)."""
+    r = post(url, "/v1/completions", {"model": model, "prompt": PROMPT, "max_tokens": n, "alpha": 0.1, "beta": 0.5,
+                                      **extra})
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -87,7 +89,7 @@ def test_ignore_eos_and_min_tokens_on_chat(server):
 def _stream(url, model, n, out):
     with httpx.stream("POST", url + "/v1/completions", headers=KEY, timeout=120,
                       json={"model": model, "prompt": PROMPT, "max_tokens": n, "ignore_eos": True, "stream": True,
-                            "stream_options": {"include_usage": True}}) as r:
+                            "alpha": 0.1, "beta": 0.5, "stream_options": {"include_usage": True}}) as r:
         out["status"] = r.status_code
         out["events"] = [json.loads(line[6:]) for line in r.iter_lines()
                          if line.startswith("data: ") and line != "data: [DONE]"]
@@ -109,9 +111,10 @@ def test_load_serve_and_unload_while_another_adapter_streams(server, tiny):
     assert got["choices"][0]["text"] == _text(tiny, want)
     streamed_want = ref.generate(tiny["cfg"], _weights(tiny, "qv"), _weights(tiny, None), PROMPT, 40, 0.1, 0.5)
     events = streamed["events"]
-    assert streamed["status"] == 200 and events[-1]["usage"]["completion_tokens"] == 40
-    assert events[-1]["choices"][0]["finish_reason"] == "length"
-    assert "".join(e["choices"][0]["text"] for e in events) == _text(tiny, streamed_want)
+    # the usage comes last in a chunk of its own, with no choices (as OpenAI sends it)
+    assert streamed["status"] == 200 and events[-1]["usage"]["completion_tokens"] == 40 and not events[-1]["choices"]
+    assert events[-2]["choices"][0]["finish_reason"] == "length"
+    assert "".join(e["choices"][0]["text"] for e in events[:-1]) == _text(tiny, streamed_want)
     assert post(url, "/v1/unload_lora_adapter", {"lora_name": "all"}).status_code == 200
     assert _models(url)[1:] == ["qv"]
     assert post(url, "/v1/completions", {"model": "all", "prompt": PROMPT}).status_code == 404
