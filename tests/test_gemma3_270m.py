@@ -77,3 +77,12 @@ def test_tokens_equal_llama_cpp(gemma):
     vocab = llama_cpp.Llama(model_path=gemma.source, vocab_only=True, verbose=False)
     for text in (QUESTION, "The year 2024 had 366 days.", "  two  spaces\nand lines\n\n"):
         assert gemma.tokenizer.encode(text) == vocab.tokenize(text.encode(), add_bos=True, special=True)
+
+
+def test_the_readme_gemma_command_continues_the_text(capsys):
+    """README, Models: `python scripts/infer.py --model gemma3 --prompt "The capital of France is"`."""
+    from helpers import run_script
+    code, out, err = run_script("infer", ["--model", "gemma3", "--prompt", "The capital of France is",
+                                          "--max-new-tokens", "8"], capsys)
+    assert code == 0, err
+    assert out.startswith(" the capital of the country of France"), out
