@@ -117,16 +117,19 @@ def _q4_1_to(raw):
     return _f16(raw, 0) * _nibbles(raw[:, 4:]) + _f16(raw, 2)
 
 
+def _q5_0_values(raw):
+    """q - 16 of every q5_0 block (n, 32) as float32: the nibbles plus bit j of qh for value j."""
+    high = np.unpackbits(raw[:, 2:6], axis=1, bitorder="little").astype(np.float32)
+    return _nibbles(raw[:, 6:]) + 16 * high - 16
+
+
 def _q5_0_to(raw):
-    high = np.unpackbits(raw[:, 2:6], axis=1, bitorder="little").astype(np.float32)  # (n, 32): bit j of qh
-    return _f16(raw, 0) * (_nibbles(raw[:, 6:]) + 16 * high - 16)
+    return _f16(raw, 0) * _q5_0_values(raw)
 
 
 def _q5_0_as_q8_0(raw):
     """q5_0 blocks as q8_0 blocks of the same values, bit for bit: the scale d kept, q - 16 in int8."""
-    high = np.unpackbits(raw[:, 2:6], axis=1, bitorder="little")
-    q = (_nibbles(raw[:, 6:]).astype(np.int16) + 16 * high - 16).astype(np.int8)
-    return np.concatenate([raw[:, 0:2], q.view(np.uint8)], axis=1)
+    return np.concatenate([raw[:, 0:2], _q5_0_values(raw).astype(np.int8).view(np.uint8)], axis=1)
 
 
 def k4_scales(sc):

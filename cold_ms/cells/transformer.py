@@ -18,8 +18,6 @@ from cold_ms.ops.prepare import layout_key, prepare
 from cold_ms.ops.registry import cpu_kernels, select_backend
 from cold_ms.runtime import device
 
-# The projections of a layer in the order of the layer kernel's `wtypes` operand.
-_LAYER_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 class Embedding(nn.Cell):

@@ -79,4 +79,3 @@ def check_weights(cfg, weights, source):
         if tuple(weights[name].shape) != shape:
             raise CheckpointError(f"{source}: tensor {name} has shape {tuple(weights[name].shape)}, "
                                   f"the config implies {shape} (checkpoint and config do not match)")
-

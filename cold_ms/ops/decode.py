@@ -10,15 +10,13 @@ import numpy as np
 import mindspore as ms
 from mindspore import ops, Tensor
 
+from cold_ms.architectures import ACTIVATIONS
 from cold_ms.ops import operands
 
 # The LoRA operand of a module without adapter slots; the kernels recognise its shape.
 NO_LORA = Tensor(np.zeros((1, 1, 1), np.float32))
 # The operand of a bias or norm a family does not have (a layer's vectors are never of length 1).
 NO_BIAS = Tensor(np.zeros((1,), np.float32))
-
-# The layer kernel's code of each MLP activation (cold_ms.architectures.ACTIVATIONS).
-ACTIVATION_CODES = {"silu": 0, "gelu_tanh": 1}
 
 _RMS_NORM = None
 _LAYER = None
@@ -88,7 +86,7 @@ def layer_state(layer, cfg):
         q_bias=a.q_proj.bias_or_none(), k_bias=a.k_proj.bias_or_none(), v_bias=a.v_proj.bias_or_none(),
         q_norm=norms[0], k_norm=norms[1], k_cache=a.cache.k_cache, v_cache=a.cache.v_cache,
         len=a.cache.length_t,
-        attn=Tensor(np.array([layer.window, ACTIVATION_CODES[cfg.arch.activation]], np.int32)),
+        attn=Tensor(np.array([layer.window, ACTIVATIONS.index(cfg.arch.activation)], np.int32)),
         scale=Tensor(np.array([cfg.attn_scale], np.float32)),
         attn_out_norm=layer.post_attention_layernorm.weight if layer.sandwich else NO_BIAS,
         ln2=mlp_in.weight, eps2=mlp_in.eps_t,

@@ -9,6 +9,7 @@ module has no slots); "opt" a float32 vector the family may not have (cold_ms.ar
 q/k/v biases, q/k norms, the sandwich norms on the attention and MLP outputs; a (1,) placeholder
 where it has none).
 """
+from cold_ms.architectures import ACTIVATIONS
 from cold_ms.ops.contrastive import EXTRA
 from cold_ms.wtypes import TYPES
 
@@ -21,7 +22,7 @@ LAYER = (
     ("aq", "lora"), ("bq", "lora"), ("ak", "lora"), ("bk", "lora"), ("av", "lora"), ("bv", "lora"),
     ("q_bias", "opt"), ("k_bias", "opt"), ("v_bias", "opt"), ("q_norm", "opt"), ("k_norm", "opt"),
     ("k_cache", "f32"), ("v_cache", "f32"), ("len", "int"),
-    ("attn", "int"),    # (2,): this layer's sliding window (0: global), MLP activation (0 silu, 1 gelu_tanh)
+    ("attn", "int"),    # (2,): this layer's sliding window (0: global), MLP activation (its ACTIVATIONS index)
     ("scale", "f32"),   # (1,): the attention logits' scale
     ("wo", "weight"), ("ao", "lora"), ("bo", "lora"), ("attn_out_norm", "opt"),
     ("ln2", "f32"), ("eps2", "f32"),
@@ -71,6 +72,7 @@ def generated_header():
         f"constexpr int kLayerWeights[] = {{{weights}}};",
         f"enum WCode : int32_t {{ {wcodes}, kNumWTypes }};",
         _enum("Ex", EXTRA, "kExtra"),
+        _enum("Act", ACTIVATIONS, "kActivations"),  # the MLP activation codes of the `attn` operand
         "#define COLD_WTYPE_TABLE \\",
         "    " + table.replace("\n", " \\\n"),
         "}  // namespace cold",

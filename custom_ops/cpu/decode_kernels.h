@@ -152,13 +152,10 @@ inline void SoftmaxRow(float* s, int64_t n) {
   MapWide(s, n, [total](Wide x) { return x / total; });
 }
 
-// The gated MLP's activations (cold_ms/ops/decode.py: ACTIVATION_CODES).
-enum Activation : int32_t { kSilu = 0, kGeluTanh = 1 };
-
 // gate[i] = act(gate[i]) * up[i] for n values: silu(g) = g / (1 + e^-g) (SwiGLU), or gelu with
 // tanh, 0.5 g (1 + tanh(u)) = g / (1 + e^-2u), u = sqrt(2 / pi) (g + 0.044715 g^3) (GeGLU).
 inline void GatedActivation(float* gate, const float* up, int64_t n, int32_t act) {
-  if (act == kGeluTanh)
+  if (act == kActGeluTanh)  // codes: cold_ms.architectures.ACTIVATIONS, generated
     MapWide(gate, n, [](Wide g) {
       const Wide u = 0.7978845608028654f * (g + 0.044715f * g * g * g);
       return g / (1.0f + ExpWide(-2.0f * u));
