@@ -141,25 +141,36 @@ def k4_scales(sc):
     return scales.astype(np.float32), mins.astype(np.float32)
 
 
-def _q4_k_to(raw):
+def q4_k_parts(raw):
+    """q4_k blocks (n, 144) -> q (n, 8, 32) uint8 0..15, and per sub-block of 32 the scale d * sc
+    and the min dmin * m (n, 8) float32 (exact: 11-bit by 6-bit products); w = scale q - min."""
     n = raw.shape[0]
     scales, mins = k4_scales(raw[:, 4:16])
     q = raw[:, 16:].reshape(n, 4, 1, 32)
-    q = np.concatenate([q & 0xF, q >> 4], axis=2).reshape(n, 8, 32).astype(np.float32)
-    d, dmin = _f16(raw, 0), _f16(raw, 2)
-    return ((d * scales)[:, :, None] * q - (dmin * mins)[:, :, None]).reshape(n, 256)
+    q = np.concatenate([q & 0xF, q >> 4], axis=2).reshape(n, 8, 32)
+    return q, _f16(raw, 0) * scales, _f16(raw, 2) * mins
 
 
-def _q6_k_to(raw):
+def _q4_k_to(raw):
+    q, scale, low = q4_k_parts(raw)
+    return (scale[:, :, None] * q.astype(np.float32) - low[:, :, None]).reshape(len(raw), 256)
+
+
+def q6_k_parts(raw):
+    """q6_k blocks (n, 210) -> q (n, 256) uint8 0..63, and per sub-block of 16 the int8 scale
+    (n, 16) and d (n, 1), both float32; w = d * sc * (q - 32)."""
     n = raw.shape[0]
     ql, qh = raw[:, :128].reshape(n, 2, 2, 32), raw[:, 128:192].reshape(n, 2, 1, 32)
     # half h, quarter c: low 4 bits from ql[h, c % 2] (low nibble for c < 2), high 2 from qh >> 2c
     low = np.concatenate([ql & 0xF, ql >> 4], axis=2)  # (n, 2, 4, 32): c = 0, 1 low; 2, 3 high
     high = np.concatenate([(qh >> s) & 3 for s in (0, 2, 4, 6)], axis=2)
-    q = (low | (high << 4)).astype(np.float32) - 32  # (n, 2, 4, 32)
-    sc = raw[:, 192:208].view(np.int8).astype(np.float32).reshape(n, 2, 4, 2, 1)
-    w = q.reshape(n, 2, 4, 2, 16) * sc * _f16(raw, 208).reshape(n, 1, 1, 1, 1)
-    return w.reshape(n, 256)
+    return (low | (high << 4)).reshape(n, 256), raw[:, 192:208].view(np.int8).astype(np.float32), _f16(raw, 208)
+
+
+def _q6_k_to(raw):
+    q, sc, d = q6_k_parts(raw)
+    w = (q.astype(np.float32) - 32).reshape(-1, 16, 16) * sc[:, :, None] * d[:, :, None]
+    return w.reshape(len(raw), 256)
 
 
 @dataclass(frozen=True)
@@ -171,7 +182,7 @@ class WeightType:
     block_bytes: int     # bytes per block
     to_float: Callable   # (n, block_bytes) uint8 -> (n, block) float32
     from_float: Optional[Callable] = None  # (n, block) float32 -> (n, block_bytes) uint8; None: never made
-    panel_bytes: int = 0  # bytes of one block of a 16-output int8 panel (ops/panels.py); 0: no such layout
+    panel_bytes: int = 0  # bytes of one 32-input block of a 16-output integer panel (ops/panels.py); 0: no such layout
     # (type name, blocks -> its blocks): a type with integer panels that holds every value of this
     # one exactly, which `--weights auto` reads instead where those panels run (faster than
     # dequantising this type in L1 for every token)
@@ -192,8 +203,8 @@ TYPES = {t.name: t for t in (
     WeightType("q8_0", 3, 8, 32, 34, _q8_0_to, _q8_0_from, panel_bytes=576),
     WeightType("q4_0", 4, 2, 32, 18, _q4_0_to, _q4_0_from, panel_bytes=288),
     WeightType("q4_1", 5, 3, 32, 20, _q4_1_to, _q4_1_from, panel_bytes=320),
-    WeightType("q4_k", 6, 12, 256, 144, _q4_k_to),
-    WeightType("q6_k", 7, 14, 256, 210, _q6_k_to),
+    WeightType("q4_k", 6, 12, 256, 144, _q4_k_to, panel_bytes=384),
+    WeightType("q6_k", 7, 14, 256, 210, _q6_k_to, panel_bytes=640),
     WeightType("q5_0", 8, 6, 32, 22, _q5_0_to, widens_to=("q8_0", _q5_0_as_q8_0)),
 )}
 BY_GGUF = {t.gguf: t for t in TYPES.values()}

@@ -19,7 +19,7 @@ HARNESS = os.path.join(_library.ROOT, "tools", "kernel_bench.cc")
 def add_arguments(p):
     p.add_argument("--variants", nargs="+", default=["f32", "f32p", "q4_1", "q4_1p16", "q4_1p8", "q8_0p16"],
                    help="f32 | f32p | bf16 | f16 | q8_0 | q4_0 | q4_1 | q4_k | q6_k (rows as stored, float32 "
-                        "activations) | q8_0pB | q4_0pB | q4_1pB (integer panels, B = 8 or 16 activation bits)")
+                        "activations) | q8_0pB | q4_0pB | q4_1pB | q4_kpB | q6_kpB (integer panels, B = 8 or 16 activation bits)")
     p.add_argument("--rows", default="1,2,8,16", help="token rows, comma-separated")
     p.add_argument("--rounds", type=int, default=8)
     p.add_argument("--shape", default="30,576,192,1536", help="layers,d,kv,ffn (default: SmolLM2-135M)")

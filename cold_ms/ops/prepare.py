@@ -12,7 +12,7 @@ of different formats run side by side on one loaded model.
       native   each matrix exactly as stored; a type without a kernel is an error
       float32 | bfloat16 | float16 | q8_0    every projection, the embedding and the head
                converted (requantising to q8_0 is never implicit)
-    activations (the CPU kernels' q8_0 / q4_0 / q4_1 GEMVs):
+    activations (the CPU kernels' q8_0 / q4_0 / q4_1 / q4_k / q6_k GEMVs):
       int16    integer panels (ops/panels.py), activations quantised per block of 32 to int16
                for VNNI dot products (custom_ops/cpu/qpanels.h), where the CPU has AVX-512 VNNI
       int8     the same panels, activations to int8 as llama.cpp does: faster where many token

@@ -19,7 +19,7 @@ def add_engine_arguments(p, modes=True):
                         "where a kernel reads it (a GGUF stays quantised), native insists on it, the others "
                         "convert (q8_0 requantises)")
     p.add_argument("--activations", choices=list(ACTIVATIONS), default=DEFAULTS["activations"],
-                   help="of the CPU kernels' q8_0/q4_0/q4_1 matrices: int16 (default: VNNI dot products, "
+                   help="of the CPU kernels' q8_0/q4_0/q4_1/q4_k/q6_k matrices: int16 (default: VNNI dot products, "
                         "logits within ~0.004), int8 (faster at many rows, llama.cpp's choice, logits move "
                         "up to ~1.6), float32 (the stored rows dequantised: exact)")
     p.add_argument("--lora-backend", choices=("custom", "gather"), default=DEFAULTS["lora_backend"],

@@ -15,6 +15,8 @@
 //   q8_0: w = d q (q int8)       int8: dot = d dx (sum (qx + 128) q - 128 sum q)  (VPDPBUSD is u8 x s8)
 //   q4_0: w = d (q - 8)          dot = d dx (sum q qx - 8 sum qx)
 //   q4_1: w = d q + m            dot = d dx sum q qx + m dx sum qx
+//   q4_k: q4_1's, d and m float32 per sub-block of 32 (d sc and -dmin m, multiplied at load)
+//   q6_k: w = d_h (q - 32)        dot = sum over halves h of 16: d_h dx (sum_h q qx - 32 sum_h qx)
 #pragma once
 
 #include <cstdint>
@@ -25,30 +27,39 @@
 namespace cold {
 
 // Quantised activations of n rows: q8 (n, in) int8 (uint8 q + 128 when `offset`) or q16 (n, in)
-// int16, and per row and block of 32: d (the scale), sum(q) and s = d * sum(q).
+// int16, and per row and block of 32: d (the scale), sum(q), its first 16 values' sum16 and
+// s = d * sum(q).
 struct QuantRows {
   std::vector<int8_t> q8;
   std::vector<int16_t> q16;
   std::vector<float> d, s;
-  std::vector<int32_t> sum;
+  std::vector<int32_t> sum, sum16;
 };
+
+// Bytes of a 32-input panel block of type C: its scales (and mins) start at kScalesAt.
+template <int C>
+constexpr int kScalesAt = C == kQ8_0 || C == kQ6_K ? 512 : 256;
 
 // Row `lane` of a panel as float32 over `in` values (an embedding row of a tied head): the
 // same values to_float gives for the row as stored.
 inline void PanelRowToFloat(const uint8_t* panel, int32_t code, int64_t panel_block, int64_t lane, int64_t in,
                             float* dst) {
+  const auto f32 = [](const uint8_t* p) {
+    float v;
+    std::memcpy(&v, p, 4);
+    return v;
+  };
   for (int64_t b = 0; b < in / 32; ++b, dst += 32) {
     const uint8_t* pb = panel + b * panel_block;
-    const float d = HalfAt(pb + (code == kQ8_0 ? 512 : 256) + 2 * lane);
-    const float m = code == kQ4_1 ? HalfAt(pb + 288 + 2 * lane) : 0.0f;
     for (int k = 0; k < 32; ++k) {
-      if (code == kQ8_0) {
-        dst[k] = d * static_cast<float>(static_cast<int8_t>(pb[(k / 4) * 64 + lane * 4 + k % 4]));
-        continue;
-      }
-      const uint8_t byte = pb[(k % 16 / 4) * 64 + lane * 4 + k % 4];
+      const uint8_t byte = code == kQ8_0 || code == kQ6_K ? pb[(k / 4) * 64 + lane * 4 + k % 4]
+                                                          : pb[(k % 16 / 4) * 64 + lane * 4 + k % 4];
       const float q = static_cast<float>(k < 16 ? byte & 15 : byte >> 4);
-      dst[k] = code == kQ4_1 ? d * q + m : d * (q - 8.0f);
+      if (code == kQ8_0) dst[k] = HalfAt(pb + 512 + 2 * lane) * static_cast<float>(static_cast<int8_t>(byte));
+      else if (code == kQ4_0) dst[k] = HalfAt(pb + 256 + 2 * lane) * (q - 8.0f);
+      else if (code == kQ4_1) dst[k] = HalfAt(pb + 256 + 2 * lane) * q + HalfAt(pb + 288 + 2 * lane);
+      else if (code == kQ4_K) dst[k] = f32(pb + 256 + 4 * lane) * q + f32(pb + 320 + 4 * lane);
+      else dst[k] = f32(pb + 512 + 64 * (k / 16) + 4 * lane) * (static_cast<float>(byte) - 32.0f);
     }
   }
 }
@@ -64,6 +75,7 @@ inline void QuantiseRows(const float* x, int64_t n, int64_t in, int bits, bool o
   out->d.resize(n * blocks);
   out->s.resize(n * blocks);
   out->sum.resize(n * blocks);
+  out->sum16.resize(n * blocks);
   const float top = bits == 8 ? 127.0f : 32767.0f;
   for (int64_t i = 0; i < n * blocks; ++i) {
     const float* xb = x + i * 32;
@@ -72,7 +84,7 @@ inline void QuantiseRows(const float* x, int64_t n, int64_t in, int bits, bool o
     const float d = amax / top, inv = d ? 1 / d : 0;
     const __m512i qa = _mm512_cvtps_epi32(_mm512_mul_ps(a, _mm512_set1_ps(inv)));
     const __m512i qb = _mm512_cvtps_epi32(_mm512_mul_ps(b, _mm512_set1_ps(inv)));
-    const int32_t sum = _mm512_reduce_add_epi32(_mm512_add_epi32(qa, qb));
+    const int32_t sum16 = _mm512_reduce_add_epi32(qa), sum = sum16 + _mm512_reduce_add_epi32(qb);
     if (bits == 8) {
       const __m128i off = _mm_set1_epi8(offset ? static_cast<char>(0x80) : 0);
       _mm_storeu_si128(reinterpret_cast<__m128i*>(&out->q8[i * 32]), _mm_xor_si128(_mm512_cvtsepi32_epi8(qa), off));
@@ -83,6 +95,7 @@ inline void QuantiseRows(const float* x, int64_t n, int64_t in, int bits, bool o
     }
     out->d[i] = d;
     out->sum[i] = sum;
+    out->sum16[i] = sum16;
     out->s[i] = d * static_cast<float>(sum);
   }
 }
@@ -103,7 +116,8 @@ inline __m512i Bcast8(const int16_t* p) {
 }
 
 // One panel block of type C unpacked: w[g] the 16 outputs x 4 inputs 4g .. 4g + 3 as bytes
-// (unsigned nibbles, or q8_0's signed values), the scales dw (and mins mw), and for int8
+// (unsigned nibbles or q6_k's 0..63, or q8_0's signed values), the scales dw (and mins mw of
+// q4_1 and q4_k; q6_k: dw of inputs 0..15, mw the scales of inputs 16..31), and for int8
 // activations of q8_0 the offset -128 sum q.
 template <int C>
 struct BlockWeights {
@@ -113,7 +127,7 @@ struct BlockWeights {
 
   explicit BlockWeights(const uint8_t* pb) {
     const __m512i low = _mm512_set1_epi8(0x0F);
-    if constexpr (C == kQ8_0) {
+    if constexpr (C == kQ8_0 || C == kQ6_K) {
       for (int g = 0; g < 8; ++g) w[g] = _mm512_loadu_si512(pb + 64 * g);
     } else {
       for (int i = 0; i < 4; ++i) {
@@ -122,9 +136,14 @@ struct BlockWeights {
         w[i + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
       }
     }
-    dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(pb + (C == kQ8_0 ? 512 : 256))));
-    mw = C == kQ4_1 ? _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(pb + 288)))
-                    : _mm512_setzero_ps();
+    if constexpr (C == kQ4_K || C == kQ6_K) {
+      dw = _mm512_loadu_ps(pb + kScalesAt<C>);
+      mw = _mm512_loadu_ps(pb + kScalesAt<C> + 64);
+    } else {
+      dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(pb + kScalesAt<C>)));
+      mw = C == kQ4_1 ? _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(pb + 288)))
+                      : _mm512_setzero_ps();
+    }
     base = C == kQ8_0 ? _mm512_slli_epi32(_mm512_sub_epi32(_mm512_setzero_si512(), _mm512_cvtepi16_epi32(
                                               _mm256_loadu_si256(reinterpret_cast<const __m256i*>(pb + 544)))), 7)
                       : _mm512_setzero_si512();
@@ -139,21 +158,21 @@ inline __m512i Words(__m512i bytes, int h) {
   return C == kQ8_0 ? _mm512_cvtepi8_epi16(half) : _mm512_cvtepu8_epi16(half);
 }
 
-// The block's integer dots of one token row, one int32 lane per output.
-template <int C>
+// The integer dots of one token row over groups G0 .. G1 - 1 of a block, one int32 lane per output.
+template <int C, int G0 = 0, int G1 = 8>
 inline __m512i Dot8(const BlockWeights<C>& bw, const int8_t* xb) {
   __m512i dot = bw.base;
 #pragma GCC unroll 8
-  for (int g = 0; g < 8; ++g)
+  for (int g = G0; g < G1; ++g)
     dot = C == kQ8_0 ? _mm512_dpbusd_epi32(dot, Bcast4(xb + 4 * g), bw.w[g]) : _mm512_dpbusd_epi32(dot, bw.w[g], Bcast4(xb + 4 * g));
   return dot;
 }
 
-template <int C>
+template <int C, int G0 = 0, int G1 = 8>
 inline __m512i Dot16(const __m512i (&words)[16], const int16_t* xb) {
   __m512i lo = _mm512_setzero_si512(), hi = _mm512_setzero_si512();
 #pragma GCC unroll 8
-  for (int g = 0; g < 8; ++g) {
+  for (int g = G0; g < G1; ++g) {
     const __m512i x = Bcast8(xb + 4 * g);  // inputs 4g .. 4g + 3: a pair for the even lanes, one for the odd
     lo = _mm512_dpwssd_epi32(lo, words[2 * g], x);
     hi = _mm512_dpwssd_epi32(hi, words[2 * g + 1], x);
@@ -163,6 +182,24 @@ inline __m512i Dot16(const __m512i (&words)[16], const int16_t* xb) {
   hi = _mm512_add_epi32(hi, _mm512_srli_epi64(hi, 32));
   const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
   return _mm512_permutex2var_epi32(lo, even, hi);
+}
+
+// *acc += q6_k's block dots of one token row (activations from x_at, block `at`): each half of
+// 16 inputs has its own scale, so the halves are summed apart.
+template <int Bits>
+__attribute__((always_inline)) inline void Q6Dots(const BlockWeights<kQ6_K>& bw, const __m512i (&words)[16],
+                                                  const QuantRows& xq, int64_t x_at, int64_t at, __m512* acc) {
+  __m512i lo, hi;
+  if constexpr (Bits == 8) {
+    lo = Dot8<kQ6_K, 0, 4>(bw, xq.q8.data() + x_at), hi = Dot8<kQ6_K, 4, 8>(bw, xq.q8.data() + x_at);
+  } else {
+    lo = Dot16<kQ6_K, 0, 4>(words, xq.q16.data() + x_at), hi = Dot16<kQ6_K, 4, 8>(words, xq.q16.data() + x_at);
+  }
+  lo = _mm512_sub_epi32(lo, _mm512_set1_epi32(32 * xq.sum16[at]));
+  hi = _mm512_sub_epi32(hi, _mm512_set1_epi32(32 * (xq.sum[at] - xq.sum16[at])));
+  const __m512 dx = _mm512_set1_ps(xq.d[at]);
+  *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(lo), _mm512_mul_ps(bw.dw, dx), *acc);
+  *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(hi), _mm512_mul_ps(bw.mw, dx), *acc);
 }
 
 // acc[t] += the dots of R token rows with one panel's block b, for type C, `bits`-bit activations.
@@ -176,12 +213,16 @@ __attribute__((always_inline)) inline void PanelBlockDots(const uint8_t* pb, con
 #pragma GCC unroll 16
   for (int t = 0; t < R; ++t) {
     const int64_t row = row0 + t, at = row * (in / 32) + b;
+    if constexpr (C == kQ6_K) {
+      Q6Dots<Bits>(bw, words, xq, row * in + b * 32, at, &acc[t]);
+      continue;
+    }
     __m512i dot;
     if constexpr (Bits == 8) dot = Dot8<C>(bw, xq.q8.data() + row * in + b * 32);
     else dot = Dot16<C>(words, xq.q16.data() + row * in + b * 32);
     if constexpr (C == kQ4_0) dot = _mm512_sub_epi32(dot, _mm512_set1_epi32(8 * xq.sum[at]));
     acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(bw.dw, _mm512_set1_ps(xq.d[at])), acc[t]);
-    if constexpr (C == kQ4_1) acc[t] = _mm512_fmadd_ps(bw.mw, _mm512_set1_ps(xq.s[at]), acc[t]);
+    if constexpr (C == kQ4_1 || C == kQ4_K) acc[t] = _mm512_fmadd_ps(bw.mw, _mm512_set1_ps(xq.s[at]), acc[t]);
   }
 }
 
@@ -219,7 +260,9 @@ void PanelRun(int32_t code, const uint8_t* panel, int64_t panel_block, const Qua
               float* y, int64_t out, int64_t p) {
   if (code == kQ8_0) PanelAllRows<kQ8_0, Bits>(panel, panel_block, xq, n, in, y, out, p);
   else if (code == kQ4_0) PanelAllRows<kQ4_0, Bits>(panel, panel_block, xq, n, in, y, out, p);
-  else PanelAllRows<kQ4_1, Bits>(panel, panel_block, xq, n, in, y, out, p);
+  else if (code == kQ4_1) PanelAllRows<kQ4_1, Bits>(panel, panel_block, xq, n, in, y, out, p);
+  else if (code == kQ4_K) PanelAllRows<kQ4_K, Bits>(panel, panel_block, xq, n, in, y, out, p);
+  else PanelAllRows<kQ6_K, Bits>(panel, panel_block, xq, n, in, y, out, p);
 }
 
 // y = x W^T for n token rows, W of type code in integer panels (out / 16, in / 32, panel_block
