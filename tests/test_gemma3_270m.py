@@ -99,7 +99,9 @@ def test_k_quants_run_in_integer_panels_close_to_float32_activations(gemma):
         pytest.skip("integer panels need AVX-512 VNNI")
     panels = Engine(gemma, None, slots=1, max_len=32, contrastive=False)
     assert panels.weights == "auto: q8_0 x91, q4_k x27, q6_k x9 (int16 activations)"
-    assert panels.prepared["model.layers.0.self_attn.q_proj.weight"].panels
+    for name, wtype in (("self_attn.o_proj", "q4_k"), ("mlp.down_proj", "q6_k")):
+        p = panels.prepared[f"model.layers.0.{name}.weight"]
+        assert p.wtype.name == wtype and p.panels and p.act_bits == 16
     exact = Engine(gemma, None, slots=1, max_len=32, contrastive=False, activations="float32")
     ids = gemma.tokenizer.encode(QUESTION)
     got, want = last_logits(panels, ids), last_logits(exact, ids)
