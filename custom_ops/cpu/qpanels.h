@@ -1,4 +1,4 @@
-// Integer-activation GEMVs over 4- and 8-bit weights in panels (AVX-512 VNNI), and the
+// Integer-activation GEMVs over 4-, 6- and 8-bit weights in panels (AVX-512 VNNI), and the
 // activation quantiser they read.
 //
 // A panel holds 16 outputs; for each block of 32 inputs it stores the 16 rows' quantised
