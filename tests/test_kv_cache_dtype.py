@@ -80,6 +80,12 @@ def test_avx2_and_avx512_builds_read_a_half_cache_alike():
     assert np.abs(runs[0] - runs[1]).max() < 1e-5
 
 
+def test_caches_of_two_dtypes_are_refused():
+    ops = chunk_operands()
+    with pytest.raises(RuntimeError, match="LayerStep failed"):
+        layer_step(dict(ops, k_cache=as_cache(ops["k_cache"], "float16")))
+
+
 @pytest.mark.parametrize("dtype", HALVES)
 def test_logits_match_the_numpy_twin_over_a_rounded_cache(tiny, dtype):
     eng = engine_for(tiny, kv_dtype=dtype)
@@ -180,3 +186,10 @@ def test_embedded_model_greedy_tokens_equal_the_float32_caches():
         runs[kv] = [r.token_ids for r in eng.generate([Request(p, amateur=None, max_new_tokens=32, ignore_eos=True)
                                                        for p in prompts])]
     assert runs["float16"] == runs["float32"] and runs["bfloat16"] == runs["float32"]
+
+
+def test_the_mindformers_pipeline_passes_kv_dtype_on(tiny):
+    from cold_ms.pipeline.mindformers import ColdModel, ColdTextGenerationPipeline
+    pipe = ColdTextGenerationPipeline(ColdModel.from_pretrained(tiny["model_dir"]), kv_dtype="bfloat16")
+    eng = pipe._engine(1, False, 64)
+    assert eng.kv_dtype == "bfloat16" and str(eng.lm.model.layers[0].self_attn.cache.v_cache.dtype) == "BFloat16"
