@@ -39,14 +39,14 @@ def cache_values(array):
         (array.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
 
 
-def chunk_operands():
-    """Two rows of three tokens each into a two-row cache (head_dim 64, one kv head, 41 positions):
-    row 0 writes cache row 1 at 10..12, row 1 cache row 0 at 38..40."""
-    ops = layer_operands(64, 40)
+def chunk_operands(hd=64):
+    """Two rows of three tokens each into a two-row cache (one kv head of hd, 41 positions): row 0
+    writes cache row 1 at 10..12, row 1 cache row 0 at 38..40."""
+    ops = layer_operands(hd, 40)
     rng = np.random.default_rng(5)
     f = lambda *shape: (rng.standard_normal(shape) * 0.5).astype(np.float32)  # noqa: E731
     dim = ops["h"].shape[2]
-    ops.update(h=f(2, 3, dim), cos=f(2, 3, 64), sin=f(2, 3, 64), k_cache=f(82, 64), v_cache=f(82, 64),
+    ops.update(h=f(2, 3, dim), cos=f(2, 3, hd), sin=f(2, 3, hd), k_cache=f(82, hd), v_cache=f(82, hd),
                pos=np.array([[10, 11, 12], [38, 39, 40]], np.int32), crow=np.array([1, 0], np.int32),
                idx=np.array([-1, -1], np.int32), out=np.zeros((2, 3, dim), np.float32))
     return ops
@@ -54,11 +54,12 @@ def chunk_operands():
 
 @pytest.mark.parametrize("march", ["native", "haswell"])
 @pytest.mark.parametrize("dtype", HALVES)
-def test_the_kernel_writes_rows_rounded_to_nearest_even(dtype, march):
+@pytest.mark.parametrize("hd", [64, 72, 256])  # LLaMA's unrolled path, a partial vector, Gemma's 256
+def test_the_kernel_writes_rows_rounded_to_nearest_even(dtype, march, hd):
     """The same prompt chunk over a float32 cache and a 16-bit one holding the same old values: the new
     rows are numpy's rounding of the float32 run's rows (bit for bit), the old ones are untouched, and
     the outputs differ by no more than the rounding of k and v moves them (AVX-512 and AVX2 builds)."""
-    ops = chunk_operands()
+    ops = chunk_operands(hd)
     old = {name: ref.round_to(ops[name], dtype).astype(np.float32) for name in ("k_cache", "v_cache")}
     exact = dict(ops, **{name: a.copy() for name, a in old.items()})
     want = layer_step(exact, march)
