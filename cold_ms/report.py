@@ -150,11 +150,17 @@ RATIOS = (("cold", "greedy"), ("cold_two_pass", "cold"), ("cold_two_models", "co
 PEER_RATIOS = (("greedy", "llamacpp"), ("cold", "llamacpp"), ("hf", "cold"))
 
 
+def _format(row):
+    """What an e2e row reads: its weights, and its KV cache dtype where that is not float32."""
+    kv = row.get("kv_dtype", "float32")
+    return row["weights"] if kv in ("float32", "its own") else f"{row['weights']}, {kv} KV"
+
+
 def _ratio_lines(result):
-    """Ratios of medians within one run: per weight format, and against the peers."""
-    by = {(r["variant"], r["weights"], r["batch"]): r["ms_per_step_median"] for r in result["e2e"]}
+    """Ratios of medians within one run: per weight format (and KV cache dtype), and against the peers."""
+    by = {(r["variant"], _format(r), r["batch"]): r["ms_per_step_median"] for r in result["e2e"]}
     batches = sorted({r["batch"] for r in result["e2e"]})
-    formats = list(dict.fromkeys(r["weights"] for r in result["e2e"] if r["weights"] != "checkpoint"))
+    formats = list(dict.fromkeys(_format(r) for r in result["e2e"] if r["weights"] != "checkpoint"))
     lines = ["| ratio (ms/step) | " + " | ".join(f"B={b}" for b in batches) + " |", "|---|" + "---|" * len(batches)]
 
     def row(name, pick):
@@ -178,10 +184,11 @@ def _ratio_lines(result):
 
 def e2e_markdown(result):
     lines = [f"machine: {result.get('machine', '?')}", "",
-             "| variant | weights | reads | B | mode | ms/step (median) | p90 | TTFT ms | tokens/s | peak RSS MB | "
-             "floor fraction |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| variant | weights | KV cache | reads | B | mode | ms/step (median) | p90 | TTFT ms | tokens/s | "
+             "peak RSS MB | floor fraction |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["e2e"]:
-        lines.append(f"| {r['variant']} | {r['weights']} | {r['reads']} | {r['batch']} | {r['mode']} | "
+        lines.append(f"| {r['variant']} | {r['weights']} | {r.get('kv_dtype', 'float32')} | {r['reads']} | "
+                     f"{r['batch']} | {r['mode']} | "
                      f"{r['ms_per_step_median']} | {r['ms_per_step_p90']} | {r['ttft_ms']} | {r['tokens_per_s']} | "
                      f"{r['peak_rss_mb']:.0f} | {r['floor_fraction']} |")
     lines += [""] + _ratio_lines(result)
@@ -193,8 +200,8 @@ def e2e_markdown(result):
 
 def e2e_plot(result, path):
     plt, fig, ax = _figure()
-    for key in dict.fromkeys((r["variant"], r["weights"]) for r in result["e2e"]):
-        rows = sorted((r for r in result["e2e"] if (r["variant"], r["weights"]) == key), key=lambda r: r["batch"])
+    for key in dict.fromkeys((r["variant"], _format(r)) for r in result["e2e"]):
+        rows = sorted((r for r in result["e2e"] if (r["variant"], _format(r)) == key), key=lambda r: r["batch"])
         ax.plot([r["batch"] for r in rows], [r["ms_per_step_median"] for r in rows], marker="o",
                 label=f"{key[0]} ({key[1]})")
     ax.set_xscale("log", base=2)

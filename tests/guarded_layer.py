@@ -13,6 +13,9 @@ from cold_ms.ops import operands
 from cold_ms.ops._library import cpu_library
 
 PAGE = mmap.PAGESIZE
+# MindSpore's dtype names of the operand arrays; numpy has no bfloat16: its bits travel as uint16
+DTYPES = {np.dtype(np.int32): b"int32", np.dtype(np.float32): b"float32", np.dtype(np.float16): b"float16",
+          np.dtype(np.uint16): b"bfloat16"}
 
 
 def guarded(array, keep):
@@ -29,15 +32,15 @@ def guarded(array, keep):
     return out
 
 
-def layer_step(ops):
-    lib = ctypes.CDLL(cpu_library())
+def layer_step(ops, march="native"):
+    lib = ctypes.CDLL(cpu_library(march))
     arrays = [np.ascontiguousarray(ops[name]) for name in operands.NAMES]
     n = len(arrays)
     ptrs = (ctypes.c_void_p * n)(*[a.ctypes.data for a in arrays])
     ndims = (ctypes.c_int * n)(*[a.ndim for a in arrays])
     shapes = [(ctypes.c_int64 * max(a.ndim, 1))(*a.shape) for a in arrays]
     shape_ptrs = (ctypes.POINTER(ctypes.c_int64) * n)(*[ctypes.cast(s, ctypes.POINTER(ctypes.c_int64)) for s in shapes])
-    dtypes = (ctypes.c_char_p * n)(*[b"int32" if kind == "int" else b"float32" for _, kind in operands.LAYER])
+    dtypes = (ctypes.c_char_p * n)(*[DTYPES[a.dtype] for a in arrays])
     if lib.LayerStep(n, ptrs, ndims, shape_ptrs, dtypes, None, None) != 0:
         raise RuntimeError("LayerStep failed")
     return ops["out"].copy()

@@ -37,8 +37,24 @@ def _rope(x, theta):
     return x * cos[:, None, :] + rot * sin[:, None, :]
 
 
-def forward(w, cfg, tokens):
-    """Logits (T, V) of a full causal forward over `tokens`; cfg is the HF config dict."""
+def round_to(x, dtype):
+    """x as a 16-bit KV cache holds it, back in float64: float32 first (what the kernel computes),
+    then float16 (numpy's cast: nearest even) or bfloat16 (the top 16 bits, nearest even on the
+    rest; no NaN here); "float32" keeps the float32 value."""
+    x = np.asarray(x, np.float32)
+    if dtype == "float16":
+        return x.astype(np.float16).astype(np.float64)
+    if dtype == "bfloat16":
+        bits = x.view(np.uint32).astype(np.uint64)
+        bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+        return bits.astype(np.uint32).view(np.float32).astype(np.float64)
+    assert dtype == "float32", dtype
+    return x.astype(np.float64)
+
+
+def forward(w, cfg, tokens, kv_dtype=None):
+    """Logits (T, V) of a full causal forward over `tokens`; cfg is the HF config dict; kv_dtype:
+    keys (after rope) and values rounded as a KV cache of that dtype holds them (None: exact)."""
     h_n, kv_n = cfg["num_attention_heads"], cfg["num_key_value_heads"]
     d = cfg["hidden_size"] // h_n
     eps, theta = cfg["rms_norm_eps"], cfg["rope_theta"]
@@ -51,6 +67,8 @@ def forward(w, cfg, tokens):
         q = _rope((a @ w[p + "self_attn.q_proj.weight"].T).reshape(t, h_n, d), theta)
         k = _rope((a @ w[p + "self_attn.k_proj.weight"].T).reshape(t, kv_n, d), theta)
         v = (a @ w[p + "self_attn.v_proj.weight"].T).reshape(t, kv_n, d)
+        if kv_dtype is not None:
+            k, v = round_to(k, kv_dtype), round_to(v, kv_dtype)
         rep = h_n // kv_n
         k, v = np.repeat(k, rep, axis=1), np.repeat(v, rep, axis=1)
         s = np.einsum("thd,shd->hts", q, k) / np.sqrt(d) + causal

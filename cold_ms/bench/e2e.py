@@ -20,6 +20,8 @@ import tempfile
 import numpy as np
 
 from cold_ms.bench.random_model import SIZES, write_random_adapter, write_random_checkpoint
+from cold_ms.bench.serve_client import prompt_text
+from cold_ms.config import FLOAT_DTYPES
 from cold_ms.formats.chat import chat_prompt_ids
 from cold_ms.wtypes import CHOICES as WEIGHT_CHOICES
 
@@ -30,10 +32,16 @@ PROMPT_TEXT = ("A baker makes 4 trays of 12 muffins and sells 29 of them. How ma
 SYNTHETIC_PROMPT_LEN = 70  # the length of PROMPT_TEXT in SmolLM2's chat template
 
 
-def bench_prompt(model):
-    """PROMPT_TEXT in the model's chat template; a model without one (random weights) gets
-    seeded token ids of the same length: time and memory do not depend on which tokens."""
+def bench_prompt(model, tokens=None):
+    """PROMPT_TEXT in the model's chat template, or with `tokens`, exactly that many tokens of the
+    serving benchmark's natural-looking text (a long context: what a step reads from the KV cache
+    grows with it); a model without a tokenizer (random weights) gets seeded token ids of the same
+    length: time and memory do not depend on which tokens."""
     tok = model.tokenizer
+    if tokens:
+        if tok is None:
+            return np.random.default_rng(0).integers(3, model.config.vocab_size, tokens).tolist()
+        return tok.encode(prompt_text(0, 2 * tokens))[:tokens]  # twice the words: never short of tokens
     if tok is not None and tok.chat_template:
         return chat_prompt_ids(tok, [{"role": "user", "content": PROMPT_TEXT}])
     return np.random.default_rng(0).integers(3, model.config.vocab_size, SYNTHETIC_PROMPT_LEN).tolist()
@@ -68,6 +76,11 @@ def add_arguments(p):
                    help="weight formats to run every variant in (a benchmark dimension)")
     p.add_argument("--activations", default="int16", choices=("int16", "int8", "float32"),
                    help="of the quantised GEMVs (see cold_ms/ops/prepare.py)")
+    p.add_argument("--kv-dtypes", nargs="+", default=["float32"], choices=FLOAT_DTYPES,
+                   help="KV cache dtypes to run every variant with (a benchmark dimension, like --weights)")
+    p.add_argument("--prompt-tokens", type=int,
+                   help="a prompt of exactly this many tokens of natural-looking text (default: a ~70-token "
+                        "chat question); long contexts show what reading the KV cache costs")
     p.add_argument("--peer", choices=PEERS, action="append", default=[],
                    help="also run a peer: hf (transformers + PEFT, CoLD) or llamacpp (llama-cpp-python "
                         "greedy on the same GGUF, B=1 only); repeatable")
@@ -85,11 +98,11 @@ def _worker(conn, key, args):
     from cold_ms.formats.adapters import AdapterRegistry, load_peft_adapter
     from cold_ms.formats.model import load_model
     from cold_ms.formats.shipped import resolve_adapter
-    variant, weights = key
+    variant, weights, kv_dtype = key
     model = load_model(args["model"])
     name, path = resolve_adapter(args["adapter"])
     adapters = AdapterRegistry([load_peft_adapter(path, name, model.config)])
-    prompt = bench_prompt(model)
+    prompt = bench_prompt(model, args["prompt_tokens"])
     per_run = args["steps"] // args["rounds"] + 2
     max_len = -(-(len(prompt) + per_run + 1) // 64) * 64
     batch = args["batch"]
@@ -101,7 +114,8 @@ def _worker(conn, key, args):
         v = LlamaCppVariant(model, max_len)
     else:
         amateur = load_model(args["amateur_model"]) if variant == "cold_model" else None
-        v = build(variant, model, adapters, name, batch, max_len, args["mode"], weights, args["activations"], amateur)
+        v = build(variant, model, adapters, name, batch, max_len, args["mode"], weights, args["activations"], amateur,
+                  kv_dtype)
     v.prefill(prompt)  # compiles
     for _ in range(2):
         v.step()
@@ -133,8 +147,9 @@ def _start(key, args):
 def _row(key, batch, mode, times, ttfts, rss, floor_fraction, summary):
     ms = [t * 1e3 for t in times]
     med = statistics.median(ms)
-    variant, weights = key
-    return {"variant": variant, "weights": weights, "reads": summary, "batch": batch, "mode": mode,
+    variant, weights, kv_dtype = key
+    return {"variant": variant, "weights": weights, "kv_dtype": kv_dtype, "reads": summary, "batch": batch,
+            "mode": mode,
             "ms_per_step_median": round(med, 2),
             "ms_per_step_p90": round(float(np.percentile(ms, 90)), 2), "steps": len(ms),
             "ttft_ms": round(1e3 * statistics.median(ttfts), 1), "tokens_per_s": round(batch * 1e3 / med, 1),
@@ -163,10 +178,10 @@ def default_expert(model, root):
 
 
 def _keys(args):
-    """(variant, weights) pairs: every variant in every weight format, then each peer once (on the
-    checkpoint's own weights). The llama.cpp peer decodes one sequence: B=1 only."""
-    keys = [(v, w) for w in args.weights for v in args.variants.split(",") if v]
-    return keys + [(peer, "checkpoint") for peer in args.peer]
+    """(variant, weights, KV cache dtype): every variant in every weight format and cache dtype, then
+    each peer once (on the checkpoint's own weights). The llama.cpp peer decodes one sequence: B=1 only."""
+    keys = [(v, w, kv) for w in args.weights for kv in args.kv_dtypes for v in args.variants.split(",") if v]
+    return keys + [(peer, "checkpoint", "its own") for peer in args.peer]
 
 
 def _run(args):
@@ -174,7 +189,8 @@ def _run(args):
     from cold_ms.ops._library import cpu_model, kernel_paths, read_bandwidth_gbps
     bandwidth = []
     spec = {"model": args.model, "adapter": args.adapter, "steps": args.steps, "rounds": args.rounds,
-            "mode": args.mode, "activations": args.activations, "amateur_model": args.amateur_model}
+            "mode": args.mode, "activations": args.activations, "amateur_model": args.amateur_model,
+            "prompt_tokens": args.prompt_tokens}
     machine = f"{cpu_model()}, {os.cpu_count()} cores, kernel paths: {kernel_paths()}"
     print(f"cpu: {machine}", file=sys.stderr)
     mode = lambda key: {"hf": "torch", "llamacpp": "llama.cpp"}.get(key[0], args.mode)  # noqa: E731
@@ -187,7 +203,8 @@ def _run(args):
         try:
             for k in keys:
                 workers[k] = _start(k, dict(spec, batch=b))
-                print(f"{k[0]} ({k[1]}) reads {workers[k][2]['summary']}", file=sys.stderr, flush=True)
+                print(f"{k[0]} ({k[1]}, {k[2]} KV cache) reads {workers[k][2]['summary']}", file=sys.stderr,
+                      flush=True)
             for r in range(args.rounds):
                 order = keys[r % len(keys):] + keys[:r % len(keys)]
                 for k in order:
@@ -208,7 +225,7 @@ def _run(args):
                     proc.kill()
         rows += [_row(k, b, mode(k), times[k], ttfts[k], rss[k], statistics.median(fractions[k]),
                       workers[k][2]["summary"]) for k in keys]
-        print(f"batch {b}: " + ", ".join(f"{k[0]}/{k[1]} {1e3 * statistics.median(times[k]):.1f} ms" for k in keys),
+        print(f"batch {b}: " + ", ".join(f"{'/'.join(k)} {1e3 * statistics.median(times[k]):.1f} ms" for k in keys),
               file=sys.stderr, flush=True)
         # after every batch size, so finished ones survive a later failure (e.g. out of memory)
         write_e2e({"machine": machine, "e2e": rows, "bandwidth_gbps": round(statistics.median(bandwidth), 2),

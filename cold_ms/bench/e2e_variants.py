@@ -35,9 +35,10 @@ class EngineVariant:
     """greedy and cold: the product path, through the Engine's own steps."""
 
     def __init__(self, model, adapters, expert, batch, max_len, mode, contrastive, weights, activations,
-                 amateur_model=None):
+                 amateur_model=None, kv_dtype="float32"):
         self.engine = Engine(model, adapters, slots=batch, max_len=max_len, contrastive=contrastive, mode=mode,
-                             weights=weights, activations=activations, amateur_model=amateur_model)
+                             weights=weights, activations=activations, amateur_model=amateur_model,
+                             kv_dtype=kv_dtype)
         self.expert, self.contrastive, self.batch = expert, contrastive, batch
         self.amateur = AMATEUR_MODEL if amateur_model is not None else "base" if contrastive else None
         self.summary, self.base_bytes = self.engine.weights, step_bytes(self.engine.prepared)
@@ -66,11 +67,12 @@ class EngineVariant:
 class SplitVariant:
     """cold_two_pass (shared weights, three graph calls) and cold_two_models (two copies)."""
 
-    def __init__(self, model, adapters, expert, batch, max_len, mode, two_models, weights, activations):
+    def __init__(self, model, adapters, expert, batch, max_len, mode, two_models, weights, activations,
+                 kv_dtype="float32"):
         configure(mode)
         cfg, self.batch, self.max_len, self.mode = model.config, batch, max_len, mode
         self.two_models = two_models
-        kw = dict(choice=weights, activations=activations)
+        kw = dict(choice=weights, activations=activations, kv_dtype=kv_dtype)
         stacked = adapters.stacked(cfg)
         if two_models:  # the expert as its own model: adapter merged into a copy of the base
             none = LoraLayout(0, 0, ())
@@ -80,7 +82,8 @@ class SplitVariant:
             self.idx_e = self.idx_a = np.full((batch,), -1, np.int32)
         else:
             self.lm_e, prepared = build_lm(model.weights, cfg, adapters.layout(), batch, max_len, **kw)
-            self.lm_a = CausalLM(cfg, adapters.layout(), batch, max_len, self.lm_e.backend, prepared)
+            self.lm_a = CausalLM(cfg, adapters.layout(), batch, max_len, self.lm_e.backend, prepared,
+                                 kv_dtype=kv_dtype)
             # the same arrays: both models' Parameters share their memory (one copy); KV caches their own
             for lm in (self.lm_e, self.lm_a):
                 assign(lm, {name: getattr(p, "data", p) for name, p in prepared.items()})
@@ -145,14 +148,14 @@ def merged_weights(model, adapter):
 
 
 def build(variant, model, adapters, expert, batch, max_len, mode, weights="auto", activations="int16",
-          amateur_model=None):
+          amateur_model=None, kv_dtype="float32"):
     if variant in ("greedy", "cold", "cold_model"):
         if variant == "cold_model" and amateur_model is None:
             raise SystemExit("variant cold_model needs --amateur-model")
         return EngineVariant(model, adapters, expert, batch, max_len, mode, variant != "greedy", weights, activations,
-                             amateur_model if variant == "cold_model" else None)
+                             amateur_model if variant == "cold_model" else None, kv_dtype)
     return SplitVariant(model, adapters, expert, batch, max_len, mode, variant == "cold_two_models", weights,
-                        activations)
+                        activations, kv_dtype)
 
 
 def step_bytes(prepared):

@@ -39,7 +39,7 @@ class Attention(nn.Cell):
             self.q_norm = RMSNorm(hd, cfg.rms_norm_eps, spec.backend)
             self.k_norm = RMSNorm(hd, cfg.rms_norm_eps, spec.backend)
         self.o_proj = target_linear("o_proj", self.heads * hd, d, spec)
-        self.cache = KVCache(rows, self.kv_heads, length, hd)
+        self.cache = KVCache(rows, self.kv_heads, length, hd, spec.kv_dtype)
         self.block = min(BLOCK, length)
         self.live_blocks_on = device() == "Ascend"  # see the module docstring
 

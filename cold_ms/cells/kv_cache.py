@@ -4,7 +4,8 @@ A flat (rows*kv_heads*length, head_dim) Parameter updated by scatter_update at
 (row*kv_heads + h)*length + pos costs the same for any length and lets every row sit at
 its own position (measured: other update styles cost 5-20x more at long lengths).
 On the custom CPU backend inference calls bypass construct: the whole-layer kernel
-(cold_ms/ops/decode.py) writes the tokens' k, v into these Parameters in place.
+(cold_ms/ops/decode.py) writes the tokens' k, v into these Parameters in place, rounded to the
+cache's dtype (float32, or float16/bfloat16: half the bytes a decode step reads from it).
 """
 import numpy as np
 import mindspore as ms
@@ -13,15 +14,13 @@ from mindspore.common.initializer import initializer
 
 
 class KVCache(nn.Cell):
-    def __init__(self, rows, kv_heads, length, head_dim):
+    def __init__(self, rows, kv_heads, length, head_dim, dtype=ms.float32):
         super().__init__()
         self.shape = (rows, kv_heads, length, head_dim)
         self.length_t = Tensor(np.array([length], np.int32))  # positions per row, for the layer kernel
         flat = (rows * kv_heads * length, head_dim)
-        self.k_cache = Parameter(initializer("zeros", flat, ms.float32), name="k_cache",
-                                 requires_grad=False)
-        self.v_cache = Parameter(initializer("zeros", flat, ms.float32), name="v_cache",
-                                 requires_grad=False)
+        self.k_cache = Parameter(initializer("zeros", flat, dtype), name="k_cache", requires_grad=False)
+        self.v_cache = Parameter(initializer("zeros", flat, dtype), name="v_cache", requires_grad=False)
 
     def construct(self, k, v, flat_idx, cache_rows):
         """Write k, v (R, KVH, T, D) at flat_idx (R*KVH*T,); return the rows' caches (R, KVH, L, D).

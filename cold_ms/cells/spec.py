@@ -12,11 +12,13 @@ COMPUTE_DTYPES = {name: getattr(ms, name) for name in FLOAT_DTYPES}
 @dataclass(frozen=True)
 class Spec:
     """lora: how adapters are stacked; backend: the LoRA backend; compute_dtype: of the MindSpore
-    projections (the Cells' path; norms, softmax and the residual stream stay float32);
+    projections (the Cells' path; norms, softmax and the residual stream stay float32); kv_dtype:
+    what the KV caches hold (16-bit only on the CPU layer kernels, which read it back as float32);
     weights: {parameter name: Prepared} (ops/prepare.py), names relative to the Cell being built."""
     lora: LoraLayout
     backend: str
     compute_dtype: object = ms.float32
+    kv_dtype: object = ms.float32
     weights: dict = field(default_factory=dict, repr=False)
 
     def under(self, prefix):
@@ -32,7 +34,7 @@ class Spec:
         return None
 
 
-def compute_dtype(name):
+def compute_dtype(name, what="compute dtype"):
     if name not in COMPUTE_DTYPES:
-        raise ConfigError(f"compute dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {name!r}")
+        raise ConfigError(f"{what} must be one of {', '.join(COMPUTE_DTYPES)}, got {name!r}")
     return COMPUTE_DTYPES[name]

@@ -89,10 +89,12 @@ class CausalLM(nn.Cell):
     scratch slot where padding tokens write, never visible to a real token.
     """
 
-    def __init__(self, cfg, layout, rows, max_len, backend="custom", weights=None, dtype="float32"):
+    def __init__(self, cfg, layout, rows, max_len, backend="custom", weights=None, dtype="float32",
+                 kv_dtype="float32"):
         """layout: the LoRA slots (LoraLayout); weights: {name: Prepared} (ops/prepare.py) the
         Parameters take their types and shapes from (assigned by the caller), or None for
-        float (out, in) matrices; dtype: the compute dtype of the MindSpore projections."""
+        float (out, in) matrices; dtype: the compute dtype of the MindSpore projections; kv_dtype:
+        what the KV caches hold (float32, or float16/bfloat16 on the CPU layer kernels)."""
         super().__init__()
         self.cfg, self.layout, self.rows, self.max_len = cfg, layout, rows, max_len
         self.backend = backend = select_backend(backend)
@@ -103,7 +105,11 @@ class CausalLM(nn.Cell):
         if dtype == "bfloat16" and device() == "CPU":
             raise ConfigError("compute dtype bfloat16 needs an Ascend NPU: MindSpore 2.9's CPU MatMul has no "
                               "bfloat16 kernel (float16 runs on the CPU, 6-10x slower than float32)")
-        spec = Spec(layout, backend, compute_dtype(dtype), weights or {})
+        kv_dtype = compute_dtype(kv_dtype, "KV cache dtype")
+        if kv_dtype != ms.float32 and not self.layer_kernels:
+            raise ConfigError("a float16/bfloat16 KV cache is for the CPU layer kernels (--lora-backend custom on "
+                              "the CPU); the MindSpore Cells path (gather backend, training, Ascend) keeps float32")
+        spec = Spec(layout, backend, compute_dtype(dtype), kv_dtype, weights or {})
         self.length = max_len + 1
         self.model = DecoderModel(cfg, spec.under("model."), rows, self.length)
         self.tied = cfg.tie_word_embeddings
@@ -216,14 +222,14 @@ def assign(cell, arrays):
 
 
 def build_lm(weights, cfg, layout, rows, max_len, backend="custom", choice="auto", activations="int16",
-             dtype="float32"):
+             dtype="float32", kv_dtype="float32"):
     """A CausalLM holding its own prepared weights (ops/prepare.py) of the loaded `weights`
     ({name: weight as stored}, never changed): (lm, prepared). lm.weights_summary says what
     it reads, lm.weights_key what of that shapes its compiled graphs."""
     backend = select_backend(backend)
     kernels = cpu_kernels(backend)
     prepared, summary = prepare(weights, kernels, choice, activations, kernels and integer_panels())
-    lm = CausalLM(cfg, layout, rows, max_len, backend, prepared, dtype)
+    lm = CausalLM(cfg, layout, rows, max_len, backend, prepared, dtype, kv_dtype)
     assign(lm, {name: getattr(p, "data", p) for name, p in prepared.items()})
     lm.weights_summary, lm.weights_key = summary, layout_key(prepared)
     return lm, prepared

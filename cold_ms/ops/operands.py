@@ -5,7 +5,8 @@ each) into the kernel build, so the ops.Custom call (ops/decode.py), the kernel
 (name, kind): kind "f32" float32 data, "int" int32, "weight" a projection (float32 rows or
 panels, or uint8 rows of blocks or integer panels; its kind in `wtypes`), "lora" an adapter
 stack (float32, float16 or bfloat16, A and B alike; a float32 (1, 1, 1) placeholder where the
-module has no slots); "opt" a float32 vector the family may not have (cold_ms.architectures:
+module has no slots); "cache" a layer's KV cache (float32, float16 or bfloat16, k and v alike:
+the engine's kv_dtype); "opt" a float32 vector the family may not have (cold_ms.architectures:
 q/k/v biases, q/k norms, the sandwich norms on the attention and MLP outputs; a (1,) placeholder
 where it has none).
 """
@@ -21,7 +22,7 @@ LAYER = (
     ("wq", "weight"), ("wk", "weight"), ("wv", "weight"),
     ("aq", "lora"), ("bq", "lora"), ("ak", "lora"), ("bk", "lora"), ("av", "lora"), ("bv", "lora"),
     ("q_bias", "opt"), ("k_bias", "opt"), ("v_bias", "opt"), ("q_norm", "opt"), ("k_norm", "opt"),
-    ("k_cache", "f32"), ("v_cache", "f32"), ("len", "int"),
+    ("k_cache", "cache"), ("v_cache", "cache"), ("len", "int"),
     ("attn", "int"),    # (2,): this layer's sliding window (0: global), MLP activation (its ACTIVATIONS index)
     ("scale", "f32"),   # (1,): the attention logits' scale
     ("wo", "weight"), ("ao", "lora"), ("bo", "lora"), ("attn_out_norm", "opt"),

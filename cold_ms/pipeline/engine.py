@@ -49,7 +49,7 @@ class Result:
 AMATEUR_MODEL = "model"  # Request.amateur naming the engine's separate amateur model
 
 
-def amateur_lm(engine, model, weights, activations, dtype):
+def amateur_lm(engine, model, weights, activations, dtype, kv_dtype):
     """(CausalLM, prepared weights) of the separate amateur model: one row per slot, no adapters;
     its vocabulary must be the expert's (the scores are compared token by token)."""
     expert = engine.model
@@ -64,19 +64,20 @@ def amateur_lm(engine, model, weights, activations, dtype):
         raise ConfigError(f"max_len {engine.max_len} exceeds the amateur model's context "
                           f"{model.config.max_position_embeddings}")
     return build_lm(model.weights, model.config, LoraLayout(0, 0, ()), engine.slots, engine.max_len,
-                    engine.lora_backend, weights, activations, dtype)
+                    engine.lora_backend, weights, activations, dtype, kv_dtype)
 
 
 class Engine:
     """weights: the type the engine reads the checkpoint's matrices in (auto, native, float32,
     bfloat16, float16, q8_0) and activations: int16, int8 or float32 for its quantised GEMVs (see
-    cold_ms/ops/prepare.py); dtype: the compute dtype of the MindSpore Cells path. The engine
-    prepares its own weights; the loaded model is never changed."""
+    cold_ms/ops/prepare.py); dtype: the compute dtype of the MindSpore Cells path; kv_dtype: what the
+    KV caches hold (float32, or float16/bfloat16 on the CPU layer kernels: k and v rounded to nearest
+    even, read back as float32). The engine prepares its own weights; the loaded model is never changed."""
 
     def __init__(self, model, adapters=None, *, slots=1, max_len=None, contrastive=True,
                  mode="graph", lora_backend="custom", mask="logit",
                  max_step_tokens=None, compile_cache=True, weights="auto", activations="int16",
-                 dtype="float32", amateur_model=None):
+                 dtype="float32", amateur_model=None, kv_dtype="float32"):
         configure(mode)
         cfg = model.config
         self.model, self.mode, self.slots = model, mode, int(slots)
@@ -95,15 +96,16 @@ class Engine:
         layout = self.adapters.layout()
         # with a separate amateur model the expert's model holds the expert rows only
         self.lm, self.prepared = build_lm(model.weights, cfg, layout, self.slots if amateur_model else rows,
-                                          self.max_len, lora_backend, weights, activations, dtype)
-        self.lora_backend, self.weights = self.lm.backend, self.lm.weights_summary
+                                          self.max_len, lora_backend, weights, activations, dtype, kv_dtype)
+        self.lora_backend, self.weights, self.kv_dtype = self.lm.backend, self.lm.weights_summary, kv_dtype
         assign(self.lm, self.adapters.stacked(cfg))
         self.adapters.write = lambda arrays: assign(self.lm, arrays)  # adapters loaded at runtime
         key = (cfg, layout, rows, self.max_len, mode, self.lora_backend, mask, self.contrastive, dtype,
-               self.lm.weights_key)
+               self.lm.weights_key, kv_dtype)
         make_step = lambda: ColdStep(self.lm, mask)  # noqa: E731
         if amateur_model is not None:
-            self.amateur_lm, self.amateur_prepared = amateur_lm(self, amateur_model, weights, activations, dtype)
+            self.amateur_lm, self.amateur_prepared = amateur_lm(self, amateur_model, weights, activations, dtype,
+                                                                      kv_dtype)
             key += (amateur_model.config, self.amateur_lm.weights_key)
             make_step = lambda: TwoModelStep(self.lm, self.amateur_lm, mask)  # noqa: E731
         # the Parameters hold what they read; mapped file pages come back if read again

@@ -130,7 +130,8 @@ class ColdTextGenerationPipeline:
     """MindFormers-style text generation with CoLD: greedy (do_sample=False) or contrastive."""
 
     def __init__(self, model, tokenizer=None, adapter=None, amateur="base", alpha=None, beta=None, adapters=(),
-                 mode="graph", lora_backend="custom", chat=False, weights="auto", activations="int16", **kwargs):
+                 mode="graph", lora_backend="custom", chat=False, weights="auto", activations="int16", kv_dtype="float32",
+                 **kwargs):
         for key in ("image_processor", "audio_processor", "feature_extractor", "task", "framework"):
             kwargs.pop(key, None)  # what mindformers.pipeline passes to every task
         if isinstance(adapters, str) or not isinstance(adapters, (list, tuple)):
@@ -143,7 +144,8 @@ class ColdTextGenerationPipeline:
             raise ConfigError(f"{TASK}: the model has no tokenizer; pass tokenizer=")
         self.tokenizer = tok if hasattr(tok, "eos_ids") else _MindFormersTokenizer(tok)
         self.chat = chat
-        self.options = dict(mode=mode, lora_backend=lora_backend, weights=weights, activations=activations)
+        self.options = dict(mode=mode, lora_backend=lora_backend, weights=weights, activations=activations,
+                            kv_dtype=kv_dtype)
         self.defaults = self._check(dict(adapter=adapter, amateur=amateur, alpha=alpha, beta=beta, **kwargs))
         self._engines = {}
 

@@ -6,11 +6,12 @@ from cold_ms.runtime import device
 from cold_ms.wtypes import CHOICES
 
 
-DEFAULTS = {"mode": "graph", "weights": "auto", "activations": "int16", "lora_backend": "custom", "dtype": "float32"}
+DEFAULTS = {"mode": "graph", "weights": "auto", "activations": "int16", "lora_backend": "custom", "dtype": "float32",
+            "kv_dtype": "float32"}
 
 
 def add_engine_arguments(p, modes=True):
-    """--weights, --activations, --lora-backend, --dtype (and --mode)."""
+    """--weights, --activations, --lora-backend, --dtype, --kv-dtype (and --mode)."""
     if modes:
         p.add_argument("--mode", choices=("graph", "pynative"), default=DEFAULTS["mode"],
                        help="graph: compiled (the product); pynative: op by op, for debugging")
@@ -27,6 +28,9 @@ def add_engine_arguments(p, modes=True):
     p.add_argument("--dtype", choices=FLOAT_DTYPES, default=DEFAULTS["dtype"],
                    help="compute dtype of the MindSpore Cells path (gather backend, Ascend); "
                         "the CPU kernels always accumulate in float32")
+    p.add_argument("--kv-dtype", choices=FLOAT_DTYPES, default=DEFAULTS["kv_dtype"],
+                   help="what the KV cache holds: float32, or float16/bfloat16 (half the bytes a decode step "
+                        "reads at long contexts; CPU kernels only, k and v rounded to nearest even)")
 
 
 def engine_options(args):
@@ -36,7 +40,8 @@ def engine_options(args):
 
 def runs_on(engine):
     """'CPU, custom kernels, weights native: q4_1 x210, q8_0 x1 (int16 activations), graph mode'."""
-    return (f"{device()}, {engine.lora_backend} kernels, weights {engine.weights}, {engine.mode} mode")
+    kv = "" if engine.kv_dtype == "float32" else f", {engine.kv_dtype} KV cache"
+    return f"{device()}, {engine.lora_backend} kernels, weights {engine.weights}{kv}, {engine.mode} mode"
 
 
 def conservative_text():

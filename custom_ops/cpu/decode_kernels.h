@@ -190,11 +190,41 @@ inline Wide SumEachLane(const Wide* v) {
 #endif
 }
 
+// A KV cache holds float32, or float16 / bfloat16 (half the bytes a step reads: at long contexts
+// the cache, not the weights, is most of them). Rows are written rounded to nearest even and read
+// back as float32; every sum below is float32.
+inline Wide CacheLanes(const float* p) { return LoadWide(p); }
+inline Wide CacheLanes(const F16* p) { return HalfLanes(reinterpret_cast<const uint8_t*>(p)); }
+inline Wide CacheLanes(const BF16* p) {
+  const WideInts u = U16Lanes(reinterpret_cast<const uint8_t*>(p)) << 16;  // bf16 is the top half of f32
+  Wide v;
+  std::memcpy(&v, &u, sizeof(v));
+  return v;
+}
+
+// The first n < kWideLanes values at p as float32, zeros after them.
+template <typename T>
+inline Wide CacheTail(const T* p, int64_t n) {
+  float buf[kWideLanes] = {};
+  for (int64_t i = 0; i < n; ++i) buf[i] = ToF32(p[i]);
+  return LoadWide(buf);
+}
+
+// dst[0 .. n) = src rounded to the cache's type (nearest even: numpy's astype(float16), and bf16's
+// rounding of the top half).
+inline void StoreCacheRow(float* dst, const float* src, int64_t n) { std::memcpy(dst, src, sizeof(float) * n); }
+template <typename T>
+inline void StoreCacheRow(T* dst, const float* src, int64_t n) {
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) StoreVec(dst + i, Load(src + i));
+  for (; i < n; ++i) Store(dst + i, src[i]);
+}
+
 // s[j] = scale * (q . keys[j]) for n <= kWideLanes key rows (row stride = dim); the products
 // stay in vectors until one SumEachLane. DV > 0: dim is DV whole vectors, q held in
 // registers and every loop unrolled (the head sizes of LLaMA models: 64 and 128).
-template <int DV>
-inline void ScoreKeys(const float* q, const float* keys, int64_t n, int64_t dim, float scale, float* s) {
+template <int DV, typename T>
+inline void ScoreKeys(const float* q, const T* keys, int64_t n, int64_t dim, float scale, float* s) {
   Wide acc[kWideLanes];
   if constexpr (DV > 0) {
     Wide qv[DV];
@@ -206,8 +236,8 @@ inline void ScoreKeys(const float* q, const float* keys, int64_t n, int64_t dim,
       if (j < n) {  // never a row past the last key: it may lie past the end of the cache
 #pragma GCC unroll 8
         for (int c = 0; c < DV; c += 2) {
-          a = Fma(qv[c], LoadWide(keys + j * dim + c * kWideLanes), a);
-          b = Fma(qv[c + 1], LoadWide(keys + j * dim + (c + 1) * kWideLanes), b);
+          a = Fma(qv[c], CacheLanes(keys + j * dim + c * kWideLanes), a);
+          b = Fma(qv[c + 1], CacheLanes(keys + j * dim + (c + 1) * kWideLanes), b);
         }
       }
       acc[j] = a + b;
@@ -217,9 +247,9 @@ inline void ScoreKeys(const float* q, const float* keys, int64_t n, int64_t dim,
     for (int64_t j = 0; j < kWideLanes; ++j) {
       Wide a = {};
       if (j < n) {
-        const float* kj = keys + j * dim;
-        for (int64_t d = 0; d < full; d += kWideLanes) a += LoadWide(q + d) * LoadWide(kj + d);
-        if (full < dim) a += LoadTail(q + full, dim - full) * LoadTail(kj + full, dim - full);
+        const T* kj = keys + j * dim;
+        for (int64_t d = 0; d < full; d += kWideLanes) a += LoadWide(q + d) * CacheLanes(kj + d);
+        if (full < dim) a += LoadTail(q + full, dim - full) * CacheTail(kj + full, dim - full);
       }
       acc[j] = a;
     }
@@ -230,13 +260,13 @@ inline void ScoreKeys(const float* q, const float* keys, int64_t n, int64_t dim,
 
 // y[0 .. NV vectors) = sum_j w[j] * v[j][0 .. NV vectors) over n rows of stride ld, summed in
 // registers (an output row in memory is a load and a store per multiply-add).
-template <int NV>
-inline void WeightedRows(const float* w, const float* v, int64_t ld, int64_t n, float* y) {
+template <int NV, typename T>
+inline void WeightedRows(const float* w, const T* v, int64_t ld, int64_t n, float* y) {
   Wide acc[NV] = {};
   for (int64_t j = 0; j < n; ++j) {
     const Wide s = Splat(w[j]);
 #pragma GCC unroll 8
-    for (int c = 0; c < NV; ++c) acc[c] = Fma(s, LoadWide(v + j * ld + c * kWideLanes), acc[c]);
+    for (int c = 0; c < NV; ++c) acc[c] = Fma(s, CacheLanes(v + j * ld + c * kWideLanes), acc[c]);
   }
   std::memcpy(y, acc, sizeof(acc));
 }
@@ -244,12 +274,14 @@ inline void WeightedRows(const float* w, const float* v, int64_t ld, int64_t n, 
 // out[i, h] = softmax(scale * q[i, h] . k[cr, g, first:end]) v[cr, g, first:end] for query token
 // i = r * seq + t, end = pos[i] + 1, cache row cr = crow[r], g = h / (heads / kvh); first = 0,
 // or end - window for a sliding-window layer (a query at p sees keys p - window < j <= p: only
-// the window is read); caches (cache rows, kvh, len, dim). A work item is one (token, kv head):
-// its query heads share each key and value row while it is in L1, so a kv head's cache is read
-// once per token.
-inline void AttentionRows(const float* q, const float* k, const float* v, const int32_t* pos, const int32_t* crow,
+// the window is read); caches (cache rows, kvh, len, dim) of float32, F16 or BF16. A work item is
+// one (token, kv head): its query heads share each key and value row while it is in L1, so a kv
+// head's cache is read once per token.
+template <typename T>
+inline void AttentionRows(const float* q, const T* k, const T* v, const int32_t* pos, const int32_t* crow,
                           float* out, int64_t rows, int64_t seq, int64_t heads, int64_t kvh, int64_t len,
                           int64_t dim, int64_t window, float scale) {
+  constexpr int64_t kLine = 64 / sizeof(T);  // cache values per 64-byte line, one prefetch each
   const int64_t group = heads / kvh;
   const int64_t span = window > 0 && window < len ? window : len;  // keys a query may see, at most
   ForEach(rows * seq * kvh, rows * seq * heads * span * dim >= kParallelElems, [&](int64_t item) {
@@ -257,20 +289,20 @@ inline void AttentionRows(const float* q, const float* k, const float* v, const 
     const int64_t end = pos[i] + 1 < len ? pos[i] + 1 : len;  // key j is visible iff j <= pos
     const int64_t first = window > 0 && end > window ? end - window : 0;
     const int64_t keys = end - first;
-    const float* kg = k + ((cr * kvh + g) * len + first) * dim;
-    const float* vg = v + ((cr * kvh + g) * len + first) * dim;
+    const T* kg = k + ((cr * kvh + g) * len + first) * dim;
+    const T* vg = v + ((cr * kvh + g) * len + first) * dim;
     const float* qg = q + (i * heads + g * group) * dim;
     float* og = out + (i * heads + g * group) * dim;
     thread_local std::vector<float> score;  // score[h * keys + j], per core
     score.resize(group * keys);
     for (int64_t j = 0; j < kWideLanes && j < keys; ++j)
-      for (int64_t c = 0; c < dim; c += 16) __builtin_prefetch(kg + j * dim + c);
+      for (int64_t c = 0; c < dim; c += kLine) __builtin_prefetch(kg + j * dim + c);
     for (int64_t j0 = 0; j0 < keys; j0 += kWideLanes) {
       const int64_t n = keys - j0 < kWideLanes ? keys - j0 : kWideLanes;
       // Cache rows are short streams the hardware prefetcher picks up late: fetch the next
       // block's key rows and this block's value rows (for the sums below) while the dots run.
       for (int64_t j = j0; j < j0 + n; ++j)
-        for (int64_t c = 0; c < dim; c += 16) {
+        for (int64_t c = 0; c < dim; c += kLine) {
           __builtin_prefetch(kg + (j + kWideLanes) * dim + c);
           __builtin_prefetch(vg + j * dim + c);
         }
@@ -290,7 +322,7 @@ inline void AttentionRows(const float* q, const float* k, const float* v, const 
       for (; d + kWideLanes <= dim; d += kWideLanes) WeightedRows<1>(w, vg + d, dim, keys, oh + d);
       for (; d < dim; ++d) {
         float sum = 0;
-        for (int64_t j = 0; j < keys; ++j) sum += w[j] * vg[j * dim + d];
+        for (int64_t j = 0; j < keys; ++j) sum += w[j] * ToF32(vg[j * dim + d]);
         oh[d] = sum;
       }
     }

@@ -63,19 +63,22 @@ class Projector {
   LoraTerm<int32_t> lora_;
 };
 
-// Operand dtypes against their declared kinds (a weight is float32 or uint8, a LoRA stack
-// float32, float16 or bfloat16).
+bool Float(const char* dt) {
+  return !std::strcmp(dt, "float32") || !std::strcmp(dt, "float16") || !std::strcmp(dt, "bfloat16");
+}
+
+// Operand dtypes against their declared kinds (a weight is float32 or uint8; a LoRA stack float32,
+// float16 or bfloat16, and a KV cache too, the two caches alike).
 bool Types(const char** dtypes) {
   for (int i = 0; i < kLayerOperands; ++i) {
     const char *kind = kLayerKinds[i], *dt = dtypes[i];
     const bool ok = !std::strcmp(kind, "int") ? !std::strcmp(dt, "int32")
                     : !std::strcmp(kind, "weight") ? !std::strcmp(dt, "float32") || !std::strcmp(dt, "uint8")
-                    : !std::strcmp(kind, "lora") ? !std::strcmp(dt, "float32") || !std::strcmp(dt, "float16") ||
-                                                       !std::strcmp(dt, "bfloat16")
-                                                 : !std::strcmp(dt, "float32");  // f32, opt
+                    : !std::strcmp(kind, "lora") || !std::strcmp(kind, "cache") ? Float(dt)
+                                                                                 : !std::strcmp(dt, "float32");  // f32, opt
     if (!ok) return false;
   }
-  return true;
+  return !std::strcmp(dtypes[kOpKCache], dtypes[kOpVCache]);
 }
 
 const float* F(const Tensor& t) { return static_cast<const float*>(t.data); }
@@ -107,13 +110,21 @@ float* Take(std::vector<float>& v, int64_t n) {
   return v.data();
 }
 
+// fn(k, v) with the caches' data as the element type of MindSpore dtype `dt` (Types checked it).
+template <typename Fn>
+void WithCaches(const char* dt, void* k, void* v, const Fn& fn) {
+  if (!std::strcmp(dt, "float16")) fn(static_cast<F16*>(k), static_cast<F16*>(v));
+  else if (!std::strcmp(dt, "bfloat16")) fn(static_cast<BF16*>(k), static_cast<BF16*>(v));
+  else fn(static_cast<float*>(k), static_cast<float*>(v));
+}
+
 }  // namespace
 
 // h (R, T, d); cos, sin (R, T, D); pos (R, T) each token's position; crow (R,) each row's cache
 // row; len (1,) positions per cache row. The caches are the flat (C * KVH * len, D) Parameters
 // of the layer, written in place at (crow[r] * KVH + g) * len + pos (through MindSpore,
 // ScatterUpdate and the reshape after it copied both whole caches every layer: 10 ms of a
-// 16-row step).
+// 16-row step); float32, float16 or bfloat16 (the Parameters' dtype: k, v rounded to nearest even).
 extern "C" int LayerStep(int nparam, void** p, int* ndims, int64_t** shapes, const char** dtypes, void*, void*) {
   g_error[0] = '\0';
   if (nparam != kLayerOperands || !Types(dtypes)) return Fail("layer step: bad operands");
@@ -176,23 +187,24 @@ extern "C" int LayerStep(int nparam, void** p, int* ndims, int64_t** shapes, con
   AddBias(proj, q_bias, n, heads * hd);
   if (q_norm) RmsNormRows(proj, q_norm, eps1, proj, n * heads, hd);  // in place: each head's row
   RopeRows(proj, F(cos), F(t[kOpSin]), q, n, heads * hd, hd);
-  for (int m = 0; m < 2; ++m) {  // k then v, each written to its cache at the tokens' positions
+  for (int m = 0; m < 2; ++m) {  // k (rotated, into kv), then v (left in proj)
     if (run(x, m ? V : K, m ? kOpAv : kOpAk, proj)) return 1;
     AddBias(proj, m ? v_bias : k_bias, n, kvh * hd);
     if (!m && k_norm) RmsNormRows(proj, k_norm, eps1, proj, n * kvh, hd);
     if (!m) RopeRows(proj, F(cos), F(t[kOpSin]), kv, n, kvh * hd, hd);
-    const float* src = m ? proj : kv;
-    float* cache = static_cast<float*>(t[m ? kOpVCache : kOpKCache].data);
-    for (int64_t i = 0; i < n; ++i)
-      for (int64_t g = 0; g < kvh; ++g)
-        std::memcpy(cache + ((crow[i / seq] * kvh + g) * len + pos[i]) * hd, src + (i * kvh + g) * hd,
-                    sizeof(float) * hd);
   }
 
   float *attn = Take(s.attn, n * heads * hd), *h1 = Take(s.h1, n * dim);
   float *gate = Take(s.gate, n * ffn), *up = Take(s.up, n * ffn);
-  AttentionRows(q, F(t[kOpKCache]), F(t[kOpVCache]), pos, crow, attn, rows, seq, heads, kvh, len, hd, attn_cfg[0],
-                *F(t[kOpScale]));
+  WithCaches(dtypes[kOpKCache], t[kOpKCache].data, t[kOpVCache].data, [&](auto* kc, auto* vc) {
+    for (int64_t i = 0; i < n; ++i)  // each token's k, v at its position, then attention over them
+      for (int64_t g = 0; g < kvh; ++g) {
+        const int64_t at = ((crow[i / seq] * kvh + g) * len + pos[i]) * hd;
+        StoreCacheRow(kc + at, kv + (i * kvh + g) * hd, hd);
+        StoreCacheRow(vc + at, proj + (i * kvh + g) * hd, hd);
+      }
+    AttentionRows(q, kc, vc, pos, crow, attn, rows, seq, heads, kvh, len, hd, attn_cfg[0], *F(t[kOpScale]));
+  });
   if (run(attn, O, kOpAo, h1)) return 1;
   if (attn_out_norm) RmsNormRows(h1, attn_out_norm, eps1, h1, n, dim);
   for (int64_t i = 0; i < n * dim; ++i) h1[i] += F(t[kOpH])[i];
