@@ -65,16 +65,20 @@ async def one_request(http, url, body, headers):
                    list(np.diff(arrivals)))
 
 
-async def run_load(url, models, n_requests, clients, request_rate, prompt_tokens, max_tokens, extra, headers):
-    """[Outcome] of n_requests requests, and the wall seconds they took."""
+def cold_body(models, prompt_tokens, max_tokens, extra):
+    """i -> the streamed /v1/completions body of request i for our server: adapters round-robin."""
+    def body(i):
+        return {"model": models[i % len(models)], "prompt": prompt_text(i, prompt_tokens), "max_tokens": max_tokens,
+                "stream": True, "stream_options": {"include_usage": True}, "ignore_eos": True, **extra}
+    return body
+
+
+async def run_load(url, body, n_requests, clients, request_rate, headers):
+    """[Outcome] of n_requests requests (request i sends body(i)), and the wall seconds they took."""
     import httpx
     sem = asyncio.Semaphore(clients)
     rng = np.random.default_rng(0)
     gaps = rng.exponential(1.0 / request_rate, n_requests) if request_rate else np.zeros(n_requests)
-
-    def body(i):
-        return {"model": models[i % len(models)], "prompt": prompt_text(i, prompt_tokens), "max_tokens": max_tokens,
-                "stream": True, "stream_options": {"include_usage": True}, "ignore_eos": True, **extra}
 
     async def limited(http, i):
         async with sem:
