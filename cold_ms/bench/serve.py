@@ -21,6 +21,8 @@ import sys
 import time
 
 from cold_ms.bench import serve_cycle
+from cold_ms.errors import ConfigError
+from cold_ms.formats.shipped import SHIPPED_DIR
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -72,7 +74,7 @@ def start_process(cmd, port, timeout=600):
     url, deadline = f"http://127.0.0.1:{port}", time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"the server exited: {proc.stderr.read()[-2000:]}")
+            raise ConfigError(f"the server exited: {proc.stderr.read()[-2000:].strip()}")
         try:
             if httpx.get(url + "/health", timeout=1).status_code == 200:
                 return proc, url
@@ -80,7 +82,7 @@ def start_process(cmd, port, timeout=600):
             pass
         time.sleep(0.5)
     stop_server(proc)
-    raise RuntimeError("the server did not become healthy in time")
+    raise ConfigError(f"the server did not answer /health within {timeout} s: {' '.join(cmd[:3])} ...")
 
 
 def stop_server(proc):
@@ -161,8 +163,9 @@ def _ours(args):
     from cold_ms.bench.serve_client import cold_body
     cycle_spec = serve_cycle.parse(args.adapter_cycle) if args.adapter_cycle else None
     extra = args.server_args.split() + (["--allow-runtime-adapters"] if cycle_spec else [])
+    adapters_dir = args.adapters_dir or (SHIPPED_DIR if cycle_spec else None)  # runtime loads need one
     for slots in ([None] if args.url else args.slots):
-        proc, url = (None, args.url) if args.url else start_server(slots, args.model, args.adapters_dir, extra)
+        proc, url = (None, args.url) if args.url else start_server(slots, args.model, adapters_dir, extra)
         try:
             models = args.models or [httpx.get(url + "/v1/models").json()["data"][0]["id"]]
             body = cold_body(models, args.prompt_tokens, args.max_tokens,
