@@ -22,7 +22,12 @@ def main(argv=None):
     for name, help_text in COMMANDS.items():
         importlib.import_module(f"cold_ms.bench.{name}").add_arguments(sub.add_parser(name, help=help_text))
     args = parser.parse_args(argv)
-    importlib.import_module(f"cold_ms.bench.{args.command}").run(args)
+    from cold_ms.errors import ColdError
+    try:
+        importlib.import_module(f"cold_ms.bench.{args.command}").run(args)
+    except ColdError as e:
+        print(f"bench.py {args.command}: error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -3,10 +3,14 @@
 For each slot count a server is started (or --url is used); for each --clients value the
 streaming load of cold_ms/bench/serve_client.py runs --num-prompts requests (closed-loop, or
 open-loop Poisson at --request-rate) and prints request and output-token throughput with TTFT,
-TPOT, ITL and E2E median and p99. load_test() is the correctness load the tests run: every answer
+TPOT, ITL and E2E median and p99. With --peer, llama.cpp's server then runs the same load on the
+same GGUF (cold_ms/bench/llama_server.py), one server at a time; --adapter-cycle loads and unloads
+an adapter beside our load (cold_ms/bench/serve_cycle.py); --plot draws throughput against
+clients. load_test() is the correctness load the tests run: every answer
 under concurrency must equal the one given alone.
 """
 import asyncio
+import itertools
 import json
 import os
 import signal
@@ -15,6 +19,10 @@ import statistics
 import subprocess
 import sys
 import time
+
+from cold_ms.bench import serve_cycle
+from cold_ms.errors import ConfigError
+from cold_ms.formats.shipped import SHIPPED_DIR
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -35,6 +43,14 @@ def add_arguments(p):
     p.add_argument("--beta", type=float, default=0.5, help="CoLD beta of every request (0: greedy)")
     p.add_argument("--alpha", type=float, default=0.1)
     p.add_argument("--json", action="store_true", help="one JSON object per run instead of the table")
+    p.add_argument("--peer", nargs=2, metavar=("llama-server", "BIN"),
+                   help="then llama.cpp's server BIN on the same GGUF, one server at a time (greedy; README, Serving)")
+    p.add_argument("--peer-loras", nargs="+", metavar="GGUF",
+                   help="GGUF LoRA files of the --models adapters, in order, for the peer (default: it serves the base)")
+    p.add_argument("--adapter-cycle", metavar="NAME=PATH",
+                   help="during our runs, load adapter PATH (inside --adapters-dir) as NAME, use and unload it, "
+                        "again and again; its failures are counted")
+    p.add_argument("--plot", metavar="PNG", help="output tokens/s against clients, each server a line")
 
 
 def free_port():
@@ -45,15 +61,20 @@ def free_port():
 
 def start_server(slots, model=None, adapters_dir=None, extra=(), timeout=600):
     """A scripts/serve.py process on a free loopback port; returns (process, url) once healthy."""
-    import httpx
     port = free_port()
     cmd = [sys.executable, os.path.join(ROOT, "scripts", "serve.py"), "--port", str(port), "--slots", str(slots)]
     cmd += (["--model", model] if model else []) + (["--adapters-dir", adapters_dir] if adapters_dir else [])
-    proc = subprocess.Popen(cmd + list(extra), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return start_process(cmd + list(extra), port, timeout)
+
+
+def start_process(cmd, port, timeout=600):
+    """A server command listening on loopback `port`; returns (process, url) once /health answers 200."""
+    import httpx
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url, deadline = f"http://127.0.0.1:{port}", time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"the server exited: {proc.stderr.read()[-2000:]}")
+            raise ConfigError(f"the server exited: {proc.stderr.read()[-2000:].strip()}")
         try:
             if httpx.get(url + "/health", timeout=1).status_code == 200:
                 return proc, url
@@ -61,7 +82,7 @@ def start_server(slots, model=None, adapters_dir=None, extra=(), timeout=600):
             pass
         time.sleep(0.5)
     stop_server(proc)
-    raise RuntimeError("the server did not become healthy in time")
+    raise ConfigError(f"the server did not answer /health within {timeout} s: {' '.join(cmd[:3])} ...")
 
 
 def stop_server(proc):
@@ -120,27 +141,88 @@ def load_test(url, clients=16, total=200, max_tokens=32, headers=None):
     return figures, wrong
 
 
-COLUMNS = ("slots", "clients", "failed", "request_throughput", "output_tokens_per_s", "ttft_median_ms",
+COLUMNS = ("server", "slots", "clients", "failed", "request_throughput", "output_tokens_per_s", "ttft_median_ms",
            "ttft_p99_ms", "tpot_median_ms", "tpot_p99_ms", "itl_median_ms", "itl_p99_ms", "e2e_median_ms", "e2e_p99_ms")
 
 
-def run(args):
-    import httpx
+def _print(figures, as_json):
+    print(json.dumps(figures) if as_json else " ".join(f"{figures[c]:>12}" for c in COLUMNS), flush=True)
+
+
+def _measure(url, body, clients, args, cycle_spec=None):
     from cold_ms.bench.serve_client import run_load, summary
-    if not args.json:
-        print(" ".join(f"{c.replace('_median', ' p50').replace('_ms', '')[:12]:>12}" for c in COLUMNS))
+    from cold_ms.bench.serve_cycle import with_cycle
+    load = run_load(url, body, args.num_prompts, clients, args.request_rate, None)
+    (outcomes, wall), cycled = asyncio.run(with_cycle(load, url, cycle_spec, body(args.num_prompts)))
+    return {"clients": clients, **summary(outcomes, wall), **cycled}
+
+
+def _ours(args):
+    """Our runs: a server per --slots value (or --url), every --clients value against it."""
+    import httpx
+    from cold_ms.bench.serve_client import cold_body
+    cycle_spec = serve_cycle.parse(args.adapter_cycle) if args.adapter_cycle else None
+    extra = args.server_args.split() + (["--allow-runtime-adapters"] if cycle_spec else [])
+    adapters_dir = args.adapters_dir or (SHIPPED_DIR if cycle_spec else None)  # runtime loads need one
     for slots in ([None] if args.url else args.slots):
-        proc, url = (None, args.url) if args.url else start_server(slots, args.model, args.adapters_dir,
-                                                                  args.server_args.split())
+        proc, url = (None, args.url) if args.url else start_server(slots, args.model, adapters_dir, extra)
         try:
             models = args.models or [httpx.get(url + "/v1/models").json()["data"][0]["id"]]
-            extra = {"alpha": args.alpha, "beta": args.beta}
+            body = cold_body(models, args.prompt_tokens, args.max_tokens,
+                             {"alpha": args.alpha, "beta": args.beta, "temperature": 0})
             for clients in args.clients:
-                outcomes, wall = asyncio.run(run_load(url, models, args.num_prompts, clients, args.request_rate,
-                                                      args.prompt_tokens, args.max_tokens, extra, None))
-                figures = {"slots": slots or "-", "clients": clients, **summary(outcomes, wall)}
-                print(json.dumps(figures) if args.json else " ".join(f"{figures[c]:>12}" for c in COLUMNS),
-                      flush=True)
+                yield {"server": "cold_ms", "slots": slots or "-", **_measure(url, body, clients, args, cycle_spec)}
         finally:
             if proc:
                 stop_server(proc)
+
+
+def _peer(args, gguf):
+    """llama-server's runs: one server per --clients value (--parallel clients)."""
+    from cold_ms.bench import llama_server
+    body = llama_server.body_maker(args.models or ["base"], args.peer_loras, args.prompt_tokens, args.max_tokens)
+    for clients in args.clients:
+        port = free_port()
+        proc, url = start_process(llama_server.command(args.peer[1], gguf, port, clients, args.peer_loras), port)
+        try:
+            yield {"server": "llama-server", "slots": clients, **_measure(url, body, clients, args)}
+        finally:
+            stop_server(proc)
+
+
+def run(args):
+    from cold_ms.bench import llama_server
+    gguf = llama_server.check(args.peer, args.model, args.peer_loras, args.models) if args.peer else None
+    if args.adapter_cycle:
+        serve_cycle.parse(args.adapter_cycle)
+    if not args.json:
+        print(" ".join(f"{c.replace('_median', ' p50').replace('_ms', '')[:12]:>12}" for c in COLUMNS))
+    rows = []
+    for figures in itertools.chain(_ours(args), _peer(args, gguf) if gguf else ()):
+        _print(figures, args.json)
+        rows.append(figures)
+    if args.plot:
+        plot(rows, args.plot, f"{args.prompt_tokens}-token prompts, {args.max_tokens} output tokens, beta {args.beta}")
+
+
+def plot(rows, path, title):
+    """Output tokens/s against clients, one line per server (and slot count of ours)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4))
+    lines = {}
+    for r in rows:
+        label = r["server"] if r["server"] != "cold_ms" else f"cold_ms (--slots {r['slots']})"
+        lines.setdefault(label, []).append((r["clients"], r["output_tokens_per_s"]))
+    for label, points in lines.items():
+        xs, ys = zip(*sorted(points))
+        ax.plot(xs, ys, marker="o", label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("concurrent clients")
+    ax.set_ylabel("output tokens/s")
+    ax.set_title(title, fontsize=9)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
