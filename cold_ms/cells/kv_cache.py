@@ -13,14 +13,14 @@ from mindspore.common.initializer import initializer
 
 
 class KVCache(nn.Cell):
-    def __init__(self, rows, kv_heads, length, head_dim):
+    def __init__(self, rows, kv_heads, length, head_dim, dtype=ms.float32):
         super().__init__()
         self.shape = (rows, kv_heads, length, head_dim)
         self.length_t = Tensor(np.array([length], np.int32))  # positions per row, for the layer kernel
         flat = (rows * kv_heads * length, head_dim)
-        self.k_cache = Parameter(initializer("zeros", flat, ms.float32), name="k_cache",
+        self.k_cache = Parameter(initializer("zeros", flat, dtype), name="k_cache",
                                  requires_grad=False)
-        self.v_cache = Parameter(initializer("zeros", flat, ms.float32), name="v_cache",
+        self.v_cache = Parameter(initializer("zeros", flat, dtype), name="v_cache",
                                  requires_grad=False)
 
     def construct(self, k, v, flat_idx, cache_rows):
