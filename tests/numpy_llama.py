@@ -2,6 +2,11 @@
 
 Written from the HF LLaMA / PEFT definitions, in float64, recomputing the full prefix
 every step (no cache), so it shares no code or shortcut with the library under test.
+
+half=True mimics a float16 model (HF's torch_dtype=float16, the Cells' --dtype float16): every
+weight and every tensor a layer hands on (projection outputs, rope terms, attention scores and
+probabilities, norm outputs, the residual stream, logits) is rounded to float16, while the norm
+statistics and the softmax stay exact; rounding is what the option adds, the maths is the same.
 """
 import numpy as np
 
@@ -9,9 +14,17 @@ PROJ = {"q_proj": "self_attn", "k_proj": "self_attn", "v_proj": "self_attn", "o_
         "gate_proj": "mlp", "up_proj": "mlp", "down_proj": "mlp"}
 
 
-def effective_weights(weights, adapter=None):
-    """Base weights with an adapter merged: W + scaling * B @ A (PEFT's definition)."""
-    w = {k: v.astype(np.float64) for k, v in weights.items()}
+def rounding(half):
+    """The rounding of a float16 model's tensors (half), or none."""
+    return (lambda a: np.asarray(a).astype(np.float16).astype(np.float64)) if half else \
+        (lambda a: np.asarray(a, np.float64))
+
+
+def effective_weights(weights, adapter=None, half=False):
+    """Base weights with an adapter merged: W + scaling * B @ A (PEFT's definition). half: W, A and
+    scaling * B each rounded to float16 first (the stacks a float16 model holds)."""
+    r = rounding(half)
+    w = {k: r(v) for k, v in weights.items()}
     if adapter is None:
         return w
     for key, a in adapter["tensors"].items():
@@ -19,22 +32,22 @@ def effective_weights(weights, adapter=None):
             continue
         b = adapter["tensors"][key.replace(".lora_A.", ".lora_B.")]
         target = key.split("base_model.model.")[1].split(".lora_A.")[0] + ".weight"
-        w[target] = w[target] + adapter["scaling"] * (b.astype(np.float64) @ a.astype(np.float64))
+        w[target] = w[target] + r(adapter["scaling"] * b.astype(np.float64)) @ r(a)
     return w
 
 
-def _rmsnorm(x, weight, eps):
-    return weight * (x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps))
+def _rmsnorm(x, weight, eps, r=rounding(False)):
+    return r(weight * r(x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps)))
 
 
-def _rope(x, theta):
+def _rope(x, theta, r=rounding(False)):
     """x (T, heads, D) at positions 0..T-1, rotate-half convention."""
     t, _, d = x.shape
     inv = 1.0 / theta ** (np.arange(0, d, 2) / d)
     ang = np.arange(t)[:, None] * inv[None, :]
-    cos, sin = np.cos(np.concatenate([ang, ang], -1)), np.sin(np.concatenate([ang, ang], -1))
+    cos, sin = r(np.cos(np.concatenate([ang, ang], -1))), r(np.sin(np.concatenate([ang, ang], -1)))
     rot = np.concatenate([-x[..., d // 2:], x[..., :d // 2]], -1)
-    return x * cos[:, None, :] + rot * sin[:, None, :]
+    return r(r(x * cos[:, None, :]) + r(rot * sin[:, None, :]))
 
 
 def round_to(x, dtype):
@@ -52,9 +65,11 @@ def round_to(x, dtype):
     return x.astype(np.float64)
 
 
-def forward(w, cfg, tokens, kv_dtype=None):
+def forward(w, cfg, tokens, kv_dtype=None, half=False):
     """Logits (T, V) of a full causal forward over `tokens`; cfg is the HF config dict; kv_dtype:
-    keys (after rope) and values rounded as a KV cache of that dtype holds them (None: exact)."""
+    keys (after rope) and values rounded as a KV cache of that dtype holds them (None: exact); half:
+    see the module docstring (w as effective_weights(..., half=True) gives it)."""
+    r = rounding(half)
     h_n, kv_n = cfg["num_attention_heads"], cfg["num_key_value_heads"]
     d = cfg["hidden_size"] // h_n
     eps, theta = cfg["rms_norm_eps"], cfg["rope_theta"]
@@ -63,25 +78,26 @@ def forward(w, cfg, tokens, kv_dtype=None):
     causal = np.triu(np.full((t, t), -np.inf), 1)
     for i in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{i}."
-        a = _rmsnorm(x, w[p + "input_layernorm.weight"], eps)
-        q = _rope((a @ w[p + "self_attn.q_proj.weight"].T).reshape(t, h_n, d), theta)
-        k = _rope((a @ w[p + "self_attn.k_proj.weight"].T).reshape(t, kv_n, d), theta)
-        v = (a @ w[p + "self_attn.v_proj.weight"].T).reshape(t, kv_n, d)
+        a = _rmsnorm(x, w[p + "input_layernorm.weight"], eps, r)
+        q = _rope(r(a @ w[p + "self_attn.q_proj.weight"].T).reshape(t, h_n, d), theta, r)
+        k = _rope(r(a @ w[p + "self_attn.k_proj.weight"].T).reshape(t, kv_n, d), theta, r)
+        v = r(a @ w[p + "self_attn.v_proj.weight"].T).reshape(t, kv_n, d)
         if kv_dtype is not None:
             k, v = round_to(k, kv_dtype), round_to(v, kv_dtype)
         rep = h_n // kv_n
         k, v = np.repeat(k, rep, axis=1), np.repeat(v, rep, axis=1)
-        s = np.einsum("thd,shd->hts", q, k) / np.sqrt(d) + causal
+        s = r(np.einsum("thd,shd->hts", q, k)) / np.sqrt(d) + causal
         s = np.exp(s - s.max(-1, keepdims=True))
         s /= s.sum(-1, keepdims=True)
-        o = np.einsum("hts,shd->thd", s, v).reshape(t, h_n * d)
-        x = x + o @ w[p + "self_attn.o_proj.weight"].T
-        m = _rmsnorm(x, w[p + "post_attention_layernorm.weight"], eps)
-        g = m @ w[p + "mlp.gate_proj.weight"].T
-        x = x + ((g / (1 + np.exp(-g))) * (m @ w[p + "mlp.up_proj.weight"].T)) @ w[p + "mlp.down_proj.weight"].T
-    x = _rmsnorm(x, w["model.norm.weight"], eps)
+        o = r(np.einsum("hts,shd->thd", r(s), v)).reshape(t, h_n * d)
+        x = r(x + r(o @ w[p + "self_attn.o_proj.weight"].T))
+        m = _rmsnorm(x, w[p + "post_attention_layernorm.weight"], eps, r)
+        g = r(m @ w[p + "mlp.gate_proj.weight"].T)
+        gated = r(r(g / (1 + np.exp(-g))) * r(m @ w[p + "mlp.up_proj.weight"].T))
+        x = r(x + r(gated @ w[p + "mlp.down_proj.weight"].T))
+    x = _rmsnorm(x, w["model.norm.weight"], eps, r)
     head = w["model.embed_tokens.weight"] if cfg.get("tie_word_embeddings") else w["lm_head.weight"]
-    return x @ head.T
+    return r(x @ head.T)
 
 
 def cold_next(s_e, s_a, alpha, beta):

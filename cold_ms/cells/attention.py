@@ -36,8 +36,8 @@ class Attention(nn.Cell):
         self.v_proj = target_linear("v_proj", d, self.kv_heads * hd, spec, bias)
         self.qk_norm = cfg.arch.qk_norm
         if self.qk_norm:
-            self.q_norm = RMSNorm(hd, cfg.rms_norm_eps, spec.backend)
-            self.k_norm = RMSNorm(hd, cfg.rms_norm_eps, spec.backend)
+            self.q_norm = RMSNorm(hd, cfg.rms_norm_eps, spec.backend, spec.compute_dtype)
+            self.k_norm = RMSNorm(hd, cfg.rms_norm_eps, spec.backend, spec.compute_dtype)
         self.o_proj = target_linear("o_proj", self.heads * hd, d, spec)
         self.cache = KVCache(rows, self.kv_heads, length, hd, spec.kv_dtype)
         self.block = min(BLOCK, length)
@@ -73,13 +73,15 @@ class Attention(nn.Cell):
         return self.o_proj(out.reshape(rows, seq, self.heads * hd), lora_idx)
 
     def whole(self, q, k_all, v_all, bias):
-        """Attention over every key: q (R, KVH, G*T, D), k/v (R, KVH, L, D) -> (R, KVH, G*T, D)."""
+        """Attention over every key: q (R, KVH, G*T, D), k/v (R, KVH, L, D) -> (R, KVH, G*T, D).
+        Scores, mask and softmax in float32 (a float16 exp overflows past 11, and MASKED is
+        -inf there); the probabilities meet the values in the compute dtype."""
         rows, kvh, gt, _ = q.shape
         length = k_all.shape[2]
-        scores = ops.matmul(q, k_all.transpose(0, 1, 3, 2)) * self.scale  # (R, KVH, G*T, L)
+        scores = ops.matmul(q, k_all.transpose(0, 1, 3, 2)).astype(ms.float32) * self.scale  # (R, KVH, G*T, L)
         scores = scores.reshape(rows, kvh, self.group, gt // self.group, length) + bias
         probs = ops.softmax(scores, axis=-1).reshape(rows, kvh, gt, length)
-        return ops.matmul(probs, v_all)  # (R, KVH, G*T, D)
+        return ops.matmul(probs.astype(v_all.dtype), v_all)  # (R, KVH, G*T, D)
 
     def block_scores(self, q, k_all, bias, start):
         """Scores (R, KVH, G*T, B) of the keys at start .. start + B - 1 (positions past the cache
@@ -89,7 +91,7 @@ class Attention(nn.Cell):
         keys = start + ops.arange(0, self.block, dtype=ms.int32)
         inside = keys < length
         keys = ops.minimum(keys, length - 1)
-        scores = ops.matmul(q, ops.gather(k_all, keys, 2).transpose(0, 1, 3, 2)) * self.scale
+        scores = ops.matmul(q, ops.gather(k_all, keys, 2).transpose(0, 1, 3, 2)).astype(ms.float32) * self.scale
         mask = ops.gather(bias, keys, 4) + ops.select(inside, ops.zeros_like(keys, dtype=ms.float32),
                                                       ops.full_like(keys, MASKED, dtype=ms.float32))
         scores = scores.reshape(rows, kvh, self.group, gt // self.group, self.block) + mask
@@ -98,12 +100,13 @@ class Attention(nn.Cell):
     def live_blocks(self, q, k_all, v_all, bias, live):
         """whole() over the blocks of keys that hold a position < live, with an online softmax
         (running max m, sum l, weighted values acc); the masked constant is finite, so a block a
-        row cannot see is wiped by the next one it can (exp(MASKED - m) = 0)."""
+        row cannot see is wiped by the next one it can (exp(MASKED - m) = 0). m, l and acc are
+        float32, as in whole(); each block's probabilities meet the values in the compute dtype."""
         scores, keys = self.block_scores(q, k_all, bias, ops.zeros((), ms.int32))
         m = scores.max(axis=-1, keepdims=True)
         p = ops.exp(scores - m)
         l = p.sum(axis=-1, keepdims=True)
-        acc = ops.matmul(p, ops.gather(v_all, keys, 2))
+        acc = self.weighted(p, v_all, keys)
         start = ops.full((), self.block, dtype=ms.int32)
         while start < live:
             scores, keys = self.block_scores(q, k_all, bias, start)
@@ -111,7 +114,12 @@ class Attention(nn.Cell):
             fade = ops.exp(m - m_new)
             p = ops.exp(scores - m_new)
             l = l * fade + p.sum(axis=-1, keepdims=True)
-            acc = acc * fade + ops.matmul(p, ops.gather(v_all, keys, 2))
+            acc = acc * fade + self.weighted(p, v_all, keys)
             m = m_new
             start = start + self.block
-        return acc / l
+        return (acc / l).astype(v_all.dtype)
+
+    @staticmethod
+    def weighted(p, v_all, keys):
+        """float32 (R, KVH, G*T, D): the probabilities p of one block times its values."""
+        return ops.matmul(p.astype(v_all.dtype), ops.gather(v_all, keys, 2)).astype(ms.float32)

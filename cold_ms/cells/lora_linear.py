@@ -28,7 +28,7 @@ class MultiLoraLinear(nn.Cell):
     else (out, in) in the compute dtype, as in the HF checkpoint; lora_a (slots, r, in) as
     PEFT stores lora_A; lora_b (slots, r, out) = scaling * lora_B^T; smaller ranks zero-padded
     to r. A row whose idx is -1 gets the base layer alone. Without slots a plain linear.
-    bias: a float32 (out,) bias Parameter (Qwen2's q, k, v), else none.
+    bias: an (out,) bias Parameter in the compute dtype (Qwen2's q, k, v), else none.
     """
 
     def __init__(self, in_dim, out_dim, num_slots=0, rank=0, backend="custom", prepared=None,
@@ -42,11 +42,14 @@ class MultiLoraLinear(nn.Cell):
         self.matmul = ops.MatMul(transpose_b=True)
         self.has_bias = bias
         if bias:
-            self.bias = Parameter(initializer("zeros", (out_dim,), ms.float32), name="bias", requires_grad=False)
+            self.bias = Parameter(initializer("zeros", (out_dim,), compute_dtype), name="bias", requires_grad=False)
         self.has_lora = num_slots > 0 and rank > 0
         if self.has_lora:
-            # the kernels read narrower stacks; MindSpore's ops (gather backend, training) float32
-            dtype = lora_dtype if self.kernels else ms.float32
+            # The kernels read the stacks in lora_dtype (exact: formats/adapters.exact_dtype); MindSpore's
+            # ops (gather backend, training, Ascend) in the compute dtype: float32 adapters assigned to
+            # float16 stacks are rounded to 11 significant bits (relative error <= 2^-11 = 4.9e-4, values
+            # under 6.1e-5 lose bits as subnormals, under 3e-8 become 0); bfloat16 keeps 8 (<= 2^-8 = 3.9e-3).
+            dtype = lora_dtype if self.kernels else compute_dtype
             self.lora_a = Parameter(initializer("zeros", (num_slots, rank, in_dim), dtype), name="lora_a")
             self.lora_b = Parameter(initializer("zeros", (num_slots, rank, out_dim), dtype), name="lora_b")
 
@@ -61,7 +64,7 @@ class MultiLoraLinear(nn.Cell):
         return self.bias if self.has_bias else NO_BIAS
 
     def construct(self, x, lora_idx):
-        """x (R, T, in) -> (R, T, out) float32."""
+        """x (R, T, in) -> (R, T, out): float32 on the kernels, else in the compute dtype."""
         if self.has_lora:
             y = project(x, self.weight, self.wtype, self.matmul, self.lora_a, self.lora_b, lora_idx,
                         self.backend, self.kernels)

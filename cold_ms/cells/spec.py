@@ -11,9 +11,10 @@ COMPUTE_DTYPES = {name: getattr(ms, name) for name in FLOAT_DTYPES}
 
 @dataclass(frozen=True)
 class Spec:
-    """lora: how adapters are stacked; backend: the LoRA backend; compute_dtype: of the MindSpore
-    projections (the Cells' path; norms, softmax and the residual stream stay float32); kv_dtype:
-    what the KV caches hold (16-bit only on the CPU layer kernels, which read it back as float32);
+    """lora: how adapters are stacked; backend: the LoRA backend; compute_dtype: of the MindSpore Cells'
+    weights, residual stream, KV cache and LoRA stacks (norm statistics, softmax and logits in float32);
+    kv_dtype: what the KV caches hold (the compute dtype on the Cells' path; float32, float16 or
+    bfloat16 on the CPU layer kernels, which read it back as float32);
     weights: {parameter name: Prepared} (ops/prepare.py), names relative to the Cell being built."""
     lora: LoraLayout
     backend: str

@@ -22,7 +22,7 @@ from cold_ms.runtime import device
 
 class Embedding(nn.Cell):
     """Rows of a (vocab, dim) table: ops.gather on a float table, or the EmbedRows kernel on a
-    prepared one of any type (tokens (R, T) -> (R, T, dim) float32)."""
+    prepared one of any type (tokens (R, T) -> (R, T, dim): the table's dtype, float32 from the kernel)."""
 
     def __init__(self, vocab, dim, prepared, kernels, dtype):
         super().__init__()
@@ -33,7 +33,7 @@ class Embedding(nn.Cell):
     def construct(self, tokens):
         if self.rows is not None:
             return self.rows(self.weight, self.wtype, tokens.astype(ms.int32))
-        return ops.gather(self.weight, tokens, 0).astype(ms.float32)
+        return ops.gather(self.weight, tokens, 0)
 
 
 class DecoderLayer(nn.Cell):
@@ -45,15 +45,15 @@ class DecoderLayer(nn.Cell):
 
     def __init__(self, cfg, spec, rows, length, index):
         super().__init__()
-        d, eps = cfg.hidden_size, cfg.rms_norm_eps
+        d, eps, dtype = cfg.hidden_size, cfg.rms_norm_eps, spec.compute_dtype
         self.sandwich = cfg.arch.sandwich_norms
         self.window, self.local_rope = cfg.layer_windows[index], bool(cfg.layer_rope(index))
-        self.input_layernorm = RMSNorm(d, eps, spec.backend)
+        self.input_layernorm = RMSNorm(d, eps, spec.backend, dtype)
         self.self_attn = Attention(cfg, spec, rows, length)
-        self.post_attention_layernorm = RMSNorm(d, eps, spec.backend)
+        self.post_attention_layernorm = RMSNorm(d, eps, spec.backend, dtype)
         if self.sandwich:
-            self.pre_feedforward_layernorm = RMSNorm(d, eps, spec.backend)
-            self.post_feedforward_layernorm = RMSNorm(d, eps, spec.backend)
+            self.pre_feedforward_layernorm = RMSNorm(d, eps, spec.backend, dtype)
+            self.post_feedforward_layernorm = RMSNorm(d, eps, spec.backend, dtype)
         self.mlp = MLP(cfg, spec)
         self.kernels = cpu_kernels(spec.backend)
         self.state = decode.layer_state(self, cfg) if self.kernels else ()
@@ -79,7 +79,7 @@ class DecoderModel(nn.Cell):
                                       cpu_kernels(spec.backend), spec.compute_dtype)
         self.layers = nn.CellList([DecoderLayer(cfg, spec.under(f"layers.{i}."), rows, length, i)
                                    for i in range(cfg.num_layers)])
-        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, spec.backend)
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, spec.backend, spec.compute_dtype)
 
 
 class CausalLM(nn.Cell):
@@ -93,8 +93,9 @@ class CausalLM(nn.Cell):
                  kv_dtype="float32"):
         """layout: the LoRA slots (LoraLayout); weights: {name: Prepared} (ops/prepare.py) the
         Parameters take their types and shapes from (assigned by the caller), or None for
-        float (out, in) matrices; dtype: the compute dtype of the MindSpore projections; kv_dtype:
-        what the KV caches hold (float32, or float16/bfloat16 on the CPU layer kernels)."""
+        float (out, in) matrices; dtype: the compute dtype of the MindSpore Cells (weights, the residual
+        stream, KV cache, LoRA stacks; norm statistics, softmax and the logits in float32); kv_dtype:
+        what the CPU layer kernels' KV caches hold (float32, float16 or bfloat16)."""
         super().__init__()
         self.cfg, self.layout, self.rows, self.max_len = cfg, layout, rows, max_len
         self.backend = backend = select_backend(backend)
@@ -107,9 +108,10 @@ class CausalLM(nn.Cell):
                               "bfloat16 kernel (float16 runs on the CPU, 6-10x slower than float32)")
         kv_dtype = compute_dtype(kv_dtype, "KV cache dtype")
         if kv_dtype != ms.float32 and not self.layer_kernels:
-            raise ConfigError("a float16/bfloat16 KV cache is for the CPU layer kernels (--lora-backend custom on "
-                              "the CPU); the MindSpore Cells path (gather backend, training, Ascend) keeps float32")
-        spec = Spec(layout, backend, compute_dtype(dtype), kv_dtype, weights or {})
+            raise ConfigError("--kv-dtype is for the CPU layer kernels (--lora-backend custom on the CPU); on the "
+                              "MindSpore Cells path (gather backend, training, Ascend) the cache holds --dtype")
+        cells_dtype = compute_dtype(dtype)
+        spec = Spec(layout, backend, cells_dtype, kv_dtype if self.layer_kernels else cells_dtype, weights or {})
         self.length = max_len + 1
         self.model = DecoderModel(cfg, spec.under("model."), rows, self.length)
         self.tied = cfg.tie_word_embeddings
@@ -120,8 +122,8 @@ class CausalLM(nn.Cell):
         tables = [rope_tables(inv_freq(cfg), self.length)]
         if any(cfg.layer_rope(i) for i in range(cfg.num_layers)):
             tables.append(rope_tables(inv_freq(cfg, local=True), self.length))
-        self.cos = [Tensor(c) for c, _ in tables]
-        self.sin = [Tensor(s) for _, s in tables]
+        self.cos = [Tensor(c).astype(spec.compute_dtype) for c, _ in tables]  # rounded once, as HF does
+        self.sin = [Tensor(s).astype(spec.compute_dtype) for _, s in tables]
         self.windows = tuple(sorted(set(cfg.layer_windows)))  # one attention mask each (Cells path)
         for i, layer in enumerate(self.model.layers):
             layer.mask_index = self.windows.index(cfg.layer_windows[i])
@@ -150,11 +152,12 @@ class CausalLM(nn.Cell):
         return h
 
     def logits(self, h):
-        """Next-token logits (N, V) of hidden states (N, d)."""
+        """Next-token logits (N, V) float32 of hidden states (N, d): the CoLD scores (ops/contrastive.py)
+        are computed in float32 whatever the compute dtype."""
         head = self.model.embed_tokens if self.tied else self.lm_head
         rows = h.shape[0]
         out = project(self.model.norm(h).reshape(rows, 1, -1), head.weight, head.wtype, self.matmul, None, None,
-                      None, self.backend, self.layer_kernels).reshape(rows, -1)
+                      None, self.backend, self.layer_kernels).reshape(rows, -1).astype(ms.float32)
         if self.softcap:  # cap * tanh(x / cap); MindSpore's CPU tanh is off by up to 1e-4, exp by 1e-6
             out = self.softcap - 2 * self.softcap / (ops.exp(out * (2 / self.softcap)) + 1)
         return out

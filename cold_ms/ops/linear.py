@@ -85,7 +85,8 @@ def embed_op(dim):
 def project(x, weight, wtype, matmul, lora_a, lora_b, idx, backend, kernels):
     """x (R, T, in) @ W^T, plus BGMV(x, A, B, idx) when lora_a is given. kernels: the custom
     CPU kernels read the prepared weight (any type, wtype its kind); else MatMul reads a float
-    (out, in) weight in its dtype, the result is float32 and `backend` adds the LoRA term."""
+    (out, in) weight in its dtype, the result is in that dtype and `backend` adds the LoRA term
+    (accumulated in float32 inside add_lora, bgmv.py)."""
     rows, seq = x.shape[0], x.shape[1]
     if kernels:
         if lora_a is None:
@@ -93,7 +94,7 @@ def project(x, weight, wtype, matmul, lora_a, lora_b, idx, backend, kernels):
         return _DENSE_LORA(x, weight, wtype, lora_a, lora_b, idx)
     flat = x.reshape(rows * seq, x.shape[2])
     y = matmul(flat if weight.dtype == ms.float32 else flat.astype(weight.dtype), weight)
-    y = y.astype(ms.float32).reshape(rows, seq, weight.shape[0])
+    y = y.reshape(rows, seq, weight.shape[0])
     if lora_a is None:
         return y
     return add_lora(y, x, lora_a, lora_b, idx, backend)

@@ -16,8 +16,12 @@ def _f32(t):
 
 
 def _row_weights(stack, idx):
-    """stack[idx[i]] for every row, slot 0 standing in for idx < 0 (masked later)."""
-    return ops.gather(_f32(stack), ops.maximum(idx, 0), 0)
+    """stack[idx[i]] for every row in float32, slot 0 standing in for idx < 0 (masked later). The
+    rows are widened after the gather, so a float16 stack is never copied whole to float32; the
+    CPU Gather has no bfloat16 kernel, so a bfloat16 stack is widened first."""
+    if stack.dtype == ms.bfloat16:
+        stack = stack.astype(ms.float32)
+    return _f32(ops.gather(stack, ops.maximum(idx, 0), 0))
 
 
 def shrink_gather(x, lora_a, idx):
