@@ -1,7 +1,5 @@
 """scripts/infer.py end to end against the numpy reference: its main() in-process, and in fresh
 processes where the process is what is tested (the compile cache, which a process meets once)."""
-import contextlib
-import io
 import json
 import os
 import subprocess
@@ -11,7 +9,7 @@ import pytest
 
 import fixtures
 import numpy_llama as ref
-from helpers import script
+from helpers import run_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INFER = os.path.join(ROOT, "scripts", "infer.py")
@@ -31,10 +29,7 @@ def infer(*args, env=None):
 
 def run_infer(*args):
     """(exit code, stdout, stderr) of infer.py's main(args), in-process (a fresh process adds ~3 s)."""
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        code = script("infer").main(list(args))
-    return code, stdout.getvalue(), stderr.getvalue()
+    return run_main("infer", args)
 
 
 def _weights(tiny, name):

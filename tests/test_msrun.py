@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from helpers import run_script
+from helpers import run_main, run_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MSRUN = shutil.which("msrun")
@@ -86,13 +86,9 @@ def cluster(tmp_path_factory, tiny, train_file, jobs):
     """One msrun run (its cluster start-up alone idles ~15 s) of the three jobs the tests below
     compare with one process: a training run, a batch job resumed on rank 1, a tuned evaluation.
     Returns (its folder, {script: what its runs logged}, the batch job's one-process rows)."""
-    import contextlib
-    import io
-    from helpers import script
-    root = tmp_path_factory.mktemp("msrun")
-    with contextlib.redirect_stderr(io.StringIO()) as err:  # the batch job's one-process reference
-        code = script("infer").main([*_infer_args(tiny, jobs), "--output-file", str(root / "one.jsonl")])
-    assert code == 0, err.getvalue()[-2000:]
+    root = tmp_path_factory.mktemp("msrun")  # first the batch job's one-process reference
+    code, _, err = run_main("infer", [*_infer_args(tiny, jobs), "--output-file", str(root / "one.jsonl")])
+    assert code == 0, err[-2000:]
     want = sorted(_rows(root / "one.jsonl"), key=lambda r: int(r["id"][1:]))  # one process: finishing order
     # rank 1 resumes from the part a kill after three lines left (a cut last line too)
     (root / "two.jsonl.part-1-of-2").write_text("".join(json.dumps(r) + "\n" for r in want[1:6:2]) + '{"id": "q7", "te')
