@@ -8,7 +8,7 @@ EXTRAS = {
     "mindformers": ["mindformers==1.9.0"],
     "serve": ["fastapi>=0.110", "uvicorn>=0.29", "prometheus-client>=0.20"],
     "eval": ["reasoning-gym==0.1.25", "matplotlib>=3.8"],
-    "test": ["pytest>=8", "httpx>=0.27", "openai>=1.30"],
+    "test": ["pytest>=8", "pytest-xdist==3.6.1", "httpx>=0.27", "openai>=1.30"],  # xdist: pytest.ini's -n 2
 }
 EXTRAS["all"] = sorted({r for reqs in EXTRAS.values() for r in reqs})
 # The llama.cpp peer of `bench.py e2e --peer llamacpp`: compiled from its sdist (~10 min on 2

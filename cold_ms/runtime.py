@@ -10,10 +10,13 @@ list, a training run's two graphs), the directory is keyed by everything that sh
 those graphs, and a process that meets a second key keeps it off rather than mix graphs.
 The key also covers cold_ms's own source, Python and kernels, so a changed Cell or kernel
 never meets an old graph (seen here: a training graph changed under an unchanged key gave
-NaN losses until the cache was cleared).
+NaN losses until the cache was cleared). MindSpore also parses the process's entry script
+(sys.argv[0]) for the files a graph depends on: under `python -c` (pytest-xdist's workers too)
+that is no file and a cached compile raised FileNotFoundError, so there the cache stays off.
 """
 import hashlib
 import os
+import sys
 
 import mindspore as ms
 
@@ -72,10 +75,12 @@ def use_compile_cache(graph_key):
     """Cache the graphs compiled from now until stop_compile_cache(); `graph_key` (any
     repr-able value) must fix which graphs those are and in what order.
 
-    Off when $COLD_MS_COMPILE_CACHE=0, and for every key but the process's first (MindSpore
-    keeps one cache directory per process). Returns whether the cache is on.
+    Off when $COLD_MS_COMPILE_CACHE=0, without an entry script, and for every key but the
+    process's first (MindSpore keeps one cache directory per process). Returns whether the
+    cache is on.
     """
-    if os.environ.get("COLD_MS_COMPILE_CACHE", "1") == "0":
+    entry = sys.argv[0] if sys.argv else ""
+    if os.environ.get("COLD_MS_COMPILE_CACHE", "1") == "0" or entry and not os.path.isfile(entry):
         return False
     digest = hashlib.sha256(repr((graph_key, ms.__version__, _source_digest())).encode()).hexdigest()[:16]
     if _state.setdefault("cache_key", digest) != digest:

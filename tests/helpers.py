@@ -1,6 +1,7 @@
 """Shared test helpers that drive cold_ms (the references live in numpy_llama.py)."""
 import importlib.util
 import os
+import sys
 
 import numpy as np
 from mindspore import Tensor
@@ -37,6 +38,24 @@ def script(name):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def run_main(name, argv):
+    """(exit code, stdout, stderr) of scripts/NAME.py main(argv), in-process, its output held
+    apart from the test's own (for fixtures and helpers without capsys)."""
+    import contextlib
+    import io
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            code = script(name).main(list(argv))
+        except SystemExit as e:
+            if e.code is None or isinstance(e.code, int):
+                code = e.code or 0
+            else:  # as the interpreter ends on sys.exit(message): the message on stderr, exit code 1
+                print(e.code, file=sys.stderr)
+                code = 1
+    return code, stdout.getvalue(), stderr.getvalue()
 
 
 def run_script(name, argv, capsys):

@@ -6,10 +6,12 @@ import signal
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import pytest
 
 import numpy_llama as ref
+from helpers import run_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -105,9 +107,10 @@ def test_sigint_stops_cleanly_and_a_rerun_retries_the_failed_lines(tiny, tmp_pat
 
 
 def _several(tiny, inp, out, jobs):
+    """infer.py's main() in-process (the fresh processes' exit codes are the tests above)."""
     inp.write_text("".join(json.dumps(j) + "\n" for j in jobs))
-    return subprocess.run(_cmd(tiny, inp, out, expert=None, new_tokens=6), capture_output=True, text=True,
-                          timeout=600)
+    code, stdout, stderr = run_main("infer", _cmd(tiny, inp, out, expert=None, new_tokens=6)[2:])
+    return SimpleNamespace(returncode=code, stdout=stdout, stderr=stderr)
 
 
 def test_several_adapters_need_no_expert_when_every_line_names_one(tiny, tmp_path):

@@ -5,12 +5,14 @@ import json
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 
 from cold_ms.bench import memory, random_model
 from cold_ms.config import LORA_TARGETS, LoraLayout, ModelConfig
 from fixtures import TINY
+from helpers import run_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "scripts", "bench.py")
@@ -56,15 +58,20 @@ def test_random_7b_is_llama2_7b_and_needs_no_weights():
     assert memory.plans(cfg, LoraLayout(0, 16, LORA_TARGETS, "bfloat16"), 1, 4096)["cold"].weights == 2 * cfg.num_params
 
 
-def _bench(*args):
-    return subprocess.run([sys.executable, BENCH, "memory", *args], capture_output=True, text=True, timeout=120)
+def _bench(*args, fresh=False):
+    """`bench.py memory ARGS`: in a fresh process as a user runs it with `fresh`, else its main()
+    in-process (a fresh process adds ~2 s)."""
+    if fresh:
+        return subprocess.run([sys.executable, BENCH, "memory", *args], capture_output=True, text=True, timeout=120)
+    code, stdout, stderr = run_main("bench", ["memory", *args])
+    return SimpleNamespace(returncode=code, stdout=stdout, stderr=stderr)
 
 
 def test_the_readme_command_prints_the_readme_table():
     with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
         readme = f.read()
     command = next(line.strip() for line in readme.splitlines() if "scripts/bench.py memory" in line)
-    out = _bench(*command.split()[3:])
+    out = _bench(*command.split()[3:], fresh=True)
     assert out.returncode == 0, out.stderr
     for row in ("weights", "kv_cache", "adapters", "workspace", "total", "paper (LLaMA-2-7B, 16-bit)",
                 "read per step at max_len", "ms/step floor"):

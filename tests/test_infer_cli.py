@@ -1,4 +1,5 @@
-"""scripts/infer.py end to end, in fresh processes, against the numpy reference."""
+"""scripts/infer.py end to end against the numpy reference: its main() in-process, and in fresh
+processes where the process is what is tested (the compile cache, which a process meets once)."""
 import json
 import os
 import subprocess
@@ -8,16 +9,27 @@ import pytest
 
 import fixtures
 import numpy_llama as ref
+from helpers import run_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INFER = os.path.join(ROOT, "scripts", "infer.py")
 
 
 def infer(*args, env=None):
-    out = subprocess.run([sys.executable, INFER, *args, "--json"], capture_output=True, text=True,
-                         timeout=600, env=env)
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
+    """infer.py --json's output; in a fresh process with `env`, else main() in-process."""
+    if env is not None:
+        out = subprocess.run([sys.executable, INFER, *args, "--json"], capture_output=True, text=True,
+                             timeout=600, env=env)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)
+    code, stdout, stderr = run_infer(*args, "--json")
+    assert code == 0, stderr
+    return json.loads(stdout)
+
+
+def run_infer(*args):
+    """(exit code, stdout, stderr) of infer.py's main(args), in-process (a fresh process adds ~3 s)."""
+    return run_main("infer", args)
 
 
 def _weights(tiny, name):
@@ -52,12 +64,12 @@ def test_expert_and_amateur_adapters_with_text_prompt(tiny):
 
 
 def test_no_adapter_is_base_greedy(tiny):
-    run = subprocess.run([sys.executable, INFER, "--model", tiny["model_dir"], "--max-new-tokens", "5", "--ignore-eos",
-                          "--prompt-ids", "1,2,3", "--json"], capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr
-    out = json.loads(run.stdout)
+    code, stdout, stderr = run_infer("--model", tiny["model_dir"], "--max-new-tokens", "5", "--ignore-eos",
+                                     "--prompt-ids", "1,2,3", "--json")
+    assert code == 0, stderr
+    out = json.loads(stdout)
     assert out["outputs"][0]["token_ids"] == ref.generate(tiny["cfg"], _weights(tiny, None), None, [1, 2, 3], 5)
-    assert "no expert adapter chosen, so this run decodes greedily with the base model" in run.stderr
+    assert "no expert adapter chosen, so this run decodes greedily with the base model" in stderr
 
 
 def test_compile_cache_never_serves_a_stale_graph(tmp_path):
@@ -86,8 +98,8 @@ def test_compile_cache_never_serves_a_graph_of_another_shape(tiny, tmp_path):
 def test_model_without_tokenizer_prints_the_ids(tmp_path):
     """Without --json and without a tokenizer the generated ids are the output."""
     cfg, w = fixtures.write_model(str(tmp_path / "m"))
-    out = subprocess.run([sys.executable, INFER, "--model", str(tmp_path / "m"), "--max-new-tokens", "5",
-                          "--ignore-eos", "--prompt-ids", "1,2,3"], capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr
+    code, stdout, stderr = run_infer("--model", str(tmp_path / "m"), "--max-new-tokens", "5", "--ignore-eos",
+                                     "--prompt-ids", "1,2,3")
+    assert code == 0, stderr
     want = ref.generate(cfg, ref.effective_weights(w), None, [1, 2, 3], 5)
-    assert out.stdout == ",".join(map(str, want)) + "\n"
+    assert stdout == ",".join(map(str, want)) + "\n"

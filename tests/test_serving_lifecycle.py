@@ -18,6 +18,7 @@ import pytest
 import fixtures
 from cold_ms.bench.serve import ROOT, free_port, stop_server
 from cold_ms.serving.requests import model_slug
+from helpers import run_script
 
 KEY = {"Authorization": "Bearer test-key"}
 NAME, SLUG = "Tiny Model v1.0", "tiny-model-v1.0"
@@ -130,27 +131,42 @@ def _run(script, *args):
                           text=True, timeout=300)
 
 
+# refused by serve.py's check() before anything loads: main() in-process (no server starts)
 @pytest.mark.parametrize("args,message", [
-    (["--model", "/nonexistent/model"], "not found"),
-    (["--adapters-dir", "/nonexistent/adapters"], "adapter directory not found"),
     (["--default-beta", "inf"], "beta must be >= 0 and finite"),
     (["--slots", "0"], "--slots must be >= 1"),
     (["--max-step-tokens", "0"], "--max-step-tokens must be >= 1"),
-    (["--slots", "4", "--max-step-tokens", "7"], "max_step_tokens 7 cannot hold a decode step of 4 slots (8 rows)"),
     (["--max-loras", "2"], "--max-loras sizes the runtime adapter slots: it needs --allow-runtime-adapters"),
     (["--allow-runtime-adapters"], "--allow-runtime-adapters needs --adapters-dir"),
     (["--allow-runtime-adapters", "--adapters-dir", "/nonexistent", "--max-loras", "3", "--max-cpu-loras", "2"],
      "--max-cpu-loras 2 is below --max-loras 3"),
 ])
-def test_serve_with_a_bad_setting_exits_with_one_error_line(tiny, args, message):
+def test_serve_with_a_bad_setting_exits_with_one_error_line(tiny, args, message, capsys):
+    code, _, err = run_script("serve", ["--port", str(free_port()), "--max-len", "96", "--model", tiny["model_dir"],
+                                        *args], capsys)
+    _one_error_line(code, err, message)
+
+
+# found while the server starts (the model loads behind the listening port): a real process
+@pytest.mark.parametrize("args,message", [
+    (["--model", "/nonexistent/model"], "not found"),
+    (["--adapters-dir", "/nonexistent/adapters"], "adapter directory not found"),
+    (["--slots", "4", "--max-step-tokens", "7"], "max_step_tokens 7 cannot hold a decode step of 4 slots (8 rows)"),
+])
+def test_serve_failing_to_load_exits_with_one_error_line(tiny, args, message):
     model = [] if "--model" in args else ["--model", tiny["model_dir"]]
     done = _run("serve.py", "--port", str(free_port()), "--max-len", "96", *model, *args)
-    assert done.returncode != 0
-    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and message in errors[0], done.stderr
-    assert "Traceback" not in done.stderr
+    _one_error_line(done.returncode, done.stderr, message)
 
 
-def test_infer_refuses_a_non_finite_beta(tiny):
-    done = _run("infer.py", "--model", tiny["model_dir"], "--prompt-ids", "1,5", "--beta", "inf")
-    assert done.returncode == 2 and done.stderr.strip() == "error: beta must be >= 0 and finite, got inf"
+def _one_error_line(code, stderr, message):
+    assert code != 0
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], stderr
+    assert "Traceback" not in stderr
+
+
+def test_infer_refuses_a_non_finite_beta(tiny, capsys):
+    """In-process (the fresh process's exit code 2 path: test_errors.py)."""
+    code, _, err = run_script("infer", ["--model", tiny["model_dir"], "--prompt-ids", "1,5", "--beta", "inf"], capsys)
+    assert code == 2 and err.strip() == "error: beta must be >= 0 and finite, got inf"
