@@ -85,7 +85,9 @@ async def run_load(url, body, n_requests, clients, request_rate, headers):
         async with sem:
             return await one_request(http, url, body(i), headers)
 
-    limits = httpx.Limits(max_connections=clients + 4)
+    # a fresh connection per request: llama-server closes idle keep-alive connections, and a request
+    # sent on one just closed failed ("Server disconnected without sending a response")
+    limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=0)
     async with httpx.AsyncClient(timeout=3600, limits=limits) as http:
         start, tasks = time.perf_counter(), []
         for i in range(n_requests):
