@@ -202,10 +202,10 @@ def run(args):
         _print(figures, args.json)
         rows.append(figures)
     if args.plot:
-        plot(rows, args.plot, f"{args.prompt_tokens}-token prompts, {args.max_tokens} output tokens, beta {args.beta}")
+        plot(rows, args.plot, f"{args.prompt_tokens}-token prompts, {args.max_tokens} output tokens", args.beta)
 
 
-def plot(rows, path, title):
+def plot(rows, path, title, beta):
     """Output tokens/s against clients, one line per server (and slot count of ours)."""
     import matplotlib
     matplotlib.use("Agg")
@@ -213,7 +213,8 @@ def plot(rows, path, title):
     fig, ax = plt.subplots(figsize=(6, 4))
     lines = {}
     for r in rows:
-        label = r["server"] if r["server"] != "cold_ms" else f"cold_ms (--slots {r['slots']})"
+        label = "llama-server (greedy)" if r["server"] != "cold_ms" else \
+            f"cold_ms (--slots {r['slots']}, {'greedy' if beta == 0 else f'CoLD beta {beta}'})"
         lines.setdefault(label, []).append((r["clients"], r["output_tokens_per_s"]))
     for label, points in lines.items():
         xs, ys = zip(*sorted(points))
