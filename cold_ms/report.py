@@ -216,3 +216,23 @@ def write_e2e(result, json_path=None):
     print(text)
     if json_path:
         write_outputs(result, os.path.splitext(json_path)[0], text, e2e_plot)
+
+
+def serve_plot(rows, path, title, beta):
+    """`bench.py serve --plot`: output tokens/s against clients, one line per server (and slot count
+    of ours)."""
+    plt, fig, ax = _figure()
+    lines = {}
+    for r in rows:
+        label = "llama-server (greedy)" if r["server"] != "cold_ms" else \
+            f"cold_ms (--slots {r['slots']}, {'greedy' if beta == 0 else f'CoLD beta {beta}'})"
+        lines.setdefault(label, []).append((r["clients"], r["output_tokens_per_s"]))
+    for label, points in lines.items():
+        xs, ys = zip(*sorted(points))
+        ax.plot(xs, ys, marker="o", label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("concurrent clients")
+    ax.set_ylabel("output tokens/s")
+    ax.set_title(title, fontsize=9)
+    ax.legend()
+    _save(plt, fig, path)

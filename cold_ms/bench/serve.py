@@ -151,17 +151,16 @@ def _print(figures, as_json):
 
 def _measure(url, body, clients, args, cycle_spec=None):
     from cold_ms.bench.serve_client import run_load, summary
-    from cold_ms.bench.serve_cycle import with_cycle
     load = run_load(url, body, args.num_prompts, clients, args.request_rate, None)
-    (outcomes, wall), cycled = asyncio.run(with_cycle(load, url, cycle_spec, body(args.num_prompts)))
+    (outcomes, wall), cycled = asyncio.run(serve_cycle.with_cycle(load, url, cycle_spec, body(args.num_prompts)))
     return {"clients": clients, **summary(outcomes, wall), **cycled}
 
 
-def _ours(args):
-    """Our runs: a server per --slots value (or --url), every --clients value against it."""
+def _ours(args, cycle_spec):
+    """Our runs: a server per --slots value (or --url), every --clients value against it; cycle_spec:
+    the (name, path) of --adapter-cycle, or None."""
     import httpx
     from cold_ms.bench.serve_client import cold_body
-    cycle_spec = serve_cycle.parse(args.adapter_cycle) if args.adapter_cycle else None
     extra = args.server_args.split() + (["--allow-runtime-adapters"] if cycle_spec else [])
     adapters_dir = args.adapters_dir or (SHIPPED_DIR if cycle_spec else None)  # runtime loads need one
     for slots in ([None] if args.url else args.slots):
@@ -193,37 +192,13 @@ def _peer(args, gguf):
 def run(args):
     from cold_ms.bench import llama_server
     gguf = llama_server.check(args.peer, args.model, args.peer_loras, args.models) if args.peer else None
-    if args.adapter_cycle:
-        serve_cycle.parse(args.adapter_cycle)
+    cycle_spec = serve_cycle.parse(args.adapter_cycle) if args.adapter_cycle else None  # refused before any start
     if not args.json:
         print(" ".join(f"{c.replace('_median', ' p50').replace('_ms', '')[:12]:>12}" for c in COLUMNS))
     rows = []
-    for figures in itertools.chain(_ours(args), _peer(args, gguf) if gguf else ()):
+    for figures in itertools.chain(_ours(args, cycle_spec), _peer(args, gguf) if gguf else ()):
         _print(figures, args.json)
         rows.append(figures)
     if args.plot:
-        plot(rows, args.plot, f"{args.prompt_tokens}-token prompts, {args.max_tokens} output tokens", args.beta)
-
-
-def plot(rows, path, title, beta):
-    """Output tokens/s against clients, one line per server (and slot count of ours)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6, 4))
-    lines = {}
-    for r in rows:
-        label = "llama-server (greedy)" if r["server"] != "cold_ms" else \
-            f"cold_ms (--slots {r['slots']}, {'greedy' if beta == 0 else f'CoLD beta {beta}'})"
-        lines.setdefault(label, []).append((r["clients"], r["output_tokens_per_s"]))
-    for label, points in lines.items():
-        xs, ys = zip(*sorted(points))
-        ax.plot(xs, ys, marker="o", label=label)
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("concurrent clients")
-    ax.set_ylabel("output tokens/s")
-    ax.set_title(title, fontsize=9)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+        from cold_ms.report import serve_plot
+        serve_plot(rows, args.plot, f"{args.prompt_tokens}-token prompts, {args.max_tokens} output tokens", args.beta)
