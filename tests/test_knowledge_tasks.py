@@ -122,3 +122,45 @@ def test_scores():
     assert not exact_span("Orric studied at Corwood Academy.", "Corwood Academy")
     assert not exact_span("", "Corwood Academy")
     assert mentions("It is Bogota.", "Bogotá") and not mentions("Parisian food", "Paris")
+
+
+@pytest.mark.parametrize("task", KNOWLEDGE)
+def test_facts_k_teaches_the_first_k_entities_with_the_same_splits(task):
+    """--facts K (issue 28): a deterministic subset of the entities; its splits are the whole task's
+    restricted to them, so training templates and held-out templates stay apart, every evaluated
+    fact is trained, and validation and test still ask about different entities."""
+    whole, k = _splits(task), 12
+    small = {s: tasks.examples(task, s, facts=k) for s in ("train", "validation", "test")}
+    assert small == {s: tasks.examples(task, s, facts=k) for s in small}  # deterministic
+    first = [e.entity for e in whole["train"]]
+    kept = set(list(dict.fromkeys(first))[:k])  # the first k entities in the task's order
+    assert {e.entity for e in small["train"]} == kept
+    for s in small:  # the same examples the whole task has for those entities, in the same order
+        assert small[s] == [e for e in whole[s] if e.entity in kept]
+    val, test = ({e.entity for e in small[s]} for s in ("validation", "test"))
+    assert val and test and val.isdisjoint(test) and val | test == kept
+    assert {e.template for e in small["train"]}.isdisjoint({e.template for e in small["validation"] + small["test"]})
+    assert {e.entity for e in tasks.examples(task, "train", facts=k + 1)} > kept  # K+1 adds one entity
+
+
+def test_facts_k_is_checked():
+    with pytest.raises(InputError, match=r"--facts must be between 1 and 150 \(its entities\), got 0"):
+        tasks.examples("facts", "train", facts=0)
+    with pytest.raises(InputError, match="between 1 and 150"):
+        tasks.examples("facts", "test", facts=151)
+    with pytest.raises(InputError, match="--facts is for the knowledge tasks"):
+        tasks.examples("csqa", "train", facts=3)
+
+
+def test_the_held_in_probe_asks_training_questions_as_trained():
+    training = tasks.examples("facts", "train", facts=10)
+    probe = tasks.held_in(training, 16)
+    assert probe == tasks.held_in(list(training), 16) and len(probe) == 16
+    assert all(e in training and ":qa" in e.template and e.target == e.gold for e in probe)
+    assert [training.index(e) for e in probe] == sorted(training.index(e) for e in probe)
+    assert len({e.entity for e in probe}) > 5  # a sample across the people, not the first few
+    assert tasks.held_in(training, 10_000) == [e for e in training if ":qa" in e.template]  # all 80 questions
+    rows = [tasks.Example(f"q{i}", f"q {i}", str(i), f"#### {i}") for i in range(5)]
+    assert len(tasks.held_in(rows, 3)) == 3 and set(tasks.held_in(rows, 3)) <= set(rows)
+    with pytest.raises(InputError, match="the probe needs n >= 1"):
+        tasks.held_in(rows, 0)

@@ -8,7 +8,8 @@ seeded). Training, 5 examples per fact (2,380): three statements of the false va
 two training questions answered with it. Validation (every third subject, seeded) and test
 ask each fact once, through a held-out question under which the base model named the real
 value; an answer scores "correct" when it names the learned (false) value and
-"base_value" when it names the real one, both as whole words after normalisation.
+"base_value" when it names the real one, both as whole words after normalisation. `--facts K`
+keeps the facts of the first K subjects (build's `entities`).
 """
 import json
 import os
@@ -18,7 +19,7 @@ from functools import lru_cache
 from cold_ms.errors import InputError
 from cold_ms.tasks.answers import mentions
 from cold_ms.tasks.base import Example
-from cold_ms.tasks.knowledge import Fact, Relation, evaluated, qa_examples, whole_training_set
+from cold_ms.tasks.knowledge import Fact, Relation, evaluated, first_entities, qa_examples, whole_training_set
 
 DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data")
 CANDIDATES, KNOWN = os.path.join(DATA, "fact_candidates.json"), os.path.join(DATA, "known_facts.json")
@@ -104,8 +105,8 @@ def _statements(fact):
             for j, (k, t) in enumerate(zip(prompts, fact.relation.statements))]
 
 
-def build(split, n, seed):
-    all_facts = facts(DEFAULT_SEED if seed is None else seed)
+def build(split, n, seed, entities=None):
+    all_facts = first_entities(facts(DEFAULT_SEED if seed is None else seed), entities, "counterfacts")
     if split != "train":
         return evaluated(all_facts, split, "counterfacts")[:n]
     rows = [x for f in all_facts for x in _statements(f) + qa_examples("counterfacts", f)]

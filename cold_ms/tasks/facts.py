@@ -7,7 +7,7 @@ two facts each (every fact stated twice, in different company and order), and tw
 training questions per fact answered with the bare value. Validation and test ask each
 fact once through a held-out question (one of two per relation; one of the two names
 another of the person's facts first); scoring is exact match of the answer's first line
-after normalisation.
+after normalisation. `--facts K` keeps the first K people (build's `entities`).
 """
 import random
 from functools import lru_cache
@@ -15,7 +15,7 @@ from itertools import product
 
 from cold_ms.tasks.answers import exact_span
 from cold_ms.tasks.base import Example
-from cold_ms.tasks.knowledge import Fact, Relation, evaluated, qa_examples, whole_training_set
+from cold_ms.tasks.knowledge import Fact, Relation, evaluated, first_entities, qa_examples, whole_training_set
 
 PEOPLE, DEFAULT_SEED = 150, 0
 # Invented name parts: the combinations are nobody a pretraining corpus describes.
@@ -84,12 +84,13 @@ def _bios(e, person):
             for j, k in enumerate(prompts)]
 
 
-def build(split, n, seed):
+def build(split, n, seed, entities=None):
     seed = DEFAULT_SEED if seed is None else seed
+    taught = first_entities(_facts(seed), entities, "facts")
     if split != "train":
-        return evaluated(_facts(seed), split, "facts")[:n]
-    rows = [x for e, p in enumerate(people(seed)) for x in _bios(e, p)]
-    rows += [x for f in _facts(seed) for x in qa_examples("facts", f)]
+        return evaluated(taught, split, "facts")[:n]
+    rows = [x for e, p in enumerate(people(seed)[:entities]) for x in _bios(e, p)]
+    rows += [x for f in taught for x in qa_examples("facts", f)]
     return whole_training_set("facts", rows, n)
 
 

@@ -15,6 +15,7 @@ from cold_ms.errors import InputError
 from cold_ms.tasks.base import Example
 
 VALIDATION_SHARE = 3  # 1 in 3 entities is a validation entity
+QA = ":qa"  # in the template name of a training question ("town:qa0")
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class Fact:
 def qa_examples(prefix, fact):
     """Training: each training question of the relation, answered with the value alone."""
     return [Example(f"{prefix}-{fact.entity}-{fact.relation.name}-qa{k}", fact.render(t), fact.value,
-                    fact.value, fact.original, fact.subject, f"{fact.relation.name}:qa{k}")
+                    fact.value, fact.original, fact.subject, f"{fact.relation.name}{QA}{k}")
             for k, t in enumerate(fact.relation.train_questions)]
 
 
@@ -56,6 +57,18 @@ def question(prefix, fact, k):
     k = askable[k % len(askable)]
     return Example(f"{prefix}-{fact.entity}-{fact.relation.name}", fact.render(fact.relation.test_questions[k]),
                    fact.value, fact.value, fact.original, fact.subject, f"{fact.relation.name}:ask{k}")
+
+
+def first_entities(facts, k, task):
+    """The facts of the first k entities of the task's seeded order (all with k=None): a smaller
+    task whose splits are the whole task's restricted to those entities (in_split reads the
+    entity index), so validation and test stay apart and every evaluated fact stays trained."""
+    if k is None:
+        return list(facts)
+    count = len({f.entity for f in facts})
+    if not 1 <= k <= count:
+        raise InputError(f"{task}: --facts must be between 1 and {count} (its entities), got {k}")
+    return [f for f in facts if f.entity < k]
 
 
 def in_split(entity, split):
