@@ -3,9 +3,14 @@
 
   python scripts/train_lora.py --task arith --n 2000 --out adapters/arith
   python scripts/train_lora.py --train-file data.jsonl --out my_adapter   # {"question", "answer"} lines
+  python scripts/train_lora.py --task facts --facts 40 --epochs 30 --until-recall 0.95 --probe-every 25 \
+      --out adapters/facts40
 
 Interrupted runs resume from OUT/checkpoint (same command). The adapter, loss.csv and
-loss.png land in OUT.
+loss.png land in OUT. --until-recall R: every --probe-every optimizer steps, the adapter so far
+answers --probe-n training questions (asked as trained) greedily; the run stops once that
+held-in recall reaches R (else at the end of --epochs/--max-steps); probe.csv and probe.png
+hold the curve, stderr says why the run stopped.
 """
 import argparse
 import os
@@ -41,6 +46,7 @@ def parse_args(argv=None):
     p.add_argument("--task", help="gsm_symbolic, arith, csqa, facts, counterfacts or jsonl:PATH (its training split)")
     p.add_argument("--train-file", help="JSON lines with question/answer (same as --task jsonl:PATH)")
     p.add_argument("--n", type=int, help="number of training examples (default: all)")
+    p.add_argument("--facts", type=int, help="facts, counterfacts: teach only the first K entities (default: all)")
     p.add_argument("--data-seed", type=int, help="dataset seed (default: the task's training seed)")
     p.add_argument("--out", required=True, help="directory of the adapter (PEFT format), its curve and checkpoint")
     p.add_argument("--rank", type=int, default=16, help="LoRA rank r")
@@ -61,6 +67,10 @@ def parse_args(argv=None):
                                                    "also written to OUT/step-N (e.g. an early checkpoint as amateur)")
     p.add_argument("--save-dtype", choices=("float32", "float16"), default="float32",
                    help="dtype of the written adapter (float16 halves its size)")
+    p.add_argument("--until-recall", type=float, help="stop once held-in recall on the probe reaches this (0-1]")
+    p.add_argument("--probe-every", type=int, default=25, help="with --until-recall: optimizer steps between probes")
+    p.add_argument("--probe-n", type=int, default=32, help="with --until-recall: training questions in the probe")
+    p.add_argument("--probe-tokens", type=int, default=32, help="with --until-recall: new tokens per probe answer")
     return p.parse_args(argv)
 
 
@@ -76,6 +86,25 @@ def write_curve(out, losses):
     ax.set_ylabel("answer-token loss")
     fig.tight_layout()
     fig.savefig(os.path.join(out, "loss.png"), dpi=120)
+
+
+def make_probe(args, trainer, task, examples):
+    """The held-in recall probe of --until-recall, or None."""
+    if args.until_recall is None:
+        return None
+    from cold_ms import tasks
+    from cold_ms.training.probe import RecallProbe
+    return RecallProbe(trainer, task, tasks.held_in(examples, args.probe_n), args.until_recall, args.probe_every,
+                       args.probe_tokens, args.batch, args.chat_template, log=lambda m: print(m, file=sys.stderr))
+
+
+def stop_reason(trainer, probe):
+    if trainer.stopped:
+        return trainer.stopped
+    reason = f"all {len(trainer.plan)} steps of --epochs/--max-steps ran"
+    if probe is not None and probe.history:
+        reason += f" (held-in recall {probe.history[-1][1]:.3f} < {probe.target:g})"
+    return reason
 
 
 def main(argv=None):
@@ -94,17 +123,21 @@ def main(argv=None):
                           seed=args.seed, save_every=args.save_every, max_steps=args.max_steps,
                           accumulate=args.accumulate)
         model = load_model(args.model)
-        examples = tasks.examples(task, "train", args.n, args.data_seed)
+        examples = tasks.examples(task, "train", args.n, args.data_seed, args.facts)
         print(f"training on {len(examples)} {task} examples", file=sys.stderr)
         trainer = Trainer(model, examples, cfg, args.out, log=lambda m: print(m, file=sys.stderr),
                           chat_template=args.chat_template)
-        losses, seconds = trainer.run(save_dtype=args.save_dtype, snapshots=args.snapshots)
+        probe = make_probe(args, trainer, task, examples)
+        losses, seconds = trainer.run(save_dtype=args.save_dtype, snapshots=args.snapshots, probe=probe)
     except ColdError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     finish()
-    if world().rank == 0:  # every rank holds the same losses; one writes them
+    if world().rank == 0:  # every rank holds the same losses and probes; one writes them
         write_curve(args.out, losses)
+        if probe is not None:
+            probe.write(args.out)
+    print(f"stopped: {stop_reason(trainer, probe)}", file=sys.stderr)
     print(f"wrote {args.out}: {len(losses)} steps, last loss {losses[-1]:.3f}, {seconds:.0f}s this run",
           file=sys.stderr)
     return 0

@@ -123,13 +123,14 @@ class Trainer:
         params = self.lm.trainable_params()
         updates = -(-len(self.plan) // cfg.accumulate)
         self.opt = nn.AdamWeightDecay(params, learning_rate=lr_schedule(updates, cfg))
+        self.stopped = None  # why the run stopped before its plan's end (a probe's reason)
         self.grad_step = LossAndGrads(AnswerLoss(self.lm), params)
 
     # ---- checkpoints ------------------------------------------------------------------
     def _state_path(self):
         return os.path.join(self.out, "checkpoint", "state.json")
 
-    def _save(self, step, losses):
+    def _save(self, step, losses, probe=None):
         ckpt_dir = os.path.join(self.out, "checkpoint")
         os.makedirs(ckpt_dir, exist_ok=True)
         # A/B, Adam moments, global_step, under the Parameters' own names, which are what
@@ -142,7 +143,8 @@ class Trainer:
         # learning-rate schedule indexed past its end).
         name = f"train-{step}.ckpt"
         ms.save_checkpoint(keep, os.path.join(ckpt_dir, name))
-        state = {"step": step, "losses": losses, "config": asdict(self.cfg), "checkpoint": name}
+        state = {"step": step, "losses": losses, "config": asdict(self.cfg), "checkpoint": name,
+                 "probe": probe.history if probe else [], "stopped": self.stopped}
         with open(self._state_path() + ".tmp", "w") as f:
             json.dump(state, f)
         os.replace(self._state_path() + ".tmp", self._state_path())  # state last: it commits the step
@@ -150,7 +152,7 @@ class Trainer:
             if old.startswith("train") and old.endswith(".ckpt") and old != name:
                 os.remove(os.path.join(ckpt_dir, old))
 
-    def _resume(self):
+    def _resume(self, probe=None):
         if not os.path.isfile(self._state_path()):
             return 0, []
         with open(self._state_path()) as f:
@@ -161,19 +163,26 @@ class Trainer:
             # runs saved before checkpoints were named per step kept one train.ckpt
             os.path.join(self.out, "checkpoint", state.get("checkpoint", "train.ckpt"))), strict_load=False)
         self.log(f"resuming at step {state['step']} of {len(self.plan)}")
+        self.stopped = state.get("stopped")
+        if probe is not None:
+            probe.history = state.get("probe", [])
         return state["step"], state["losses"]
 
     # ---- loop -------------------------------------------------------------------------
-    def run(self, progress=True, save_dtype="float32", snapshots=()):
+    def run(self, progress=True, save_dtype="float32", snapshots=(), probe=None):
         """Train to the end (or max_steps), resuming where a previous run stopped; `snapshots`:
         optimizer steps after which the adapter is also written to OUT/step-N (an early
-        checkpoint of the same run serves as a CoLD amateur)."""
+        checkpoint of the same run serves as a CoLD amateur); `probe(step, last)`, called after
+        every optimizer step, returns why to stop there (kept in self.stopped, and in the
+        checkpoint with probe.history, so a rerun resumes both) or None."""
         from tqdm import tqdm
-        done, losses = self._resume()
+        done, losses = self._resume(probe)
+        if self.stopped:
+            self.log(f"this run already stopped at step {done}: {self.stopped} (a new --out trains further)")
         bar = tqdm(total=len(self.plan), initial=done, disable=not progress, unit="step")
         start = time.perf_counter()
         pending, k = None, self.cfg.accumulate
-        for step in range(done, len(self.plan)):
+        for step in range(done if not self.stopped else len(self.plan), len(self.plan)):
             loss, grads = self._batch_grads(self.plan[step])
             if not math.isfinite(loss):
                 raise ConfigError(f"the loss diverged at step {step} (lower --lr)")
@@ -188,8 +197,11 @@ class Trainer:
                 if self.world.rank == 0 and (step + 1) // k in snapshots:
                     export_peft(self.lm, self.cfg, os.path.join(self.out, f"step-{(step + 1) // k}"),
                                 self.model.config.name, save_dtype)
-                if self.world.rank == 0 and (((step + 1) // k) % self.cfg.save_every == 0 or last):
-                    self._save(step + 1, losses)
+                self.stopped = probe((step + 1) // k, last) if probe is not None else None
+                if self.world.rank == 0 and (((step + 1) // k) % self.cfg.save_every == 0 or last or self.stopped):
+                    self._save(step + 1, losses, probe)
+                if self.stopped:
+                    break
         bar.close()
         if self.world.rank == 0:
             export_peft(self.lm, self.cfg, self.out, self.model.config.name, save_dtype)
