@@ -22,7 +22,7 @@ from cold_ms.formats.chat import chat_prompt_ids
 from cold_ms.pipeline.batching import Request
 from cold_ms.pipeline.jsonl import open_for_append
 from cold_ms.pipeline.shards import merge, part_path, parts, read_rows
-from cold_ms.stats import wilson
+from cold_ms.stats import paired, wilson
 
 MODES = ("base", "expert", "cold")
 
@@ -55,6 +55,18 @@ def rate(rows, key):
     """(rate, 95% Wilson interval) of a boolean score over result rows; None for no rows."""
     hits = sum(bool(r[key]) for r in rows)
     return (round(hits / len(rows), 4) if rows else None), wilson(hits, len(rows))
+
+
+def with_neither(rows):
+    """Knowledge tasks: each row with "neither": the answer names neither the learned value nor
+    (counterfacts) the base model's real-world one."""
+    return [dict(r, neither=not (r["correct"] or r.get("base_value"))) for r in rows]
+
+
+def mean_tokens(rows):
+    """Mean generated tokens per answer (None without rows that counted them)."""
+    counted = [r["tokens"] for r in rows if "tokens" in r]
+    return round(sum(counted) / len(counted), 2) if counted else None
 
 
 class Evaluator:
@@ -162,7 +174,9 @@ class Evaluator:
             os.remove(p)
 
     def result(self, run):
-        """Accuracy (and, for counterfacts, the base-value rate) of one run, with 95% intervals."""
+        """Accuracy (the learned-value rate of a knowledge task; for counterfacts the base-value
+        rate too, for both knowledge tasks the neither rate), with 95% intervals; mean generated
+        tokens per answer."""
         rows = list(self.rows(run).values())
         t = self._timing().get(run.name, {})
         cold = run.mode == "cold"
@@ -172,12 +186,30 @@ class Evaluator:
         out["accuracy"], out["ci95"] = rate(rows, "correct")
         if any("base_value" in r for r in rows):
             out["base_value_rate"], out["base_value_ci95"] = rate(rows, "base_value")
+        if self.task in tasks.KNOWLEDGE:
+            out["neither_rate"], out["neither_ci95"] = rate(with_neither(rows), "neither")
+        out["mean_tokens"] = mean_tokens(rows)
         out["tokens_per_s"] = round(t["tokens"] / t["seconds"], 2) if t.get("seconds") else None
         return out
 
+    def paired(self, greedy, cold):
+        """Paired counts and exact McNemar p of run `cold` against run `greedy` on the items both
+        answered, per score: correct, and for a knowledge task base_value (counterfacts) and neither."""
+        a, b = self.rows(greedy), self.rows(cold)
+        scores = ["correct"] + (["base_value"] if any("base_value" in r for r in a.values()) else [])
+        if self.task in tasks.KNOWLEDGE:
+            a, b = ({r["id"]: r for r in with_neither(rows.values())} for rows in (a, b))
+            scores.append("neither")
+        return {s: paired(a, b, s) for s in scores}
+
     def summary(self, runs):
-        return {"task": self.task, "n": len(self.examples), "adapter": self.adapter, "amateur": self.amateur,
-                "results": [self.result(run) for run in runs]}
+        """The results of `runs`; with an expert greedy run, each CoLD run paired against it."""
+        out = {"task": self.task, "n": len(self.examples), "adapter": self.adapter, "amateur": self.amateur,
+               "results": [self.result(run) for run in runs]}
+        greedy = next((r for r in runs if r.mode == "expert"), None)
+        if greedy is not None and any(r.mode == "cold" for r in runs):
+            out["paired"] = {r.name: self.paired(greedy, r) for r in runs if r.mode == "cold"}
+        return out
 
 
 def _generate(engine, requests):

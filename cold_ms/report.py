@@ -20,18 +20,34 @@ def _dash(x):
     return "-" if x is None else x
 
 
-def markdown(summary):
-    """The results table; counterfacts add the rate of answers naming the real-world value."""
-    results = summary["results"]
-    base = any("base_value_rate" in r for r in results)
-    extra = " base-value rate | 95% CI |" if base else ""
-    lines = [f"| mode | alpha | beta | n | accuracy | 95% CI |{extra} tokens/s |",
-             "|---|---|---|---|---|---|" + "---|---|" * base + "---|"]
+def _table(results):
+    """The results table; counterfacts add the rate of answers naming the real-world value, both
+    knowledge tasks the rate naming neither value."""
+    optional = [(key, title) for key, title in (("base_value", "base-value rate"), ("neither", "neither rate"))
+                if any(f"{key}_rate" in r for r in results)]
+    lines = ["| mode | alpha | beta | n | accuracy | 95% CI |" + "".join(f" {t} | 95% CI |" for _, t in optional)
+             + " tokens/answer | tokens/s |", "|---|---|---|---|---|---|" + "---|---|" * len(optional) + "---|---|"]
     for r in results:
         cells = [r["mode"], _dash(r["alpha"]), _dash(r["beta"]), r["n"], _percent(r["accuracy"]), _interval(r["ci95"])]
-        if base:
-            cells += [_percent(r.get("base_value_rate")), _interval(r.get("base_value_ci95", [0.0, 0.0]))]
-        lines.append("| " + " | ".join(str(c) for c in cells + [_dash(r["tokens_per_s"])]) + " |")
+        for key, _ in optional:
+            cells += [_percent(r.get(f"{key}_rate")), _interval(r.get(f"{key}_ci95", [0.0, 0.0]))]
+        cells += [_dash(r.get("mean_tokens")), _dash(r["tokens_per_s"])]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _paired_lines(scores, where):
+    """One sentence per score of {score: stats.paired(...)} (CoLD against expert greedy)."""
+    return [f"Paired on {p['n']} {where} ({score}): CoLD alone {p['only_cold']}, greedy alone {p['only_greedy']}, "
+            f"both {p['both']}, neither {p['neither']}; exact McNemar p = {p['p_value']:.4g}."
+            for score, p in scores.items()]
+
+
+def markdown(summary):
+    """The results table, then each CoLD run paired against expert greedy."""
+    lines = [_table(summary["results"])]
+    for name, scores in summary.get("paired", {}).items():
+        lines += _paired_lines(scores, f"items, {name} against expert greedy")
     return "\n".join(lines) + "\n"
 
 
@@ -97,11 +113,7 @@ def tune_markdown(summary):
              "| alpha \\ beta | " + " | ".join(f"{b:g}" for b in betas) + " |", "|---|" + "---|" * len(betas)]
     for a in summary["grid"]["alpha"]:
         lines.append(f"| {a:g} | " + " | ".join(_percent(acc.get((a, b))) for b in betas) + " |")
-    lines += ["", f"Test (n={test['n']}):", "", markdown(test)]
-    for score, p in test["paired"].items():
-        lines.append(f"Paired on {p['n']} test items ({score}): CoLD alone {p['only_cold']}, greedy alone "
-                     f"{p['only_greedy']}, both {p['both']}, neither {p['neither']}; exact McNemar p = "
-                     f"{p['p_value']:.4g}.")
+    lines += ["", f"Test (n={test['n']}):", "", _table(test["results"])] + _paired_lines(test["paired"], "test items")
     return "\n".join(lines) + "\n"
 
 

@@ -14,7 +14,6 @@ from fractions import Fraction
 from cold_ms.distributed import barrier
 from cold_ms.errors import ConfigError
 from cold_ms.evaluation import Run
-from cold_ms.stats import paired
 
 ALPHAS = (0.01, 0.05, 0.1, 0.2, 0.5)
 BETAS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
@@ -95,15 +94,13 @@ class Tuner:
         runs = self._test_runs()
         val = self.validation.summary([EXPERT] + self.grid)
         test = self.test_split.summary(runs)
-        greedy, cold = (self.test_split.rows(r) for r in runs)
-        scores = ["correct"] + (["base_value"] if "base_value_rate" in test["results"][0] else [])
         return {"task": val["task"], "adapter": val["adapter"], "amateur": val["amateur"],
                 "protocol": "alpha/beta chosen on validation; test evaluated once, for expert greedy and the "
                             "chosen setting", "rule": TIE_BREAK, "grid": self.grid_axes,
                 "chosen": {"alpha": runs[1].alpha, "beta": runs[1].beta}, "beta_schedule": self.schedule,
                 "validation": {"n": val["n"], "expert": val["results"][0], "curve": val["results"][1:]},
                 "test": {"n": test["n"], "results": test["results"],
-                         "paired": {s: paired(greedy, cold, s) for s in scores}}}
+                         "paired": self.test_split.paired(*runs)}}
 
 
 def _setting(choice):

@@ -15,7 +15,13 @@ summary.json, summary.md and summary.png.
 accuracy, ties to the smaller beta, then the larger alpha), recorded in OUT/choice.json,
 and only then are expert greedy and the chosen setting evaluated on the test split, once,
 with 95% intervals and an exact McNemar test of the paired answers. The runs' files go to
-OUT/validation and OUT/test.
+OUT/validation and OUT/test. The default grid is the whole alpha {0.01, 0.05, 0.1, 0.2, 0.5}
+x beta {0.05, 0.1, 0.25, 0.5, 1, 2}.
+
+Every summary gives per run the accuracy (a knowledge task's learned-value rate), for
+counterfacts the base-value rate, for facts and counterfacts the neither rate, and the mean
+generated tokens per answer; each CoLD run is paired against expert greedy (counts and exact
+McNemar p per score).
 
 Under msrun (msrun --worker_num N ... scripts/eval.py ...) each rank evaluates every N-th
 example of every run; the summary (and the choice of --tune) is made over all ranks' results
@@ -51,6 +57,8 @@ def parse_args(argv=None):
     p.add_argument("--n", type=int, default=100, help="number of evaluation (with --tune: test) examples")
     p.add_argument("--val-n", type=int, help="with --tune: number of validation examples (default: --n)")
     p.add_argument("--seed", type=int, help="seed of a generated task's split, or of a whole knowledge task")
+    p.add_argument("--facts", type=int, help="facts, counterfacts: only the first K entities, as train_lora.py "
+                                             "--facts K taught them (default: all)")
     p.add_argument("--model", help="base model (default: the embedded SmolLM2-135M-Instruct)")
     p.add_argument("--adapter", required=True, help="expert: shipped adapter name or NAME=DIR")
     p.add_argument("--amateur", default="base", help="'base' or another adapter (NAME or NAME=DIR)")
@@ -107,7 +115,7 @@ def build(args, world):
     for a in alphas:
         for b in betas:
             ColdParams(a, b)
-    examples = {s: tasks.examples(args.task, s, n, args.seed) for s, (n, _) in splits.items()}
+    examples = {s: tasks.examples(args.task, s, n, args.seed, args.facts) for s, (n, _) in splits.items()}
     for s, rows in examples.items():
         if not rows:
             raise InputError(f"task {args.task} has no {s} examples")
