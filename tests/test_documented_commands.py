@@ -70,3 +70,23 @@ def test_the_readme_documents_the_cache_and_the_stderr_lines():
     text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
     assert "$COLD_MS_CACHE" in text and "stderr gets one line" not in text
     assert "stderr gets one settings line" in text
+
+
+def test_the_readme_until_recall_command_runs_at_its_smallest(tiny, tmp_path, capsys):
+    """README, "Train an adapter": the --facts/--until-recall command as written, on the tiny model
+    at its smallest (options repeated later win): two steps, a probe after each."""
+    import shlex
+    from helpers import run_script
+    text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    [line] = [x for x in text.splitlines() if "train_lora.py" in x and "--until-recall" in x]
+    argv = shlex.split(line)[2:]
+    assert argv[argv.index("--task") + 1] == "facts" and "--facts" in argv and "--probe-every" in argv
+    out = tmp_path / "run"
+    argv += ["--out", str(out), "--model", tiny["model_dir"], "--chat-template", "chatml", "--facts", "1",
+             "--max-steps", "2", "--probe-every", "1", "--probe-n", "2", "--probe-tokens", "4", "--max-len", "128",
+             "--rank", "4", "--batch", "4"]
+    code, _, err = run_script("train_lora", argv, capsys)
+    assert code == 0, err[-2000:]
+    assert (out / "probe.csv").read_text().splitlines()[0] == "step,recall"
+    assert [row.split(",")[0] for row in (out / "probe.csv").read_text().splitlines()[1:]] == ["1", "2"]
+    assert "stopped: " in err and (out / "adapter_model.safetensors").exists()
