@@ -3,7 +3,8 @@
 Every `every` optimizer steps (and after the last) the adapter as trained so far answers the
 probe questions (cold_ms.tasks.held_in: training questions, asked as trained) greedily through
 the inference Engine, and the task's own scorer marks them. The history of (step, recall)
-lands in OUT/probe.csv and probe.png; reaching `target` stops the run (Trainer.run's probe).
+lands in OUT/probe.csv and probe.png after every probe; reaching `target` stops the run
+(Trainer.run's probe).
 
 The engine is built at the first probe, once the training graphs have compiled: a process has
 one compile cache, for graphs compiled in a fixed order (cold_ms/runtime.py), so the engine's
@@ -46,6 +47,8 @@ class RecallProbe:
             return None
         recall = self.recall()
         self.history = [h for h in self.history if h[0] < step] + [[step, recall]]
+        if self.trainer.world.rank == 0:  # the curve so far, to watch a long run
+            self.write(self.trainer.out)
         self.log(f"step {step}: held-in recall {recall:.3f} on {len(self.examples)} training questions "
                  f"(target {self.target:g})")
         if recall >= self.target:
@@ -81,6 +84,7 @@ class RecallProbe:
 
     def write(self, out):
         """OUT/probe.csv and OUT/probe.png: recall against optimizer step."""
+        os.makedirs(out, exist_ok=True)
         with open(os.path.join(out, "probe.csv"), "w") as f:
             f.write("step,recall\n" + "".join(f"{s},{r:.4f}\n" for s, r in self.history))
         import matplotlib
