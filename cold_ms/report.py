@@ -124,7 +124,8 @@ def _errorbar(ax, x, r, key, ci, **style):
 
 def tune_plot(summary, path):
     """Left: validation accuracy against beta per alpha, the choice starred. Right: greedy
-    and the chosen CoLD on test with 95% intervals (and base-value rates for counterfacts)."""
+    and the chosen CoLD on test with 95% intervals (and base-value rates for counterfacts,
+    neither rates for both knowledge tasks)."""
     plt, fig, (left, right) = _figure(ncols=2)
     val, test, chosen = summary["validation"], summary["test"], summary["chosen"]
     for alpha in summary["grid"]["alpha"]:
@@ -145,6 +146,9 @@ def tune_plot(summary, path):
         if "base_value_rate" in r:
             _errorbar(right, x + 0.1, r, "base_value_rate", "base_value_ci95", color="C3",
                       label="base-value rate" if x == 0 else None)
+        if "neither_rate" in r:
+            _errorbar(right, x + 0.2, r, "neither_rate", "neither_ci95", color="gray",
+                      label="neither rate" if x == 0 else None)
     right.set_xticks([0, 1], ["expert greedy", f"CoLD a={chosen['alpha']:g} b={chosen['beta']:g}"])
     right.set(xlim=(-0.5, 1.6), ylabel="% of test items",
               title=f"test (n={test['n']}), McNemar p = {test['paired']['correct']['p_value']:.3g}")

@@ -84,3 +84,21 @@ def test_a_narrower_grid_is_asked_for_by_name(flag):
     _, _, alphas, betas = eval_py.plan(args)
     assert (alphas if flag == "--alpha" else betas) == [0.1, 0.2]
     assert len(betas if flag == "--alpha" else alphas) in (5, 6)
+
+
+def test_a_tuned_counterfacts_summary_carries_the_new_fields(tmp_path):
+    """The tuned summary (tuning.Tuner) reports the same rates, tokens and paired scores on test."""
+    from cold_ms.report import tune_markdown, write_tune_summary
+    from cold_ms.tuning import Tuner
+    val, test = (_evaluator(tmp_path / s, "counterfacts") for s in ("validation", "test"))
+    val.examples = [Example(f"x{i}", f"v{i}?", "v", "v") for i in range(N)]  # the splits ask other questions
+    tuner = Tuner(val, test, [0.1], [0.5], str(tmp_path))
+    tuner.validate()
+    tuner.test()
+    s = tuner.summary()
+    assert [r["mean_tokens"] for r in s["test"]["results"]] == [5.5, 3.0]
+    assert [r["neither_rate"] for r in s["test"]["results"]] == [0.5, round(2 / 12, 4)]
+    assert set(s["test"]["paired"]) == {"correct", "base_value", "neither"}
+    assert s["test"]["paired"]["neither"]["p_value"] == 0.125
+    write_tune_summary(s, str(tmp_path))
+    assert "(neither): CoLD alone 0, greedy alone 4, both 2, neither 6; exact McNemar p = 0.125." in tune_markdown(s)
