@@ -27,8 +27,9 @@ def engines(tiny):
     return {n: engine_for(tiny, ("qv", "all"), slots=n) for n in (1, 8)}
 
 
-def test_buckets_are_powers_of_two_up_to_the_budget():
+def test_buckets_are_powers_of_two_and_from_24_the_halfway_sizes_up_to_the_budget():
     assert buckets(16) == [1, 2, 4, 8, 16] and buckets(12) == [1, 2, 4, 8, 12] and buckets(1) == [1]
+    assert buckets(64) == [1, 2, 4, 8, 16, 24, 32, 48, 64] and buckets(40) == [1, 2, 4, 8, 16, 24, 32, 40]
 
 
 @pytest.mark.parametrize("amateur, beta, rows", [("base", 0.5, 2), (None, 0.5, 1), ("all", 0.0, 1)],
@@ -83,3 +84,37 @@ def test_packed_rows_address_the_cache_by_slot():
     assert pick.tolist() == [0, 1, 4, 0, 0, 0, 0, 0] + [5, 1, 8, 0, 0, 0, 0, 0]
     np.testing.assert_array_equal(beta, [0.5, 0, 0.5, 0, 0, 0, 0, 0])
     assert plan.advance == {1: 7, 3: 5, 2: 3}
+
+
+def _joining(slot, n, amateur="base"):
+    st = _state(slot, _req(amateur, prompt=list(range(1, n + 1))), 0)
+    st.admitted = slot
+    return st
+
+
+@pytest.mark.parametrize("decoding, joining, rows, prompt_tokens", [
+    # nothing decodes: the whole budget of 64 rows, 32 CoLD prompt tokens
+    (0, [300], 64, 32),
+    # 6 CoLD slots decode (12 rows); 8 occupied slots hold 16 rows, so 12 + 2 * 16 = 44 rows, in the
+    # bucket of 48: 18 prompt tokens (36 rows) of the first joining slot, none of the second
+    (6, [300, 300], 48, 18),
+    # one greedy slot decodes, one greedy slot joins: 1 + max(16, 2 * 2) = 17 rows, bucket 24
+    (1, [300], 24, 23),
+    # a short prompt goes in whole and the next one takes what is left of the bucket
+    (6, [5, 300], 48, 5 + 13),
+])
+def test_a_step_holds_two_prompt_rows_per_occupied_slot_row_while_slots_decode(decoding, joining, rows,
+                                                                           prompt_tokens):
+    greedy = decoding == 1
+    packer = Packer(8, True, False, 64, 999)
+    slots = [None] * 8
+    for s in range(decoding):
+        slots[s] = _state(s, _req(None if greedy else "base"), 300, [42])
+    for j, n in enumerate(joining):
+        slots[decoding + j] = _joining(decoding + j, n, None if greedy else "base")
+    plan = packer.plan(slots)
+    assert plan.key[1] == rows and plan.prefill_tokens == prompt_tokens
+    assert plan.decode_rows == decoding * (1 if greedy else 2)
+    # the prompt rows fill the bucket: no padding row (scratch position 999)
+    assert plan.decode_rows + (1 if greedy else 2) * prompt_tokens == rows
+    assert (plan.inputs[1][:, 0] == 999).sum() == 0

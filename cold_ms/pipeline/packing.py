@@ -3,10 +3,14 @@
 Every step is a set of token rows of T = 1, each with its own cache row, position and adapter:
 the next token of every decoding slot, plus prompt tokens of joining slots up to the step's token
 budget (chunked prefill: a prompt is written over as many steps as its rows need, while the
-decoding slots get a token at every one of them). Only the rows of occupied slots run: a slot's
+decoding slots get a token at every one of them). While slots decode, a step's prompt rows are
+also held to PROMPT_ROWS_PER_SLOT_ROW per decode row of the occupied slots (at least
+PROMPT_ROWS_FLOOR), filled up to their bucket: every decoding request waits for the prompt rows
+of a step, so under steady load steps keep one size and the inter-token latency stays flat
+instead of alternating between decode-only steps and full-budget ones. Only the rows of occupied slots run: a slot's
 amateur row exists only for a request that contrasts (an amateur and beta != 0), so a greedy
-request costs one row on a contrastive engine too. The rows are padded to a bucket (powers of two
-up to the budget, each compiled once); padding rows write the scratch position of cache row 0,
+request costs one row on a contrastive engine too. The rows are padded to a bucket (buckets(),
+each compiled once); padding rows write the scratch position of cache row 0,
 which no real token ever attends to. Cache rows are addressed by slot (expert row s, amateur row
 S + s; with a separate amateur model row s of its own cache), so packing moves no cache.
 """
@@ -19,11 +23,23 @@ from cold_ms.ops.contrastive import EXTRA
 from cold_ms.pipeline.batching import choice_knobs, contrast_beta
 
 
+# Counted on the occupied slots (decoding or joining), not on the decoding ones alone: a share that
+# shrank while slots prefill would keep them prefilling. Two prompt rows per row is the pace of a
+# 256-token prompt and 128 generated tokens (the serving benchmark's load): every slot decodes and
+# the joining prompts keep up. The floor keeps prompt chunks large when few slots are occupied.
+PROMPT_ROWS_PER_SLOT_ROW = 2
+PROMPT_ROWS_FLOOR = 16
+
+
 def buckets(budget):
-    """Row counts of the compiled steps: the powers of two below `budget`, then `budget`."""
+    """Row counts of the compiled steps: the powers of two below `budget` and, from 24 on, the
+    halfway sizes 3 * 2^k (a step of 16 decode rows and its 32 prompt rows fills 48, not 64), then
+    `budget`."""
     out, n = [], 1
     while n < budget:
         out.append(n)
+        if n >= 16 and n * 3 // 2 < budget:
+            out.append(n * 3 // 2)
         n *= 2
     return out + [budget]
 
@@ -71,10 +87,11 @@ class Packer:
             scored.append(self._add_rows(s, st, [(st.tokens[-1], st.pos)], experts, amateurs))
             advance[s] = st.pos + 1
         decode_rows, prefill = self._used(experts, amateurs), 0
+        limit = self._limit(decode_rows, sum(1 + (contrasts(slots[s]) and not self.two_models) for s in live))
         for s in joining:
             st = slots[s]
             prompt, per_token = st.request.prompt_ids, 1 + (contrasts(st) and not self.two_models)
-            take = min(len(prompt) - st.pos, (self.budget - self._used(experts, amateurs)) // per_token)
+            take = min(len(prompt) - st.pos, (limit - self._used(experts, amateurs)) // per_token)
             if take <= 0:
                 continue
             end = st.pos + take
@@ -89,6 +106,14 @@ class Packer:
         inputs = self._arrays(rows, experts, amateurs, scored, slots)
         key = ("step", rows, self.choices(rows))
         return StepPlan(inputs, key, [c[0] for c in scored], advance, decode_rows, prefill)
+
+    def _limit(self, decode_rows, slot_rows):
+        """The rows a step may hold: the whole budget when no slot decodes, else the decode rows and
+        the prompt-row share of the occupied slots' `slot_rows`, up to the bucket that holds them."""
+        if not decode_rows:
+            return self.budget
+        want = decode_rows + max(PROMPT_ROWS_FLOOR, PROMPT_ROWS_PER_SLOT_ROW * slot_rows)
+        return next(n for n in self.sizes if n >= min(want, self.budget))
 
     def _used(self, experts, amateurs):
         return len(experts) if self.two_models else len(experts) + len(amateurs)
