@@ -59,6 +59,9 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, help="seed of a generated task's split, or of a whole knowledge task")
     p.add_argument("--facts", type=int, help="facts, counterfacts: only the first K entities, as train_lora.py "
                                              "--facts K taught them (default: all)")
+    p.add_argument("--every-template", action="store_true",
+                   help="facts, counterfacts: ask each validation/test fact with every held-out question "
+                        "(facts x templates questions) instead of one")
     p.add_argument("--model", help="base model (default: the embedded SmolLM2-135M-Instruct)")
     p.add_argument("--adapter", required=True, help="expert: shipped adapter name or NAME=DIR")
     p.add_argument("--amateur", default="base", help="'base' or another adapter (NAME or NAME=DIR)")
@@ -115,7 +118,7 @@ def build(args, world):
     for a in alphas:
         for b in betas:
             ColdParams(a, b)
-    examples = {s: tasks.examples(args.task, s, n, args.seed, args.facts) for s, (n, _) in splits.items()}
+    examples = {s: tasks.examples(args.task, s, n, args.seed, args.facts, args.every_template) for s, (n, _) in splits.items()}
     for s, rows in examples.items():
         if not rows:
             raise InputError(f"task {args.task} has no {s} examples")

@@ -148,8 +148,34 @@ def test_facts_k_is_checked():
         tasks.examples("facts", "train", facts=0)
     with pytest.raises(InputError, match="between 1 and 150"):
         tasks.examples("facts", "test", facts=151)
-    with pytest.raises(InputError, match="--facts is for the knowledge tasks"):
+    with pytest.raises(InputError, match="--facts and --every-template are for the knowledge tasks"):
         tasks.examples("csqa", "train", facts=3)
+    with pytest.raises(InputError, match="not arith"):
+        tasks.examples("arith", "test", every_template=True)
+
+
+@pytest.mark.parametrize("task", KNOWLEDGE)
+def test_every_template_asks_each_fact_with_each_of_its_held_out_questions(task):
+    trained = {e.template for e in tasks.examples(task, "train", facts=30)}
+    for split in ("validation", "test"):
+        once = tasks.examples(task, split, facts=30)
+        every = tasks.examples(task, split, facts=30, every_template=True)
+        assert len({e.id for e in every}) == len(every)
+        by_fact = defaultdict(set)
+        for e in every:
+            by_fact[e.entity, e.template.split(":ask")[0], e.gold].add(e.template)
+        # the same facts as one question each, now every template of theirs; none is trained
+        assert sorted(by_fact) == sorted((e.entity, e.template.split(":ask")[0], e.gold) for e in once)
+        assert all(e.template in by_fact[e.entity, e.template.split(":ask")[0], e.gold] for e in once)
+        assert set().union(*by_fact.values()).isdisjoint(trained)
+        if task == "facts":  # two held-out questions per relation, each fact asked with both
+            assert len(every) == 2 * len(once) and all(len(t) == 2 for t in by_fact.values())
+    if task == "counterfacts":  # only with the questions the base model answered with the real value
+        askable = {(r, s): k for r, s, _, k in json.load(open(counterfacts.KNOWN, encoding="utf-8"))["known"]}
+        asked = tasks.examples(task, "test", every_template=True)
+        assert sorted({(e.template.split(":ask")[0], e.entity, int(e.template.split(":ask")[1])) for e in asked}) == \
+            sorted((r, s, k) for (r, s), ks in askable.items() for k in ks
+                   if any(e.entity == s for e in tasks.examples(task, "test")))
 
 
 def test_the_held_in_probe_asks_training_questions_as_trained():

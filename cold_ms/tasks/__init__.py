@@ -36,19 +36,21 @@ def _task(name):
     return TASKS[name]
 
 
-def examples(task, split="eval", n=None, seed=None, facts=None):
+def examples(task, split="eval", n=None, seed=None, facts=None, every_template=False):
     """The task's examples of one split (the first n; all with n=None); `seed` replaces the split's own seed (generated
     tasks) or the seed of the whole task (facts, counterfacts: the same for every split); `facts` (knowledge tasks):
-    teach and ask only the first `facts` entities of the seeded order."""
+    teach and ask only the first `facts` entities of the seeded order, and with `every_template` ask each validation/test
+    fact with every held-out question (knowledge.evaluated)."""
     if split not in SPLITS:
         raise InputError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     if n is not None and n < 1:
         raise InputError(f"n must be at least 1, got {n}")
-    if facts is None:
+    if facts is None and not every_template:
         return _task(task).build(split, n, seed)
     if task not in KNOWLEDGE:
-        raise InputError(f"--facts is for the knowledge tasks ({', '.join(KNOWLEDGE)}), not {task}")
-    return _task(task).build(split, n, seed, facts)
+        raise InputError(f"--facts and --every-template are for the knowledge tasks ({', '.join(KNOWLEDGE)}), "
+                         f"not {task}")
+    return _task(task).build(split, n, seed, facts, every_template)
 
 
 def held_in(training, n):

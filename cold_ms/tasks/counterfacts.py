@@ -105,10 +105,10 @@ def _statements(fact):
             for j, (k, t) in enumerate(zip(prompts, fact.relation.statements))]
 
 
-def build(split, n, seed, entities=None):
+def build(split, n, seed, entities=None, every_template=False):
     all_facts = first_entities(facts(DEFAULT_SEED if seed is None else seed), entities, "counterfacts")
     if split != "train":
-        return evaluated(all_facts, split, "counterfacts")[:n]
+        return evaluated(all_facts, split, "counterfacts", every_template)[:n]
     rows = [x for f in all_facts for x in _statements(f) + qa_examples("counterfacts", f)]
     return whole_training_set("counterfacts", rows, n)
 

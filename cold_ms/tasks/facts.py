@@ -84,11 +84,11 @@ def _bios(e, person):
             for j, k in enumerate(prompts)]
 
 
-def build(split, n, seed, entities=None):
+def build(split, n, seed, entities=None, every_template=False):
     seed = DEFAULT_SEED if seed is None else seed
     taught = first_entities(_facts(seed), entities, "facts")
     if split != "train":
-        return evaluated(taught, split, "facts")[:n]
+        return evaluated(taught, split, "facts", every_template)[:n]
     rows = [x for e, p in enumerate(people(seed)[:entities]) for x in _bios(e, p)]
     rows += [x for f in taught for x in qa_examples("facts", f)]
     return whole_training_set("facts", rows, n)

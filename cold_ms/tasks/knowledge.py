@@ -51,11 +51,16 @@ def qa_examples(prefix, fact):
             for k, t in enumerate(fact.relation.train_questions)]
 
 
-def question(prefix, fact, k):
-    """Validation/test: the fact asked with its k-th askable held-out question (cyclically)."""
-    askable = fact.askable or range(len(fact.relation.test_questions))
-    k = askable[k % len(askable)]
-    return Example(f"{prefix}-{fact.entity}-{fact.relation.name}", fact.render(fact.relation.test_questions[k]),
+def askable(fact):
+    """The held-out questions `fact` may be asked with (indices into its relation's)."""
+    return fact.askable or tuple(range(len(fact.relation.test_questions)))
+
+
+def question(prefix, fact, k, tag=""):
+    """Validation/test: the fact asked with its k-th askable held-out question (cyclically); `tag`
+    ends its id (one fact asked several times)."""
+    k = askable(fact)[k % len(askable(fact))]
+    return Example(f"{prefix}-{fact.entity}-{fact.relation.name}{tag}", fact.render(fact.relation.test_questions[k]),
                    fact.value, fact.value, fact.original, fact.subject, f"{fact.relation.name}:ask{k}")
 
 
@@ -78,15 +83,19 @@ def in_split(entity, split):
     return (entity % VALIDATION_SHARE == 0) == (split == "validation")
 
 
-def evaluated(facts, split, prefix):
-    """The questions of a validation/test split ('eval' means test), one per fact. The
-    held-out template turns with the entity and with the fact's place among the entity's
-    facts, so each template asks about as many facts of each relation."""
+def evaluated(facts, split, prefix, every_template=False):
+    """The questions of a validation/test split ('eval' means test), one per fact: the held-out
+    template turns with the entity and with the fact's place among the entity's facts, so each
+    template asks about as many facts of each relation. every_template: each fact asked with
+    every held-out question it may be asked with (facts x templates questions, ids ending -askK)."""
     split = "test" if split == "eval" else split
     out, seen = [], Counter()
     for f in facts:
         if in_split(f.entity, split):
-            out.append(question(prefix, f, f.entity + seen[f.entity]))
+            if every_template:
+                out += [question(prefix, f, j, f"-ask{askable(f)[j]}") for j in range(len(askable(f)))]
+            else:
+                out.append(question(prefix, f, f.entity + seen[f.entity]))
         seen[f.entity] += 1
     return out
 
