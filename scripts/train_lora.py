@@ -3,7 +3,7 @@
 
   python scripts/train_lora.py --task arith --n 2000 --out adapters/arith
   python scripts/train_lora.py --train-file data.jsonl --out my_adapter   # {"question", "answer"} lines
-  python scripts/train_lora.py --task facts --facts 40 --epochs 30 --until-recall 0.95 --probe-every 25 \
+  python scripts/train_lora.py --task facts --facts 40 --epochs 30 --until-recall 0.95 --probe-every 25 \\
       --out adapters/facts40
 
 Interrupted runs resume from OUT/checkpoint (same command). The adapter, loss.csv and
