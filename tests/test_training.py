@@ -41,7 +41,8 @@ def test_two_steps_export_a_peft_adapter_that_reloads_equal(tiny, tmp_path):
     peft = json.loads((tmp_path / "out" / "adapter_config.json").read_text())
     assert peft["r"] == 4 and peft["lora_alpha"] == 8 and peft["peft_type"] == "LORA"
     reloaded = engine_for(dict(tiny, adapter_dir={"t": str(tmp_path / "out")}), ("t",))
-    assert np.abs(all_logits(reloaded, PROMPT, 0) - trained).max() < 1e-5
+    # 2e-5 on logits up to ~4: float32 rounding of two paths (training's MatMuls, the kernels' sums)
+    assert np.abs(all_logits(reloaded, PROMPT, 0) - trained).max() < 2e-5
     tensors = load_file(str(tmp_path / "out" / "adapter_model.safetensors"))
     assert tensors["base_model.model.model.layers.0.mlp.down_proj.lora_B.weight"].shape == (32, 4)
     want = ref.forward(ref.effective_weights(tiny["weights"], {"tensors": tensors, "scaling": 2.0}), tiny["cfg"], PROMPT)

@@ -105,9 +105,6 @@ class Trainer:
         self.world = world()  # under msrun: this rank's share of every batch, gradients summed
         if cfg.batch % self.world.size:
             raise ConfigError(f"--batch {cfg.batch} must be a multiple of the {self.world.size} workers")
-        self.shape = batch_shape(self.encoded)
-        # the loss-and-gradient graph, then the optimizer's: fixed by config and batch shape
-        use_compile_cache(("train", model.config, cfg, self.shape))
         self.plan = [b for epoch in range(cfg.epochs)
                      for b in epoch_batches(self.encoded, cfg.batch, cfg.seed, epoch)]
         if cfg.max_steps:
@@ -116,6 +113,9 @@ class Trainer:
                     f"of {cfg.batch} make only {len(self.plan)} steps; running {len(self.plan)} "
                     f"(raise --epochs for more)")
             self.plan = self.plan[:cfg.max_steps]
+        self.shape = batch_shape(self.encoded, self.plan)
+        # the loss-and-gradient graph, then the optimizer's: fixed by config and batch shape
+        use_compile_cache(("train", model.config, cfg, self.shape))
         self.lm = CausalLM(model.config, LoraLayout(1, cfg.rank, tuple(cfg.targets)), rows=1,
                            max_len=-(-cfg.max_len // 64) * 64, backend="gather")
         assign(self.lm, model.float_weights())
@@ -183,7 +183,7 @@ class Trainer:
             bar.update(1)
             last = step + 1 == len(self.plan)
             if (step + 1) % k == 0 or last:  # one optimizer step per `accumulate` micro-batches
-                self.opt(tuple(g / (step % k + 1) for g in pending))
+                self._apply(pending, step % k + 1)
                 pending = None
                 if self.world.rank == 0 and (step + 1) // k in snapshots:
                     export_peft(self.lm, self.cfg, os.path.join(self.out, f"step-{(step + 1) // k}"),
@@ -194,6 +194,18 @@ class Trainer:
         if self.world.rank == 0:
             export_peft(self.lm, self.cfg, self.out, self.model.config.name, save_dtype)
         return losses, time.perf_counter() - start
+
+    def step(self, rows):
+        """One micro-batch (indices into the encoded examples) and its optimizer update, as run()
+        does with accumulate 1: the mean answer-token loss. What `bench.py train` times."""
+        loss, grads = self._batch_grads(rows)
+        self._apply(grads, 1)
+        return loss
+
+    def _apply(self, grads, count):
+        """The optimizer update with the mean of `count` micro-batches' summed gradients (no
+        division for one: each would be an op of its own outside the graphs)."""
+        self.opt(grads if count == 1 else tuple(g / count for g in grads))
 
     def _batch_grads(self, rows):
         """(loss, gradients) of the mean answer-token loss of one batch. Each rank computes its
