@@ -61,7 +61,6 @@ class OursSide:
     """cold_ms's Trainer on the batch of the task's first `batch` training examples."""
 
     def __init__(self, spec, out_dir):
-        import mindspore as ms
         from cold_ms import tasks
         from cold_ms.bench.hf_peer import export_hf
         from cold_ms.formats.model import load_model
@@ -69,7 +68,6 @@ class OursSide:
         from cold_ms.training.data import make_batch
         from cold_ms.training.trainer import TrainConfig, Trainer, export_peft
         configure("graph")
-        ms.set_context(runtime_num_threads=spec["threads"])
         self.model = load_model(spec["model"])
         examples = tasks.examples(spec["task"], "train")[:spec["batch"]]
         # one epoch per step run (the batch is the whole data): the learning-rate schedule lasts them all
@@ -125,6 +123,8 @@ def _worker(conn, side, spec, peer_args):
     out_dir = tempfile.mkdtemp(prefix="cold_train_bench_")
     try:
         if side == "cold_ms":
+            import mindspore as ms
+            ms.set_context(runtime_num_threads=spec["threads"])
             v = OursSide(spec, out_dir)
             extra = {"batch": v.batch, "adapter_dir": v.adapter_dir, "hf_dir": v.hf_dir}
         else:

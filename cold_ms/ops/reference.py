@@ -32,8 +32,9 @@ def shrink_gather(x, lora_a, idx):
     """v[i] = x[i] @ A[idx[i]]^T; rows with idx < 0 give zeros. x (R, T, in) -> (R, T, r) float32."""
     rows, seq, rank = x.shape[0], x.shape[1], lora_a.shape[1]
     mask = (idx >= 0).astype(ms.float32).reshape(-1, 1, 1)
-    if lora_a.shape[0] == 1:  # one slot: (R*T, in) @ A[0]^T, no per-row copies of A
-        v = _MM_NT(_f32(x).reshape(rows * seq, -1), _f32(lora_a.reshape(rank, -1))).reshape(rows, seq, rank)
+    if lora_a.shape[0] == 1:  # one slot: (R*T, in) @ A[0]^T, no per-row copies of A; widened before the
+        # reshape (the CPU Reshape has no bfloat16 kernel)
+        v = _MM_NT(_f32(x).reshape(rows * seq, -1), _f32(lora_a).reshape(rank, -1)).reshape(rows, seq, rank)
     else:
         v = _BMM_NT(_f32(x), _row_weights(lora_a, idx))
     return v * mask
@@ -44,7 +45,7 @@ def expand_gather(y, v, lora_b, idx):
     rows, seq, rank = v.shape[0], v.shape[1], lora_b.shape[1]
     mask = (idx >= 0).astype(ms.float32).reshape(-1, 1, 1)
     if lora_b.shape[0] == 1:  # one slot: the mask on the rank-r v costs r values a token, not `out`
-        delta = ops.matmul((v * mask).reshape(rows * seq, rank), _f32(lora_b.reshape(rank, -1)))
+        delta = ops.matmul((v * mask).reshape(rows * seq, rank), _f32(lora_b).reshape(rank, -1))
         out = _f32(y) + delta.reshape(rows, seq, -1)
     else:
         out = _f32(y) + ops.bmm(v, _row_weights(lora_b, idx)) * mask
