@@ -41,3 +41,19 @@ def test_peft_step_zero_equals_ours(tiny, tmp_path):
         want = theirs[module(name)]
         assert np.abs(2.0 * grad.T - want).max() <= 1e-4 * np.abs(want).max(), name
     assert max(np.abs(g).max() for g in theirs.values()) > 1e-3  # the gradients compared are not all zero
+
+
+def test_without_the_peer_ours_runs_alone_with_one_line_saying_why(tiny, tmp_path, capsys, monkeypatch):
+    from cold_ms.bench import train
+    from helpers import script
+    monkeypatch.setattr(train, "PEER_MODULES", ("torch", "no_such_module_peft"))
+    data = tmp_path / "train.jsonl"
+    data.write_text(json.dumps({"question": "What is 1 plus 1?", "answer": "#### 2"}) + "\n")
+    out = tmp_path / "train.json"
+    script("bench").main(["train", "--model", tiny["model_dir"], "--task", f"jsonl:{data}", "--chat-template", "chatml",
+                          "--batch", "1", "--rank", "2", "--steps", "1", "--rounds", "1", "--json", str(out)])
+    said = [line for line in capsys.readouterr().err.splitlines() if "peer skipped" in line]
+    assert said == ["bench.py train: peer skipped: no_such_module_peft not installed (pip install torch transformers "
+                    "peft)"]
+    result = json.loads(out.read_text())
+    assert [s["side"] for s in result["sides"]] == ["cold_ms"] and "ratio_ours_to_peft" not in result

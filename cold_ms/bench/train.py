@@ -135,6 +135,7 @@ def _worker(conn, side, spec, peer_args):
         while True:
             n = conn.recv()
             if n == "stop":
+                conn.send(_peak_rss_mb())
                 return
             times = []
             for _ in range(n):
@@ -144,6 +145,11 @@ def _worker(conn, side, spec, peer_args):
             conn.send(times)
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)
+
+
+def _peak_rss_mb():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
 
 
 def _start(side, spec, peer_args=None):
@@ -179,8 +185,9 @@ def run(args):
         if not (args.no_peer or missing):
             workers["peft"] = _start("peft", spec, (ready["hf_dir"], ready["adapter_dir"], ready["batch"]))
         times = _alternate(workers, args.steps, args.rounds)
-        for _, conn, _ in workers.values():
+        for _, conn, said in workers.values():
             conn.send("stop")
+            said["peak_rss_mb"] = conn.recv()
     finally:
         for proc, _, _ in workers.values():
             proc.join(30)
@@ -207,7 +214,8 @@ def _result(args, machine, batch, workers, times):
     tokens, mask, labels = batch
     sides = [{"side": name, "summary": ready["summary"], "loss_step0": round(ready["loss0"], 6),
               "ms_per_step_median": round(1e3 * statistics.median(times[name]), 1),
-              "ms_per_step_min": round(1e3 * min(times[name]), 1), "steps": len(times[name])}
+              "ms_per_step_min": round(1e3 * min(times[name]), 1), "steps": len(times[name]),
+              "peak_rss_mb": round(ready["peak_rss_mb"])}
              for name, (_, _, ready) in workers.items()]
     result = {"machine": machine, "load_average_end": round(os.getloadavg()[0], 2),
               "batch": {"rows": int(tokens.shape[0]), "seq_len": int(tokens.shape[1]), "real_tokens": int(mask.sum()),
@@ -227,9 +235,10 @@ def markdown(result):
     lines = [f"LoRA training step, {c['dtype']}, batch {b['rows']} x {b['seq_len']} tokens ({b['real_tokens']} real, "
              f"{b['answer_tokens']} answer), rank {c['rank']}, alpha {c['alpha']}, targets {c['targets']}; "
              f"{result['machine']}", "",
-             "| side | ms/step (median) | ms/step (min) | steps | loss at step 0 |", "|---|---|---|---|---|"]
+             "| side | ms/step (median) | ms/step (min) | steps | loss at step 0 | peak RSS MB |",
+             "|---|---|---|---|---|---|"]
     lines += [f"| {s['summary']} | {s['ms_per_step_median']} | {s['ms_per_step_min']} | {s['steps']} | "
-              f"{s['loss_step0']:.6f} |" for s in result["sides"]]
+              f"{s['loss_step0']:.6f} | {s['peak_rss_mb']} |" for s in result["sides"]]
     if "ratio_ours_to_peft" in result:
         lines += ["", f"ours / PEFT: {result['ratio_ours_to_peft']:.3f}x (step-0 losses differ by "
                       f"{result['loss_step0_abs_diff']:.2e})"]
