@@ -70,9 +70,10 @@ class OursSide:
         configure("graph")
         self.model = load_model(spec["model"])
         examples = tasks.examples(spec["task"], "train")[:spec["batch"]]
-        # one epoch per step run (the batch is the whole data): the learning-rate schedule lasts them all
+        # one epoch per step run (the batch is the whole data): the learning-rate schedule lasts them all;
+        # max_len as train_lora.py's default
         cfg = TrainConfig(rank=spec["rank"], alpha=spec["alpha"], targets=tuple(spec["targets"].split(",")),
-                          batch=spec["batch"], max_len=4096, save_every=10 ** 9, epochs=spec["steps"] + 1)
+                          batch=spec["batch"], save_every=10 ** 9, epochs=spec["steps"] + 1)
         self.trainer = Trainer(self.model, examples, cfg, out_dir, log=lambda m: None,
                                chat_template=spec["chat_template"])
         self.rows = self.trainer.plan[0]
