@@ -11,9 +11,10 @@ EXTRAS = {
     "test": ["pytest>=8", "pytest-xdist==3.6.1", "httpx>=0.27", "openai>=1.30"],  # xdist: pytest.ini's -n 2
 }
 EXTRAS["all"] = sorted({r for reqs in EXTRAS.values() for r in reqs})
-# The llama.cpp peer of `bench.py e2e --peer llamacpp`: compiled from its sdist (~10 min on 2
-# cores), so not in "all"; see the README for the build flags.
-EXTRAS["peers"] = ["llama-cpp-python==0.3.36"]
+# The benchmarks' peers, not in "all": llama.cpp (`bench.py e2e --peer llamacpp`), compiled from its
+# sdist (~10 min on 2 cores; see the README for the build flags), and transformers + PEFT
+# (`bench.py e2e --peer hf`, `bench.py train`; the CPU torch wheel).
+EXTRAS["peers"] = ["llama-cpp-python==0.3.36", "torch==2.13.0", "transformers>=4.57", "peft>=0.21"]
 # The Python versions scripts/check_pythons.sh installs, imports and generates on before a
 # release (CI runs one). 3.9: reasoning-gym 0.1.25 (the eval extra) has no build for it;
 # 3.13: mindspore 2.9.0 has no wheel for it.

@@ -13,7 +13,8 @@ COMMANDS = {"e2e": "greedy, fused CoLD and unfused baselines on a real model: la
             "bgmv": "custom BGMV kernel vs the gather-BMM twin, time and peak memory",
             "kernels": "C++ harness: one decode step's projections per weight layout and token-row count",
             "serve": "HTTP server under streaming load: throughput, TTFT, TPOT, ITL, E2E (vllm bench serve's figures)",
-            "memory": "device bytes of the allocation plan and bytes read per decode step, CoLD vs two models"}
+            "memory": "device bytes of the allocation plan and bytes read per decode step, CoLD vs two models",
+            "train": "one LoRA training step of cold_ms against transformers + PEFT on the same batch, alternating"}
 
 
 def main(argv=None):

@@ -54,6 +54,24 @@ def test_bench_e2e_smallest(tmp_path, capsys):
     assert sorted(r["variant"] for r in rows) == ["cold", "greedy"]
 
 
+def test_bench_train_smallest(tiny, tmp_path, capsys):
+    """Our step and (where torch, transformers and peft are installed) PEFT's on the same tiny batch; the
+    step-0 losses agree (B = 0: both the base model's loss), the test of the peer's set-up itself:
+    tests/test_bench_train.py."""
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps({"question": f"What is {a} plus {a}?", "answer": f"#### {2 * a}"}) + "\n"
+                            for a in range(3)))
+    out = tmp_path / "train.json"
+    script("bench").main(["train", "--model", tiny["model_dir"], "--task", f"jsonl:{data}", "--chat-template",
+                          "chatml", "--batch", "2", "--rank", "4", "--steps", "2", "--rounds", "1", "--json", str(out)])
+    result = json.loads(out.read_text())
+    assert result["sides"][0]["side"] == "cold_ms" and result["sides"][0]["steps"] == 2
+    assert (result["batch"]["rows"], result["config"]["rank"]) == (2, 4)
+    if len(result["sides"]) == 2:
+        assert result["loss_step0_abs_diff"] < 1e-4 and result["ratio_ours_to_peft"] > 0
+    assert "ms/step" in capsys.readouterr().out and (tmp_path / "train.md").exists()
+
+
 def test_bench_kernels_smallest(capsys):
     with pytest.raises(SystemExit) as info:
         script("bench").main(["kernels", "--variants", "f32", "q4_1", "--rows", "1", "--rounds", "1",

@@ -5,7 +5,7 @@ import numpy as np
 
 from cold_ms.formats.chat import chat_prompt_ids
 
-SEQ_BUCKET, ANSWER_BUCKET = 64, 32  # sequence and answer lengths round up to these
+SEQ_BUCKET, ANSWER_BUCKET = 64, 32  # sequence lengths and answer tokens a batch round up to these
 
 
 def encode_example(tokenizer, question, target, template=None):
@@ -23,26 +23,33 @@ def _round_up(n, step):
     return -(-n // step) * step
 
 
-def batch_shape(encoded):
-    """(T, A) that fits every example: one shape for the whole run, so one compiled graph
-    (each further shape costs a compile and, on the CPU backend, its own memory)."""
+def batch_shape(encoded, batches):
+    """(T, N) that fits every batch of `batches` (lists of indices into encoded): T tokens a row,
+    N answer tokens a batch. One shape for the whole run, so one compiled graph (each further
+    shape costs a compile and, on the CPU backend, its own memory). The answer tokens of a batch
+    are packed into N, not given a width per row: the LM head and the loss run on N positions,
+    about the batch's real labels, rather than rows x the longest answer."""
     return (_round_up(max(len(ids) for ids, _ in encoded), SEQ_BUCKET),
-            _round_up(max(n for _, n in encoded), ANSWER_BUCKET))
+            _round_up(max(sum(encoded[i][1] for i in b) for b in batches), ANSWER_BUCKET))
 
 
 def make_batch(encoded, rows, shape):
-    """tokens (rows, T), pick (rows*A,), labels (rows*A,) for [(ids, answer_len), ...];
-    missing rows (the last batch of an epoch) are padding with no labels."""
+    """tokens (rows, T), pick (N,), labels (N,) for [(ids, answer_len), ...]: pick holds flat
+    indices into rows*T of the positions that predict the answer tokens, row after row, and
+    labels those tokens; the rest of pick and labels is padding (position 0, label -100), as are
+    missing rows (the last batch of an epoch)."""
     seq, width = shape
     tokens = np.zeros((rows, seq), np.int32)
-    pick = np.zeros((rows, width), np.int32)
-    labels = np.full((rows, width), -100, np.int32)
+    pick = np.zeros(width, np.int32)
+    labels = np.full(width, -100, np.int32)
+    used = 0
     for b, (ids, n) in enumerate(encoded):
         tokens[b, :len(ids)] = ids
         start = len(ids) - n  # position start-1 predicts the first answer token
-        pick[b, :n] = b * seq + np.arange(start - 1, len(ids) - 1)
-        labels[b, :n] = ids[start:]
-    return tokens, pick.reshape(-1), labels.reshape(-1)
+        pick[used:used + n] = b * seq + np.arange(start - 1, len(ids) - 1)
+        labels[used:used + n] = ids[start:]
+        used += n
+    return tokens, pick, labels
 
 
 def epoch_batches(encoded, batch, seed, epoch):
