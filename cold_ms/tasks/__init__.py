@@ -48,8 +48,8 @@ def examples(task, split="eval", n=None, seed=None, facts=None, every_template=F
     if facts is None and not every_template:
         return _task(task).build(split, n, seed)
     if task not in KNOWLEDGE:
-        raise InputError(f"--facts and --every-template are for the knowledge tasks ({', '.join(KNOWLEDGE)}), "
-                         f"not {task}")
+        flag = "--facts" if facts is not None else "--every-template"
+        raise InputError(f"{flag} is for the knowledge tasks ({', '.join(KNOWLEDGE)}), not {task}")
     return _task(task).build(split, n, seed, facts, every_template)
 
 
