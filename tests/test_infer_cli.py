@@ -83,7 +83,8 @@ def test_compile_cache_never_serves_a_stale_graph_nor_one_of_another_shape(tmp_p
     models = {}
     for theta, eps in dict.fromkeys(consts for consts, _ in runs):
         path = str(tmp_path / f"m{len(models)}")
-        models[theta, eps] = path, *fixtures.write_model(path, cfg=dict(fixtures.TINY, rope_theta=theta, rms_norm_eps=eps))
+        cfg = dict(fixtures.TINY, rope_theta=theta, rms_norm_eps=eps)
+        models[theta, eps] = path, *fixtures.write_model(path, cfg=cfg)
     for consts, prompt in runs:
         path, cfg, w = models[consts]
         out = infer("--model", path, "--max-len", "128", "--max-new-tokens", "4", "--ignore-eos",
