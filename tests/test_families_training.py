@@ -20,6 +20,20 @@ PROMPT = [1, 9, 22, 41, 7, 60, 3, 12, 30]
 TARGETS = tuple(fixtures.PROJ_DIMS)
 
 
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """trained(name): (cfg, weights, trainer, losses, its folder) of the family's 2-step run, run
+    once for the module (the PEFT check reads the Gemma 3 run the export check made)."""
+    runs = {}
+
+    def get(name):
+        if name not in runs:
+            root = tmp_path_factory.mktemp(name)
+            runs[name] = (*_train(root, name), root)
+        return runs[name]
+    return get
+
+
 def _train(tmp_path, name):
     cfg, weights = family_fixtures.write_family_model(str(tmp_path / "model"), name)
     fixtures.write_sentencepiece(str(tmp_path / "model" / "tokenizer.model"))
@@ -35,8 +49,8 @@ def _train(tmp_path, name):
 
 
 @pytest.mark.parametrize("name", ["gemma3", "qwen2", "qwen3", "llama3"])
-def test_trained_adapter_exports_what_was_trained(tmp_path, name):
-    cfg, weights, trainer, losses = _train(tmp_path, name)
+def test_trained_adapter_exports_what_was_trained(trained, name):
+    cfg, weights, trainer, losses, tmp_path = trained(name)
     assert len(losses) == 2 and all(np.isfinite(losses))
     trained = all_logits(SimpleNamespace(lm=trainer.lm), PROMPT, 0)
     tensors = load_file(str(tmp_path / "out" / "adapter_model.safetensors"))
@@ -47,11 +61,11 @@ def test_trained_adapter_exports_what_was_trained(tmp_path, name):
     assert np.abs(want - ref.forward({k: v.astype(np.float64) for k, v in weights.items()}, cfg, PROMPT)).max() > 1e-3
 
 
-def test_peft_loads_the_gemma_adapter_onto_the_hf_model(tmp_path):
+def test_peft_loads_the_gemma_adapter_onto_the_hf_model(trained):
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
     peft = pytest.importorskip("peft")
-    cfg, weights, trainer, _ = _train(tmp_path, "gemma3")
+    _, _, trainer, _, tmp_path = trained("gemma3")
     hf = transformers.AutoModelForCausalLM.from_pretrained(str(tmp_path / "model"), torch_dtype=torch.float32)
     hf = peft.PeftModel.from_pretrained(hf, str(tmp_path / "out")).eval()
     with torch.no_grad():

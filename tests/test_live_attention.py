@@ -51,18 +51,6 @@ def _decode(lm, steps, start=(12, 5, 12)):
     return out
 
 
-@pytest.mark.parametrize("mode", ["graph", "pynative"])
-def test_live_blocks_equal_the_whole_cache(tiny, mode, monkeypatch):
-    configure(mode)
-    lm = _lm(tiny)
-    live = [_prefill(lm)] + _decode(lm, 6)  # positions 12..17: crosses the block at 16
-    monkeypatch.setattr(Attention, "live_blocks", _whole)
-    reference = _lm(tiny)
-    whole = [_prefill(reference)] + _decode(reference, 6)
-    for got, want in zip(live, whole):
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
-
-
 def _poison_from(lm, first):
     """NaN in every layer's cache at positions >= first."""
     for layer in lm.model.layers:
@@ -72,20 +60,30 @@ def _poison_from(lm, first):
             cache.set_data(Tensor(data.reshape(cache.shape)))
 
 
-@pytest.mark.parametrize("mode", ["graph", "pynative"])
-def test_blocks_past_the_live_positions_are_not_read(tiny, mode, monkeypatch):
-    configure(mode)
-    start = (12, 5, 13)  # furthest position 13: blocks 0-3 (positions < 16) are live
-    lm = _lm(tiny)
+def _decode_poisoned(lm, start):
+    """(one decode step's logits at `start`, the same step's once the cache holds NaN at the
+    positions from block 4 (16) on); the prompt written anew first."""
     _prefill(lm)
     clean = _decode(lm, 1, start)[0]
     _poison_from(lm, 4 * BLOCK)
-    assert np.array_equal(_decode(lm, 1, start)[0], clean)
-    monkeypatch.setattr(Attention, "live_blocks", _whole)  # the same poisoned cache, read whole
-    whole = _lm(tiny)
-    _prefill(whole)
-    _poison_from(whole, 4 * BLOCK)
-    assert np.isnan(_decode(whole, 1, start)[0]).all()
+    return clean, _decode(lm, 1, start)[0]
+
+
+@pytest.mark.parametrize("mode", ["graph", "pynative"])
+def test_live_blocks_equal_the_whole_cache_and_blocks_past_them_are_not_read(tiny, mode, monkeypatch):
+    """One model of each kind serves both checks (in graph mode: two compiled shapes each)."""
+    configure(mode)
+    start = (12, 5, 13)  # furthest position 13: blocks 0-3 (positions < 16) are live
+    lm = _lm(tiny)
+    live = [_prefill(lm)] + _decode(lm, 6)  # positions 12..17: crosses the block at 16
+    clean, poisoned = _decode_poisoned(lm, start)
+    assert np.array_equal(poisoned, clean)
+    monkeypatch.setattr(Attention, "live_blocks", _whole)
+    reference = _lm(tiny)
+    whole = [_prefill(reference)] + _decode(reference, 6)
+    for got, want in zip(live, whole):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    assert np.isnan(_decode_poisoned(reference, start)[1]).all()  # the same poisoned cache, read whole
 
 
 @pytest.mark.parametrize("device,on", [("CPU", False), ("Ascend", True)])

@@ -27,16 +27,6 @@ def _cold_model(tiny):
                                                                   f"all={tiny['adapter_dir']['all']}"])
 
 
-def test_import_cold_ms_stays_light_and_registers_with_mindformers():
-    code = ("import sys, cold_ms; assert 'mindformers' not in sys.modules\n"
-            "import mindformers, importlib\n"
-            "print('cold_text_generation' in importlib.import_module('mindformers.pipeline.pipeline').SUPPORT_PIPELINES)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300,
-                         env=dict(os.environ, GLOG_v="3"))
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().splitlines()[-1] == "True"
-
-
 def test_pipeline_matches_infer_py(mf, tiny, capsys):
     pipe = mf.pipeline(task="cold_text_generation", model=_cold_model(tiny), adapter="all", amateur="qv",
                        alpha=0.2, beta=1.0)
@@ -113,17 +103,21 @@ def test_bad_task_arguments(mf, tiny, kwargs, error, match):
         pipe(123)
 
 
-def test_mindformers_logs_stay_off_stdout(tiny):
-    """MindFormers' warnings (~10 for one pipeline) went to stdout; now its terminal log is stderr,
-    errors only."""
-    code = ("import json, cold_ms, mindformers\nprint('imported', flush=True)\n"
+def test_import_cold_ms_stays_light_registers_and_keeps_mindformers_logs_off_stdout(tiny):
+    """`import cold_ms` imports no mindformers, and `import mindformers` then registers the task (one
+    fresh process for both). MindFormers' warnings (~10 for one pipeline) went to stdout; now its
+    terminal log is stderr, errors only."""
+    code = ("import importlib, json, sys, cold_ms\nassert 'mindformers' not in sys.modules\nimport mindformers\n"
+            "print('registered', 'cold_text_generation' in "
+            "importlib.import_module('mindformers.pipeline.pipeline').SUPPORT_PIPELINES, flush=True)\n"
             f"pipe = mindformers.pipeline(task='cold_text_generation', model={tiny['model_dir']!r}, beta=0.0)\n"
             f"print(json.dumps(pipe({TEXT!r}, max_new_tokens=2)))\n"
             "from mindformers.tools.logger import logger\nlogger.error('an error stays visible')\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300,
                          env=dict(os.environ, GLOG_v="3"))
     assert out.returncode == 0, out.stderr
-    after_import = out.stdout.split("imported\n", 1)[1].splitlines()
+    assert "registered True\n" in out.stdout, out.stdout
+    after_import = out.stdout.split("registered True\n", 1)[1].splitlines()
     assert len(after_import) == 1 and json.loads(after_import[0])[0]["text_generation_text"], out.stdout
     assert "an error stays visible" in out.stderr
     # nothing else on stderr: not the import-time "No module named 'hyper_parallel'" warnings, nor a

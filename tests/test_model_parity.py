@@ -28,9 +28,15 @@ def test_base_model_logits(tiny):
     _check(eng, tiny["cfg"], tiny["weights"], None, -1)
 
 
+@pytest.fixture(scope="module")
+def three_adapters(tiny):
+    """One engine (one compiled forward) for every slot's check: each check writes every position it reads."""
+    return engine_for(tiny, ("qv", "all", "mlp"))
+
+
 @pytest.mark.parametrize("slot,name", [(0, "qv"), (1, "all"), (2, "mlp"), (-1, None)])
-def test_adapter_slots_of_different_ranks_and_targets(tiny, slot, name):
-    eng = engine_for(tiny, ("qv", "all", "mlp"))
+def test_adapter_slots_of_different_ranks_and_targets(tiny, three_adapters, slot, name):
+    eng = three_adapters
     assert eng.adapters.layout().rank == 8  # ranks 4, 8, 2 zero-padded to 8
     adapter = tiny["adapters"][name] if name else None
     _check(eng, tiny["cfg"], tiny["weights"], adapter, slot)

@@ -41,13 +41,21 @@ def _want(e, a, alpha, beta, extra):
     return [ref.cold_choose(e[s], a[s], alpha[s], beta[s], *extra[s]) for s in range(len(e))]
 
 
+@pytest.fixture(scope="module")
+def choosers():
+    """The kernel and the ops, built once: every seed's case has the same shapes, so each Cell
+    compiles its graph once for the sweep."""
+    return Kernel(), Ops()
+
+
 @pytest.mark.parametrize("seed", range(8))
-def test_kernel_and_ops_choose_as_the_definition(seed):
+def test_kernel_and_ops_choose_as_the_definition(seed, choosers):
+    kernel, ops = choosers
     e, a, alpha, beta, extra = _case(seed)
     want = _want(e, a, alpha, beta, extra)
     t = lambda x: Tensor(x)  # noqa: E731
-    assert Kernel()(t(np.concatenate([e, a])), t(alpha), t(beta), t(extra)).asnumpy().tolist() == want
-    assert Ops()(t(e), t(a), t(alpha), t(beta), t(extra)).asnumpy().tolist() == want
+    assert kernel(t(np.concatenate([e, a])), t(alpha), t(beta), t(extra)).asnumpy().tolist() == want
+    assert ops(t(e), t(a), t(alpha), t(beta), t(extra)).asnumpy().tolist() == want
 
 
 def test_without_amateur_rows_the_expert_alone_is_sampled():

@@ -43,7 +43,8 @@ def long_server(tmp_path_factory):
     port, log_path = free_port(), root / "server.log"
     cmd = [sys.executable, os.path.join(ROOT, "scripts", "serve.py"), "--port", str(port), "--slots", "2",
            "--model", _long_context_model(root), "--max-len", "4096", "--max-tokens-limit", str(LONG),
-           "--chat-template", "chatml", "--api-key", "test-key"]
+           "--chat-template", "chatml", "--api-key", "test-key",
+           "--max-step-tokens", "4"]  # a decode step's 4 rows: 3 step graphs to compile, not 7 (~1.5 s each)
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
     url = f"http://127.0.0.1:{port}"

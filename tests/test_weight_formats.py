@@ -57,14 +57,19 @@ def test_native_weights_are_read_as_stored_and_give_the_reference_logits(gguf_mo
         seq.append(token)
 
 
+@pytest.fixture(scope="module")
+def float_activations_logits(gguf_model):
+    """all_logits of the integer panels with float32 activations: what both integer cases meet."""
+    return all_logits(_engine(gguf_model[0], activations="float32"), PROMPT, -1)
+
+
 @pytest.mark.parametrize("activations,bound", [("int16", 5e-4), ("int8", 0.15)])
-def test_integer_activations_stay_near_float_activations(gguf_model, activations, bound):
+def test_integer_activations_stay_near_float_activations(gguf_model, float_activations_logits, activations, bound):
     """Integer panels read the same stored values; only the activations are rounded (to
     int16: 1.5e-5 of a block's largest value; int8: 4e-3). Relative to the largest logit the
     differences measured 2e-4 (int16) and 7e-2 (int8) on this random model, whose weights are
     far larger than a trained model's; the bounds hold them with room."""
-    model, _ = gguf_model
-    exact = all_logits(_engine(model, activations="float32"), PROMPT, -1)
+    model, exact = gguf_model[0], float_activations_logits
     eng = _engine(model, activations=activations)
     assert eng.weights == f"auto: q4_1 x12, q4_0 x2, q8_0 x1 ({activations} activations)"
     assert np.abs(all_logits(eng, PROMPT, -1) - exact).max() < bound * np.abs(exact).max()
