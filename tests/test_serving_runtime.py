@@ -191,3 +191,20 @@ def test_metrics_count_tokens_latencies_and_adapters(server):
     assert delta('cold_adapter_requests_total{adapter="base",role="amateur"}') == 1
     assert after["cold_requests_running"] == 0 and after["cold_requests_waiting"] == 0
     assert after['cold_inter_token_seconds_bucket{le="+Inf"}'] == after["cold_inter_token_seconds_count"]
+
+
+def test_the_engine_built_for_serving_leaves_the_collectors_generations(tiny):
+    """A full collection in the serving process scans only what requests create, not the model,
+    adapters and graphs of the warm-up (gc.freeze after build_engine)."""
+    import argparse
+    import gc
+    from cold_ms.serving.runtime import build_engine
+    args = argparse.Namespace(model=tiny["model_dir"], adapters_dir=None, slots=1, max_len=16, max_step_tokens=2)
+    try:
+        model, engine = build_engine(args)
+        tracked = gc.get_objects()
+        assert gc.get_freeze_count() > 0
+        assert not any(o is engine or o is engine.stats or o is model for o in tracked)
+    finally:
+        gc.unfreeze()
+    assert any(o is engine.stats for o in gc.get_objects())  # back in a generation once unfrozen
