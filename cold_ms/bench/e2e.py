@@ -10,7 +10,6 @@ every round with the bandwidth measured right after that round's steps, and the 
 the rounds reported: this VM's bandwidth swings between about 44 and 79 GB/s within
 seconds, and a single measurement at the start gave fractions above 1.
 """
-import multiprocessing as mp
 import os
 import shutil
 import statistics
@@ -21,6 +20,7 @@ import numpy as np
 
 from cold_ms.bench.random_model import SIZES, write_random_adapter, write_random_checkpoint
 from cold_ms.bench.serve_client import prompt_text
+from cold_ms.bench.workers import peak_rss_mb, start
 from cold_ms.config import FLOAT_DTYPES
 from cold_ms.formats.chat import chat_prompt_ids
 from cold_ms.wtypes import CHOICES as WEIGHT_CHOICES
@@ -87,11 +87,6 @@ def add_arguments(p):
     p.add_argument("--json", help="write results here (plus .md and .png beside it)")
 
 
-def _peak_rss_mb():
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
-
-
 def _worker(conn, key, args):
     os.environ.setdefault("GLOG_v", "3")
     from cold_ms.bench.e2e_variants import build, weight_bytes
@@ -123,25 +118,12 @@ def _worker(conn, key, args):
                "weight_bytes": weight_bytes(variant, v.base_bytes, adapters.adapters[0])})
     while True:
         if conn.recv() == "stop":
-            conn.send({"peak_rss_mb": _peak_rss_mb()})
+            conn.send({"peak_rss_mb": peak_rss_mb()})
             return
         ttft = v.prefill(prompt)
         for _ in range(2):  # warm-up after the prefill
             v.step()
         conn.send({"ttft_s": ttft, "steps_s": [v.step() for _ in range(per_run - 2)]})
-
-
-def _start(key, args):
-    ctx = mp.get_context("spawn")  # a clean MindSpore per worker
-    parent, child = ctx.Pipe()
-    proc = ctx.Process(target=_worker, args=(child, key, args), daemon=True)
-    proc.start()
-    for _ in range(900):  # up to 15 minutes, but no longer than the worker lives
-        if parent.poll(1):
-            return proc, parent, parent.recv()
-        if not proc.is_alive():
-            break
-    raise RuntimeError(f"worker {key} (batch {args['batch']}) did not start (see its traceback above)")
 
 
 def _row(key, batch, mode, times, ttfts, rss, floor_fraction, summary):
@@ -202,7 +184,7 @@ def _run(args):
         workers = {}
         try:
             for k in keys:
-                workers[k] = _start(k, dict(spec, batch=b))
+                workers[k] = start(_worker, (k, dict(spec, batch=b)), f"worker {k} (batch {b})")
                 print(f"{k[0]} ({k[1]}, {k[2]} KV cache) reads {workers[k][2]['summary']}", file=sys.stderr,
                       flush=True)
             for r in range(args.rounds):

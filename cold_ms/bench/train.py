@@ -10,7 +10,6 @@ every position); ours scores the answer positions only. Its step-0 loss must equ
 both are the base model's loss on the batch), which the report checks.
 """
 import importlib.util
-import multiprocessing as mp
 import os
 import shutil
 import statistics
@@ -20,6 +19,7 @@ import time
 
 import numpy as np
 
+from cold_ms.bench.workers import peak_rss_mb, start
 from cold_ms.config import LORA_TARGETS
 
 PEER_MODULES = ("torch", "transformers", "peft")
@@ -136,7 +136,7 @@ def _worker(conn, side, spec, peer_args):
         while True:
             n = conn.recv()
             if n == "stop":
-                conn.send(_peak_rss_mb())
+                conn.send(peak_rss_mb())
                 return
             times = []
             for _ in range(n):
@@ -146,24 +146,6 @@ def _worker(conn, side, spec, peer_args):
             conn.send(times)
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)
-
-
-def _peak_rss_mb():
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
-
-
-def _start(side, spec, peer_args=None):
-    ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe()
-    proc = ctx.Process(target=_worker, args=(child, side, spec, peer_args), daemon=True)
-    proc.start()
-    for _ in range(900):  # up to 15 minutes, but no longer than the worker lives
-        if parent.poll(1):
-            return proc, parent, parent.recv()
-        if not proc.is_alive():
-            break
-    raise RuntimeError(f"the {side} worker did not start (see its traceback above)")
 
 
 def run(args):
@@ -181,10 +163,11 @@ def run(args):
               f"transformers peft)", file=sys.stderr)
     workers = {}
     try:
-        workers["cold_ms"] = _start("cold_ms", spec)
+        workers["cold_ms"] = start(_worker, ("cold_ms", spec, None), "the cold_ms worker")
         ready = workers["cold_ms"][2]
         if not (args.no_peer or missing):
-            workers["peft"] = _start("peft", spec, (ready["hf_dir"], ready["adapter_dir"], ready["batch"]))
+            workers["peft"] = start(_worker, ("peft", spec, (ready["hf_dir"], ready["adapter_dir"], ready["batch"])),
+                                     "the peft worker")
         times = _alternate(workers, args.steps, args.rounds)
         for _, conn, said in workers.values():
             conn.send("stop")

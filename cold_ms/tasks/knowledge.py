@@ -93,7 +93,7 @@ def evaluated(facts, split, prefix, every_template=False):
     for f in facts:
         if in_split(f.entity, split):
             if every_template:
-                out += [question(prefix, f, j, f"-ask{askable(f)[j]}") for j in range(len(askable(f)))]
+                out += [question(prefix, f, j, f"-ask{k}") for j, k in enumerate(askable(f))]
             else:
                 out.append(question(prefix, f, f.entity + seen[f.entity]))
         seen[f.entity] += 1
