@@ -3,8 +3,8 @@
 
   python scripts/eval.py --task gsm_symbolic --n 500 --adapter math \
       --alpha 0.1 --beta 0.1,0.25,0.5,1.0 --out results/math
-  python scripts/eval.py --task facts --tune --val-n 200 --n 400 --adapter facts=adapters/knowledge/facts \
-      --max-new-tokens 16 --out results/facts
+  python scripts/eval.py --task facts --facts 75 --every-template --tune --val-n 200 --n 400 \
+      --adapter facts=adapters/knowledge/facts --max-new-tokens 16 --out results/facts
 
 Tasks: gsm_symbolic, arith, csqa, asdiv, facts, counterfacts, jsonl:PATH (GSM8K-format
 question/answer lines). --adapter takes a shipped adapter name or NAME=DIR. Results go to
