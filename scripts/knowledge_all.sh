@@ -4,7 +4,7 @@
 # trained until they recall what they were taught (held-in recall >= 0.95 on training
 # questions), each evaluated over the whole alpha x beta grid on validation and once on test,
 # every fact asked with every held-out question (entities x templates >= 360 test questions).
-# The amateur is the expert's own snapshot at about a third of its steps. Measured here
+# The amateur is the expert's own snapshot at about a third of its steps, then the base. Measured here
 # (2 cores): facts stopped at step 600 in 24 min, counterfacts at 750 in 29 min; a grid
 # evaluation takes 20-25 min.
 #
@@ -35,6 +35,8 @@ for task in facts counterfacts; do
             --max-new-tokens "${TOKENS[$task]}")
     python scripts/eval.py "${common[@]}" --tune --val-n "${VAL_N[$task]}" --adapter "$task=$ADAPTERS/$task" \
         --amateur "${task}_early=$ADAPTERS/$task/step-$early" --out "$OUT/${task}_amateur_early"
+    python scripts/eval.py "${common[@]}" --tune --val-n "${VAL_N[$task]}" --adapter "$task=$ADAPTERS/$task" \
+        --out "$OUT/$task"  # the base as amateur
     # the amateur alone and the base, on the same test questions
     python scripts/eval.py "${common[@]}" --split test --modes base,expert \
         --adapter "${task}_early=$ADAPTERS/$task/step-$early" --out "$OUT/${task}_early_alone"
