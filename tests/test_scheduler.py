@@ -99,3 +99,19 @@ def test_a_waiting_request_can_be_cancelled(eng):
     scheduler.cancel(2)
     tokens, _ = _run(scheduler)
     assert sorted(tokens) == [0, 1]
+
+
+def test_a_burst_into_free_slots_does_not_count_as_waiting(eng):
+    """A burst that arrives before the stepping thread admits it (held off here by holding its lock):
+    on 2 free slots with --max-queue 2, four requests are taken (two for the slots, two waiting)
+    and the fifth is refused, naming the two that wait."""
+    from cold_ms.serving.batcher import Batcher, QueueFull
+    batcher = Batcher(eng, None, max_queue=2)
+    try:
+        with batcher.cond:
+            for i in range(4):
+                batcher.submit(_req([1, 5 + i, 9], 2))
+            with pytest.raises(QueueFull, match="2 requests are waiting for a slot"):
+                batcher.submit(_req([1, 9, 9], 2))
+    finally:
+        batcher.close()
