@@ -6,7 +6,7 @@
 # every fact asked with every held-out question (entities x templates >= 360 test questions).
 # The amateur is the expert's own snapshot at about a third of its steps, then the base. Measured here
 # (2 cores): facts stopped at step 600 in 24 min, counterfacts at 750 in 29 min; a grid
-# evaluation takes 20-25 min.
+# evaluation took 14-22 min.
 #
 #   bash scripts/knowledge_all.sh            # -> adapters/knowledge/{facts,counterfacts}, docs/results/knowledge/
 #
@@ -18,9 +18,9 @@ OUT=${1:-docs/results/knowledge}
 # K entities: test splits of >= 360 questions (facts 75: 400; counterfacts 205, the fewest: 364),
 # so a run fits about half an hour of 2 cores. lr 2e-3 diverged near step 100 (facts, r 16).
 declare -A K=([facts]=75 [counterfacts]=205)
-PROBES=$(seq -s, 75 75 3000)  # a snapshot at every probe: the amateur is chosen once the run stopped
+EVERY=75  # optimizer steps between probes, each with a snapshot: the amateur is chosen once the run stopped
 TRAIN=(--rank 16 --alpha 32 --lr 1e-3 --batch 8 --max-len 128 --seed 0 --save-dtype float16
-       --epochs 10 --until-recall 0.95 --probe-every 75 --snapshots "$PROBES")
+       --epochs 10 --until-recall 0.95 --probe-every "$EVERY" --snapshots "$(seq -s, "$EVERY" "$EVERY" 3000)")
 # every validation and test question; counterfacts answers get 24 tokens, as the known facts were measured
 declare -A VAL_N=([facts]=200 [counterfacts]=197) TEST_N=([facts]=400 [counterfacts]=364)
 declare -A TOKENS=([facts]=16 [counterfacts]=24)
@@ -29,7 +29,7 @@ for task in facts counterfacts; do
     python scripts/train_lora.py --task "$task" --facts "${K[$task]}" "${TRAIN[@]}" --out "$ADAPTERS/$task"
     # keep the snapshot nearest a third of the steps run (the last probe row), drop the others
     last=$(tail -n 1 "$ADAPTERS/$task/probe.csv" | cut -d, -f1)
-    early=$(( (last / 3 + 37) / 75 * 75 )); early=$(( early < 75 ? 75 : early ))
+    early=$(( (last / 3 + EVERY / 2) / EVERY * EVERY )); early=$(( early < EVERY ? EVERY : early ))
     for d in "$ADAPTERS/$task"/step-*; do [ "$d" = "$ADAPTERS/$task/step-$early" ] || rm -r "$d"; done
     common=(--task "$task" --facts "${K[$task]}" --every-template --n "${TEST_N[$task]}" --batch 16
             --max-new-tokens "${TOKENS[$task]}")

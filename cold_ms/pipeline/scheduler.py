@@ -50,6 +50,11 @@ class Scheduler:
     def queue_length(self):
         return len(self.pending)
 
+    def waiting_for_slot(self):
+        """Pending requests beyond the free slots: a burst that arrived between two steps is
+        pending until the next step admits it, and the part that free slots will take does not wait."""
+        return len(self.pending) - sum(st is None for st in self.slots)
+
     def busy_slots(self):
         return sum(st is not None for st in self.slots)
 

@@ -54,10 +54,7 @@ class Batcher:
     def submit(self, request, stop=(), on_event=None):
         """Queue a request (the Scheduler validates it: ColdError); QueueFull past max_queue."""
         with self.cond:
-            # a burst that arrives between two steps is pending until the stepping thread admits it;
-            # the part of it that free slots will take is not waiting, so only the rest counts
-            free = len(self.scheduler.slots) - self.scheduler.busy_slots()
-            waiting = self.scheduler.queue_length() - free
+            waiting = self.scheduler.waiting_for_slot()
             if waiting >= self.max_queue:
                 raise QueueFull(f"{waiting} requests are waiting for a slot")
             job = Job(request, tuple(stop), on_event, next(self._ids),
