@@ -14,6 +14,8 @@ NaN losses until the cache was cleared). MindSpore also parses the process's ent
 (sys.argv[0]) for the files a graph depends on: under `python -c` (pytest-xdist's workers too)
 that is no file and a cached compile raised FileNotFoundError, so there the cache stays off.
 """
+import contextlib
+import gc
 import hashlib
 import os
 import sys
@@ -93,3 +95,23 @@ def use_compile_cache(graph_key):
 def stop_compile_cache():
     """Compile what follows without the cache (MindSpore honours this between compiles)."""
     ms.set_context(enable_compile_cache=False)
+
+
+@contextlib.contextmanager
+def compiling():
+    """Around calls that compile a graph. MindSpore runs a full gc.collect() before every compile
+    (mindspore/graph/api.py), which walks every live Python object: 0.1 s a graph in infer.py,
+    0.3 s in a test process holding more. The objects alive when compiling starts are frozen
+    (left out of those collections) and handed back to the collector after. A process that froze
+    its objects for good already (the server, after its warm-up) is left as it is, and nested
+    uses leave the freezing to the outermost."""
+    outermost = "frozen" not in _state
+    if outermost:
+        _state["frozen"] = gc.get_freeze_count() == 0
+        if _state["frozen"]:
+            gc.freeze()
+    try:
+        yield
+    finally:
+        if outermost and _state.pop("frozen"):
+            gc.unfreeze()

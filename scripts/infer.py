@@ -151,7 +151,10 @@ def build(args, log):
     engine = Engine(model, adapters, slots=min(len(prompts), 8), max_len=max_len,
                     contrastive=amateur is not None, mask=args.mask, amateur_model=amateur_model(args, amateur),
                     **engine_options(args))
-    compile_s = engine.warmup()
+    requests = [Request(p, adapter=expert, amateur=amateur, alpha=args.alpha, beta=args.beta,
+                        max_new_tokens=args.max_new_tokens, ignore_eos=args.ignore_eos, **choice_args(args))
+                for p in prompts]
+    compile_s = engine.warmup(engine.graphs_for(requests))  # only the buckets these prompts step through
     if expert is None and not args.no_adapter:
         shipped = ", ".join(shipped_adapters()) or "none"
         log("cold_ms: no expert adapter chosen, so this run decodes greedily with the base model "
@@ -162,9 +165,6 @@ def build(args, log):
     log(f"cold_ms: {model.config.name} ({model.config.num_params / 1e6:.1f}M params, stored {model.stored}) "
         f"from {model.source}; adapters [{', '.join(adapters.names) or 'none'}]; {chosen}; {runs_on(engine)}; "
         f"loaded in {model.load_s:.1f}s, compiled in {compile_s:.1f}s" + kernel_build_note())
-    requests = [Request(p, adapter=expert, amateur=amateur, alpha=args.alpha, beta=args.beta,
-                        max_new_tokens=args.max_new_tokens, ignore_eos=args.ignore_eos, **choice_args(args))
-                for p in prompts]
     return model, engine, requests
 
 

@@ -50,3 +50,24 @@ def test_python_c_warms_up_and_generates(tiny, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     want = ref.generate(tiny["cfg"], ref.effective_weights(tiny["weights"]), None, [1, 5, 7], 3)
     assert done.stdout.strip().splitlines()[-1] == str(want)
+
+
+def test_compiling_freezes_what_lives_and_hands_it_back(monkeypatch):
+    """runtime.compiling(): MindSpore's full collection before each compile skips the objects alive
+    when compiling began; after, they are the collector's again, unless the process froze them for
+    good before (the server after its warm-up): then they stay frozen."""
+    import gc
+    monkeypatch.setattr(runtime, "_state", {})  # outside any compile (conftest runs each test inside one)
+    gc.unfreeze()
+    with runtime.compiling():
+        assert gc.get_freeze_count() > 0
+        with runtime.compiling():
+            pass
+        assert gc.get_freeze_count() > 0  # the inner exit leaves it to the outer
+    assert gc.get_freeze_count() == 0
+    gc.freeze()
+    frozen = gc.get_freeze_count()
+    with runtime.compiling():
+        pass
+    assert gc.get_freeze_count() == frozen
+    gc.unfreeze()

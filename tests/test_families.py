@@ -20,15 +20,18 @@ TOL = 2e-5  # relative to the largest logit: float32 against float64
 STEPS = 20
 
 
-@pytest.fixture(scope="module", params=sorted(family_fixtures.CONFIGS))
-def family(request, tmp_path_factory):
-    root = tmp_path_factory.mktemp(request.param)
-    cfg, weights = family_fixtures.write_family_model(str(root / "model"), request.param)
+def _family(name, root):
+    cfg, weights = family_fixtures.write_family_model(str(root / "model"), name)
     adapter = fixtures.write_adapter(str(root / "lora"), cfg, rank=4, alpha=8, seed=4, scale=0.2,
                                      targets=tuple(fixtures.PROJ_DIMS))
     model = load_model(str(root / "model"))
-    return {"name": request.param, "cfg": cfg, "weights": weights, "adapter": adapter, "model": model,
+    return {"name": name, "cfg": cfg, "weights": weights, "adapter": adapter, "model": model,
             "lora": str(root / "lora")}
+
+
+@pytest.fixture(scope="module", params=sorted(family_fixtures.CONFIGS))
+def family(request, tmp_path_factory):
+    return _family(request.param, tmp_path_factory.mktemp(request.param))
 
 
 def _engine(family, backend):
@@ -39,8 +42,18 @@ def _engine(family, backend):
     return Engine(model, adapters, slots=1, max_len=48, lora_backend=backend, max_step_tokens=2)
 
 
-@pytest.mark.parametrize("backend", ["gather", "custom"])
-def test_logits_and_cold_tokens_equal_the_numpy_reference(family, backend):
+def test_logits_and_cold_tokens_equal_the_numpy_reference(family):
+    _check(family, "custom")
+
+
+def test_the_cells_path_gives_them_on_the_family_with_most_differences(tmp_path):
+    """The MindSpore Cells (gather backend) in graph mode on Gemma 3 (QK norms, sandwich norms,
+    sliding windows, two rope bases); every family's Cells forward is also checked against this
+    reference with a trained adapter (test_families_training.py)."""
+    _check(_family("gemma3", tmp_path), "gather")
+
+
+def _check(family, backend):
     eng = _engine(family, backend)
     cfg, weights = family["cfg"], family["weights"]
     expert = ref.effective_weights(weights, family["adapter"])

@@ -73,9 +73,10 @@ def test_no_adapter_is_base_greedy(tiny):
 
 
 def test_compile_cache_never_serves_a_stale_graph_nor_one_of_another_shape(tmp_path):
-    """Fresh processes share one cache dir. One engine configuration with a prompt in another
-    chunk size (10 tokens, then 40) hits its graphs; models that differ only in graph constants
-    (rope_theta, then eps) miss them. Every run's tokens equal the numpy reference."""
+    """Fresh processes share one cache dir. One engine configuration with a prompt of another
+    length (10 tokens, then 40: other graphs, engine.graphs_for) gets its own graphs; models that
+    differ only in graph constants (rope_theta, then eps) run the same prompt, so the same graph
+    list, and miss each other's graphs. Every run's tokens equal the numpy reference."""
     env = dict(os.environ, COLD_MS_CACHE=fixtures.cache_with_kernels(str(tmp_path / "cache")))
     short, long_ = [1] + list(range(5, 14)), [1] + list(range(5, 44))
     runs = [((10000.0, 1e-5), short), ((10000.0, 1e-5), long_), ((10.0, 1e-5), short), ((10.0, 0.5), short)]

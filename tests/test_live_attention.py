@@ -71,7 +71,8 @@ def _decode_poisoned(lm, start):
 
 @pytest.mark.parametrize("mode", ["graph", "pynative"])
 def test_live_blocks_equal_the_whole_cache_and_blocks_past_them_are_not_read(tiny, mode, monkeypatch):
-    """One model of each kind serves both checks (in graph mode: two compiled shapes each)."""
+    """One model of each kind serves both checks; the whole-cache reference runs in PyNative (in
+    graph mode the live model compiles its two shapes, the reference none)."""
     configure(mode)
     start = (12, 5, 13)  # furthest position 13: blocks 0-3 (positions < 16) are live
     lm = _lm(tiny)
@@ -79,6 +80,7 @@ def test_live_blocks_equal_the_whole_cache_and_blocks_past_them_are_not_read(tin
     clean, poisoned = _decode_poisoned(lm, start)
     assert np.array_equal(poisoned, clean)
     monkeypatch.setattr(Attention, "live_blocks", _whole)
+    configure("pynative")
     reference = _lm(tiny)
     whole = [_prefill(reference)] + _decode(reference, 6)
     for got, want in zip(live, whole):

@@ -118,3 +118,16 @@ def test_a_step_holds_two_prompt_rows_per_occupied_slot_row_while_slots_decode(d
     # the prompt rows fill the bucket: no padding row (scratch position 999)
     assert plan.decode_rows + (1 if greedy else 2) * prompt_tokens == rows
     assert (plan.inputs[1][:, 0] == 999).sum() == 0
+
+
+def test_graphs_for_names_the_graphs_a_run_compiles_in_the_order_it_meets_them(tiny):
+    """infer.py warms up only engine.graphs_for(its requests): a fresh engine running them to
+    max_new_tokens compiles exactly those keys, in that order (prompts of 3 lengths on 2 slots,
+    greedy and contrastive requests: prefill chunks, mixed steps and decode buckets)."""
+    eng = engine_for(tiny, ("qv", "all"), slots=2, max_step_tokens=24)
+    reqs = [_req(prompt=list(range(1, 1 + n)), n=m, amateur=a) for n, m, a in
+            ((21, 5, "base"), (4, 9, None), (13, 3, "all"))]
+    want = eng.graphs_for(reqs)
+    assert 2 <= len(want) < len(eng.graphs())
+    eng.generate(reqs)
+    assert list(eng.stats["compile_s"]) == want

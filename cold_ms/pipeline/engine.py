@@ -7,6 +7,7 @@ returns token ids. generate/stream hand the requests to a Scheduler (admission, 
 same one the HTTP server drives: requests take free slots as they open (continuous batching), so a
 batch larger than the slot count still runs to completion.
 """
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import List
@@ -26,7 +27,7 @@ from cold_ms.pipeline import batching
 from cold_ms.pipeline.packing import Packer
 from cold_ms.pipeline.scheduler import Scheduler
 from cold_ms.formats.adapters import AdapterRegistry
-from cold_ms.runtime import configure, stop_compile_cache, use_compile_cache
+from cold_ms.runtime import compiling, configure, stop_compile_cache, use_compile_cache
 
 # Token rows one step may hold (decode rows included): a prompt joining running requests is
 # written in chunks of what the decode rows leave, so they wait at most one such step per token.
@@ -206,14 +207,16 @@ class Engine:
         configure(self.mode)
         if key not in self._steps:
             self._steps[key] = one_shape(self._make_step(), self.mode)
+        first = key not in self.stats["compile_s"]  # the first call of a shape compiles it
         start = time.perf_counter()
         try:
-            ids = self._steps[key](*(Tensor(a) for a in inputs)).asnumpy()
+            with compiling() if first else contextlib.nullcontext():
+                ids = self._steps[key](*(Tensor(a) for a in inputs)).asnumpy()
         except RuntimeError as e:
             raise explain_kernel_error(e) or e
         elapsed = time.perf_counter() - start
-        if key not in self.stats["compile_s"]:
-            self.stats["compile_s"][key] = elapsed  # the first call of a shape compiles it
+        if first:
+            self.stats["compile_s"][key] = elapsed
         return ids, elapsed
 
     # ---- step-wise API (the Scheduler drives this) ------------------------------------
@@ -238,11 +241,19 @@ class Engine:
         """The keys of every step graph: one per row bucket."""
         return [("step", n, self.packer.choices(n)) for n in self.packer.sizes]
 
-    def warmup(self):
-        """Compile every step graph now rather than at the first request; returns seconds.
-        The dummy steps write only to the scratch position, so no cache row is disturbed."""
+    def graphs_for(self, requests):
+        """The keys of the step graphs `requests` run (packing.Packer.keys_for): a few prompts
+        need a few of the buckets (the default demo 3 of 9)."""
+        states = [batching.SlotState(i, adapter_defaults.complete(r, self.adapters), 0, 0)
+                  for i, r in enumerate(requests)]
+        return self.packer.keys_for(states)
+
+    def warmup(self, keys=None):
+        """Compile the step graphs of `keys` (default: every one) now rather than at the first
+        request; returns seconds. The dummy steps write only to the scratch position, so no cache
+        row is disturbed."""
         start = time.perf_counter()
-        shapes = [key for key in self.graphs() if key not in self.stats["compile_s"]]
+        shapes = [key for key in keys or self.graphs() if key not in self.stats["compile_s"]]
         # MindSpore's cache matches graphs by compile order only: a fixed list, in a fixed
         # order, is what makes file n the same graph in every process (see runtime.py)
         cached = self.cache_key and shapes and use_compile_cache((self.cache_key, shapes))

@@ -14,6 +14,7 @@ each compiled once); padding rows write the scratch position of cache row 0,
 which no real token ever attends to. Cache rows are addressed by slot (expert row s, amateur row
 S + s; with a separate amateur model row s of its own cache), so packing moves no cache.
 """
+from collections import deque
 from dataclasses import dataclass
 from typing import Dict, List
 
@@ -106,6 +107,27 @@ class Packer:
         inputs = self._arrays(rows, experts, amateurs, scored, slots)
         key = ("step", rows, self.choices(rows))
         return StepPlan(inputs, key, [c[0] for c in scored], advance, decode_rows, prefill)
+
+    def keys_for(self, states):
+        """The graph keys a run of `states` (fresh SlotStates, in submission order) steps through,
+        in first-use order, were every request to run to its max_new_tokens with free slots taken
+        first come, first served (the Scheduler's rules). An earlier stop only leaves rows out: a
+        smaller bucket then compiles when first met."""
+        waiting, slots, keys, admitted = deque(states), [None] * self.slots, [], 0
+        while waiting or any(slots):
+            for s in range(self.slots):
+                if slots[s] is None and waiting:
+                    slots[s], admitted = waiting.popleft(), admitted + 1
+                    slots[s].admitted = admitted
+            plan = self.plan(slots)
+            keys += [plan.key] if plan.key not in keys else []
+            for s, pos in plan.advance.items():
+                slots[s].pos = pos
+            for s in plan.scored:
+                slots[s].tokens.append(0)
+                if len(slots[s].tokens) >= slots[s].request.max_new_tokens:
+                    slots[s] = None
+        return keys
 
     def _limit(self, decode_rows, slot_rows):
         """The rows a step may hold: the whole budget when no slot decodes, else the decode rows and

@@ -4,6 +4,7 @@ The adapter trains in one slot of the inference Cells (gather backend, which Min
 can differentiate). Slot B holds scaling * lora_B^T, so the export divides the scaling
 back out and writes PEFT's lora_A (r, in) / lora_B (out, r) layout and names.
 """
+import contextlib
 import json
 import math
 import os
@@ -20,7 +21,7 @@ from cold_ms.config import LORA_TARGETS, LoraLayout
 from cold_ms.distributed import all_sum, world
 from cold_ms.errors import ConfigError
 from cold_ms.formats.names import module_path
-from cold_ms.runtime import configure, use_compile_cache
+from cold_ms.runtime import compiling, configure, use_compile_cache
 from cold_ms.training.data import batch_shape, encode_example, epoch_batches, make_batch
 from cold_ms.training.loss import AnswerLoss, LossAndGrads
 
@@ -187,17 +188,19 @@ class Trainer:
         bar = tqdm(total=len(self.plan), initial=done, disable=not progress, unit="step")
         start = time.perf_counter()
         pending, k = None, self.cfg.accumulate
-        for step in range(done if not self.stopped else len(self.plan), len(self.plan)):
+        first = done if not self.stopped else len(self.plan)
+        for step in range(first, len(self.plan)):
             last = step + 1 == len(self.plan)
             update = (step + 1) % k == 0 or last  # one optimizer step per `accumulate` micro-batches
-            if k == 1:
-                loss = self.step(self.plan[step])
-            else:
-                loss, grads = self._batch_grads(self.plan[step])
-                pending = grads if pending is None else tuple(a + g for a, g in zip(pending, grads))
-                if update:
-                    self._apply(pending, step % k + 1)
-                    pending = None
+            with compiling() if step < first + k else contextlib.nullcontext():  # the graphs compile
+                if k == 1:
+                    loss = self.step(self.plan[step])
+                else:
+                    loss, grads = self._batch_grads(self.plan[step])
+                    pending = grads if pending is None else tuple(a + g for a, g in zip(pending, grads))
+                    if update:
+                        self._apply(pending, step % k + 1)
+                        pending = None
             if not math.isfinite(loss):  # nothing of this step is saved
                 raise ConfigError(f"the loss diverged at step {step} (lower --lr)")
             losses.append(loss)
