@@ -19,16 +19,17 @@ def engine_for(tiny, names=(), **kw):
     return Engine(model, reg, **kw)
 
 
-def all_logits(engine, tokens, lora_idx):
-    """Logits (T, V) at every position of `tokens` for one row with adapter slot `lora_idx`."""
+def all_logits(engine, tokens, lora_idx, positions=None):
+    """Logits (T, V) at every position of `tokens` (or at `positions`) for one row with adapter
+    slot `lora_idx`: one forward over all of `tokens` per position."""
     n = len(tokens)
     args = (Tensor(np.array([tokens], np.int32)), Tensor(np.arange(n, dtype=np.int32)[None]),
             Tensor(np.array([0], np.int32)))
     idx = Tensor(np.array([lora_idx], np.int32))
+    first, *rest = range(n) if positions is None else positions
     with compiling():  # the first call compiles the forward
-        first = engine.lm(*args, Tensor(np.array([0], np.int32)), idx).asnumpy()[0]
-    return np.stack([first] + [engine.lm(*args, Tensor(np.array([t], np.int32)), idx).asnumpy()[0]
-                               for t in range(1, n)])
+        out = [engine.lm(*args, Tensor(np.array([first], np.int32)), idx).asnumpy()[0]]
+    return np.stack(out + [engine.lm(*args, Tensor(np.array([t], np.int32)), idx).asnumpy()[0] for t in rest])
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
