@@ -5,6 +5,9 @@ import os
 import numpy as np
 from safetensors.numpy import save_file
 
+# What the suite's workers set to hold their threads to their share of the cores (conftest.py).
+THREAD_LIMITS = ("COLD_MS_KERNEL_THREADS", "OMP_NUM_THREADS")
+
 TINY = {"model_type": "llama", "vocab_size": 96, "hidden_size": 32, "intermediate_size": 48,
         "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
         "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "max_position_embeddings": 128,
