@@ -13,9 +13,10 @@ import fixtures  # noqa: E402
 # The workers share the cores (pytest.ini: two workers): each runs our kernels and OpenMP on its
 # share, not on every core, where their threads spun against each other's (the suite took 10m14s
 # of CPU against 9m41s). test_readme_examples runs the default demo on every core.
-if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
     for _name in fixtures.THREAD_LIMITS:
-        os.environ.setdefault(_name, str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
+        os.environ.setdefault(_name, str(max(1, (os.cpu_count() or 1) // _WORKERS)))
 from cold_ms.runtime import compiling  # noqa: E402
 
 

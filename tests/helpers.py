@@ -9,7 +9,6 @@ from mindspore import Tensor
 from cold_ms.formats.adapters import AdapterRegistry, load_peft_adapter
 from cold_ms.pipeline.engine import Engine
 from cold_ms.formats.model import load_model
-from cold_ms.runtime import compiling
 
 
 def engine_for(tiny, names=(), **kw):
@@ -26,10 +25,8 @@ def all_logits(engine, tokens, lora_idx, positions=None):
     args = (Tensor(np.array([tokens], np.int32)), Tensor(np.arange(n, dtype=np.int32)[None]),
             Tensor(np.array([0], np.int32)))
     idx = Tensor(np.array([lora_idx], np.int32))
-    first, *rest = range(n) if positions is None else positions
-    with compiling():  # the first call compiles the forward
-        out = [engine.lm(*args, Tensor(np.array([first], np.int32)), idx).asnumpy()[0]]
-    return np.stack(out + [engine.lm(*args, Tensor(np.array([t], np.int32)), idx).asnumpy()[0] for t in rest])
+    return np.stack([engine.lm(*args, Tensor(np.array([t], np.int32)), idx).asnumpy()[0]
+                     for t in (range(n) if positions is None else positions)])
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
