@@ -95,3 +95,22 @@ def test_summary_of_hand_made_outcomes():
     assert s["failed"] == 1 and s["request_throughput"] == 1.0 and s["output_tokens_per_s"] == 4.0
     assert s["tpot_median_ms"] == 100.0 and s["ttft_median_ms"] == 200.0 and s["itl_p99_ms"] == 100.0
     assert prompt_text(1, 20) != prompt_text(2, 20) and prompt_text(1, 20) == prompt_text(1, 20)
+
+
+def test_a_chunk_without_text_is_a_token_but_the_closing_chunk_is_not():
+    """The client counts what vLLM's benchmark counts: every chunk with choices (a token's text may be
+    empty), except the closing one that only carries a finish reason."""
+    import asyncio
+    import httpx
+    from cold_ms.bench.serve_client import one_request
+    chunks = [{"choices": [{"text": t, "finish_reason": None}]} for t in ("a", "", "b")]
+    chunks += [{"choices": [{"text": "", "finish_reason": "length"}]},
+               {"choices": [], "usage": {"prompt_tokens": 4, "completion_tokens": 3}}]
+    stream = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, text=stream))
+
+    async def one():
+        async with httpx.AsyncClient(transport=transport) as http:
+            return await one_request(http, "http://test", {}, None)
+    outcome = asyncio.run(one())
+    assert outcome.ok and outcome.tokens == 3 and len(outcome.itl) == 2  # three token arrivals

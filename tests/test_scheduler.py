@@ -115,3 +115,33 @@ def test_a_burst_into_free_slots_does_not_count_as_waiting(eng):
                 batcher.submit(_req([1, 9, 9], 2))
     finally:
         batcher.close()
+
+
+class _SomeTokensWithoutText:
+    """Decodes token t as "<t>" but odd tokens as nothing (as a special token or half a character)."""
+
+    def decode(self, ids):
+        return "".join(f"<{t}>" for t in ids if t % 2 == 0)
+
+
+def test_the_server_hears_of_every_token_even_one_without_text(eng):
+    """Batcher events: one per generated token, whatever its text (the stream's chunk per token),
+    then one with the finish reason; the deltas join to the whole text."""
+    import threading
+    from cold_ms.serving.batcher import Batcher
+    events, done = [], threading.Event()
+
+    def on_event(job, delta, reason):
+        events.append((delta, reason))
+        if reason:
+            done.set()
+    batcher = Batcher(eng, _SomeTokensWithoutText())
+    try:
+        job = batcher.submit(_req(PROMPTS[0], n=12), on_event=on_event)
+        assert done.wait(120)
+    finally:
+        batcher.close()
+    want = eng.generate([_req(PROMPTS[0], n=12)])[0].token_ids
+    assert job.tokens == want and any(t % 2 for t in want), want  # some tokens have no text
+    assert [d for d, r in events[:-1]] == [f"<{t}>" if t % 2 == 0 else "" for t in want]
+    assert events[-1] == ("", "length") and all(r is None for _, r in events[:-1])

@@ -1,7 +1,9 @@
 """The streaming load of `bench.py serve`, in `vllm bench serve`'s terms.
 
-Each request streams a completion and records when its chunks arrive: TTFT (first chunk), ITL
-(the gaps between chunks), E2E, and TPOT = (E2E - TTFT) / (tokens - 1). Load is closed-loop
+Each request streams a completion and records when its token chunks arrive (as vLLM's benchmark, a
+chunk with choices, its text possibly empty: a token without text of its own, e.g. half a character,
+still arrives; a closing chunk without text and with a finish reason is not a token): TTFT (first
+chunk), ITL (the gaps between chunks), E2E, and TPOT = (E2E - TTFT) / (tokens - 1). Load is closed-loop
 (`clients` concurrent clients, each sending its next request when the previous one ends) or
 open-loop (a Poisson process of `request_rate` requests/s, seeded; `clients` caps concurrency).
 Prompts are deterministic natural-looking text of about `prompt_tokens` tokens, distinct per
@@ -55,7 +57,8 @@ async def one_request(http, url, body, headers):
                 chunk = json.loads(line[6:])
                 if chunk.get("usage"):
                     usage = chunk["usage"]
-                if chunk.get("choices") and chunk["choices"][0].get("text"):
+                choice = (chunk.get("choices") or [None])[0]
+                if choice is not None and (choice.get("text") or choice.get("finish_reason") is None):
                     arrivals.append(time.perf_counter())
     except Exception as e:  # noqa: BLE001 - a failed request is counted, not fatal to the run
         return Outcome(False, error=f"{type(e).__name__}: {e}")

@@ -111,9 +111,9 @@ class Runtime:
                 yield responses.chunk(head, chat, {"role": "assistant", "content": ""})
             while True:
                 delta, reason = await queue.get()
-                if delta:
+                if not reason:  # a token: its chunk, with or without text (Batcher._deliver)
                     yield responses.chunk(head, chat, {"content": delta})
-                if reason:
+                else:
                     yield responses.chunk(head, chat, None, job.finish_reason)
                     if include:
                         yield responses.usage_chunk(head, chat, job)

@@ -26,7 +26,8 @@ class QueueFull(Exception):
 class Job:
     request: object                        # batching.Request
     stop: Tuple[str, ...] = ()
-    on_event: Optional[Callable] = None    # (job, text delta, finish reason), from any thread
+    on_event: Optional[Callable] = None    # (job, text delta, finish reason), from any thread: once a
+                                           # token (the delta possibly empty), then once with the reason
     id: int = 0
     stream: Optional[TextStream] = None    # None for a model without a tokenizer: no text
     tokens: List[int] = field(default_factory=list)
@@ -131,7 +132,10 @@ class Batcher:
         hold = 0 if reason else max((len(s) - 1 for s in job.stop), default=0)
         ready = full[:max(len(job.text), len(full) - hold)]
         delta, job.text = ready[len(job.text):], ready
-        if delta and job.on_event:
+        # An event for every token, its text possibly empty (half a character, a special token, a
+        # held-back tail): a stream then carries a chunk per token as vLLM's does, and a token
+        # without text does not look like a stall of two steps to a client timing the chunks.
+        if job.on_event:
             job.on_event(job, delta, None)
         if reason:
             job.text = full
