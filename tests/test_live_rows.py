@@ -98,13 +98,17 @@ def _joining(slot, n, amateur="base"):
     # 6 CoLD slots decode (12 rows); 8 occupied slots hold 16 rows, so 12 + 2 * 16 = 44 rows, in the
     # bucket of 48: 18 prompt tokens (36 rows) of the first joining slot, none of the second
     (6, [300, 300], 48, 18),
-    # one greedy slot decodes, one greedy slot joins: 1 + max(16, 2 * 2) = 17 rows, bucket 24
-    (1, [300], 24, 23),
+    # 5 CoLD slots decode (10 rows), one joins: 6 occupied slots hold 12 rows, so 10 + 2 * 12 = 34
+    # rows (the 2 free slots' part of the budget, 64 * 2 / 8 = 16, is less), bucket 48: 19 tokens
+    (5, [300], 48, 19),
+    # one greedy slot decodes, one greedy slot joins: the 6 free slots' part of the budget, 64 * 6 / 8
+    # = 48 rows, is more than max(16, 2 * 2): 1 + 48 = 49 rows, bucket 64
+    (1, [300], 64, 63),
     # a short prompt goes in whole and the next one takes what is left of the bucket
     (6, [5, 300], 48, 5 + 13),
 ])
-def test_a_step_holds_two_prompt_rows_per_occupied_slot_row_while_slots_decode(decoding, joining, rows,
-                                                                           prompt_tokens):
+def test_a_step_holds_the_prompt_share_of_occupied_slots_or_the_free_slots_part(decoding, joining, rows,
+                                                                             prompt_tokens):
     greedy = decoding == 1
     packer = Packer(8, True, False, 64, 999)
     slots = [None] * 8
