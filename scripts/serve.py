@@ -23,7 +23,7 @@ def parse_args(argv=None):
                                           "their directory names (default: the shipped adapters)")
     p.add_argument("--slots", type=int, default=4, help="requests decoded together")
     p.add_argument("--max-step-tokens", type=int,
-                   help="token rows per engine step, decode rows included (default: 64, at least 2 x slots): a "
+                   help="token rows per engine step, decode rows included (default: 128, at least 2 x slots): a "
                         "joining prompt is written in chunks of what decoding leaves, so running requests wait "
                         "at most one such step per token")
     p.add_argument("--allow-runtime-adapters", action="store_true",

@@ -31,13 +31,15 @@ from cold_ms.runtime import compiling, configure, stop_compile_cache, use_compil
 
 # Token rows one step may hold (decode rows included): a prompt joining running requests is
 # written in chunks of what the decode rows leave, so they wait at most one such step per token.
-# Measured (SmolLM2-135M Q4_1, 8 slots, 8 streaming CoLD clients, 256-token prompts, bench.py
-# serve): 64 gave ITL p50/p99 86/105 ms and 78.9 tokens/s, 256 gave 37/446 ms (a 256-row chunk
-# stalls every decoding request) and 75.1 tokens/s; a lone prompt's TTFT did not suffer (541 vs
-# 665 ms). Written with MindSpore ops (the gather backend) a step's graph keeps every activation
-# and each row's cache copy (about 2.5 MB per row for SmolLM2-135M at max_len 2048; the layer
-# kernels keep about 0.1 MB).
-DEFAULT_STEP_TOKENS = 64
+# Larger steps cost less a row, up to where a step's activations leave the L2 cache: in-process
+# (SmolLM2-135M Q4_1, kernels on 2 AMD EPYC cores) a 64-row step took 1.43 ms a row, 96 rows 1.21,
+# 128 rows 1.16 and 256 rows 1.6. Against 64, 128 took 8 CoLD clients on 8 slots from 111.8 to
+# 116.0 tokens/s and 2 on 16 slots from 91.9 to 99.6, and a burst of 8 greedy prompts' TTFT p99
+# from 3,180 to 2,938 ms, with the ITL p99 at 1.1-1.6x its median (steps under load keep their
+# size: packing.py). Written with MindSpore ops (the gather backend) a step's graph keeps every
+# activation and each row's cache copy (about 2.5 MB per row for SmolLM2-135M at max_len 2048; the
+# layer kernels keep about 0.1 MB).
+DEFAULT_STEP_TOKENS = 128
 
 
 @dataclass
