@@ -31,11 +31,11 @@ from cold_ms.pipeline.batching import choice_knobs, contrast_beta
 # shrank while slots prefill would keep them prefilling. Two prompt rows per row is the pace of a
 # 256-token prompt and 128 generated tokens (the serving benchmark's load): every slot decodes and
 # the joining prompts keep up. The floor keeps prompt chunks large when few slots are occupied.
-# At low load the free slots' part of the budget is larger (2 CoLD clients on 16 slots, in-process:
-# 82.5 -> 91.9 tokens/s, 4 clients 95.1 -> 102.5; a decoding request then waits for a budget-sized
-# step while a prompt joins, as under vLLM's chunked prefill). A burst of 8 greedy requests on 8 slots
-# with the whole budget while more join than decode (in-process, 64 requests): TTFT p99 4,196 ->
-# 3,087 ms, ITL p99 1.51 -> 1.53x its median.
+# At low load the free slots' part of the budget is larger (2 CoLD clients on 16 slots, in-process,
+# budget 64: 82.5 -> 91.9 tokens/s, 4 clients 95.1 -> 102.5; a decoding request then waits for a
+# budget-sized step while a prompt joins, as under vLLM's chunked prefill). A burst of 8 greedy
+# requests on 8 slots with the whole budget while more join than decode (in-process, 64 requests,
+# budget 64): TTFT p99 4,196 -> 3,180 ms, ITL p99 1.51 -> 1.46x its median.
 PROMPT_ROWS_PER_SLOT_ROW = 2
 PROMPT_ROWS_FLOOR = 16
 
