@@ -106,6 +106,9 @@ def _joining(slot, n, amateur="base"):
     (1, [300], 64, 63),
     # a short prompt goes in whole and the next one takes what is left of the bucket
     (6, [5, 300], 48, 5 + 13),
+    # a burst: 3 CoLD prompts join while 2 requests decode (4 rows), so the whole budget: 30 tokens
+    # (not 4 + max(2 * 10, 64 * 3 / 8) = 28 rows, bucket 32)
+    (2, [300, 300, 300], 64, 30),
 ])
 def test_a_step_holds_the_prompt_share_of_occupied_slots_or_the_free_slots_part(decoding, joining, rows,
                                                                              prompt_tokens):
