@@ -1,19 +1,19 @@
 """One engine step's inputs, packed from the slots (host side, numpy only).
 
-Every step is a set of token rows of T = 1, each with its own cache row, position and adapter:
-the next token of every decoding slot, plus prompt tokens of joining slots up to the step's token
+Every step is a set of token rows of T = 1, each with its own cache row, position and adapter: the
+next token of every decoding slot, plus prompt tokens of joining slots up to the step's token
 budget (chunked prefill: a prompt is written over as many steps as its rows need, while the
 decoding slots get a token at every one of them). While slots decode, a step's prompt rows are
 also held to PROMPT_ROWS_PER_SLOT_ROW per decode row of the occupied slots (at least
-PROMPT_ROWS_FLOOR), filled up to their bucket: every decoding request waits for the prompt rows
-of a step, so under steady load steps keep one size and the inter-token latency stays flat
-instead of alternating between decode-only steps and full-budget ones. The free slots' part of
-the budget goes to prompts too: at low load a join then runs in large steps, which cost less a
-row. And while more requests join than decode (a burst), prompts get the whole budget: the few
-answering requests wait longer between tokens, the many waiting ones get their first sooner. Only the rows of occupied slots run: a slot's
-amateur row exists only for a request that contrasts (an amateur and beta != 0), so a greedy
-request costs one row on a contrastive engine too. The rows are padded to a bucket (buckets(),
-each compiled once); padding rows write the scratch position of cache row 0,
+PROMPT_ROWS_FLOOR), filled up to their bucket: every decoding request waits for the prompt rows of
+a step, so under steady load steps keep one size and the inter-token latency stays flat instead of
+alternating between decode-only steps and full-budget ones. The free slots' part of the budget
+goes to prompts too: at low load a join then runs in large steps, which cost less a row. And while
+more requests join than decode (a burst), prompts get the whole budget: the few answering requests
+wait longer between tokens, the many waiting ones get their first sooner. Only the rows of
+occupied slots run: a slot's amateur row exists only for a request that contrasts (an amateur and
+beta != 0), so a greedy request costs one row on a contrastive engine too. The rows are padded to
+a bucket (buckets(), each compiled once); padding rows write the scratch position of cache row 0,
 which no real token ever attends to. Cache rows are addressed by slot (expert row s, amateur row
 S + s; with a separate amateur model row s of its own cache), so packing moves no cache.
 """
