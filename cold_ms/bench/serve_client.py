@@ -57,8 +57,8 @@ async def one_request(http, url, body, headers):
                 chunk = json.loads(line[6:])
                 if chunk.get("usage"):
                     usage = chunk["usage"]
-                choice = (chunk.get("choices") or [None])[0]
-                if choice is not None and (choice.get("text") or choice.get("finish_reason") is None):
+                choices = chunk.get("choices")
+                if choices and (choices[0].get("text") or choices[0].get("finish_reason") is None):
                     arrivals.append(time.perf_counter())
     except Exception as e:  # noqa: BLE001 - a failed request is counted, not fatal to the run
         return Outcome(False, error=f"{type(e).__name__}: {e}")
