@@ -6,7 +6,8 @@
 # every fact asked with every held-out question (entities x templates >= 360 test questions).
 # The amateur is the expert's own snapshot at about a third of its steps, then the base. Measured here
 # (2 cores): facts stopped at step 600 in 24 min, counterfacts at 750 in 29 min; a grid
-# evaluation took 14-22 min.
+# evaluation took 14-22 min. Gemma-3-270m: facts at 600 (about 33 min), counterfacts at 1050
+# (51 min); a grid evaluation took 6-15 min (decoding alone).
 #
 #   bash scripts/knowledge_all.sh            # -> adapters/knowledge/{facts,counterfacts}, docs/results/knowledge/
 #   MODEL=gemma3 bash scripts/knowledge_all.sh   # -> adapters/knowledge/gemma3/..., docs/results/knowledge/gemma3/
